@@ -1,0 +1,2 @@
+//! Structured Service Addressing.
+#![deny(unsafe_code)]
