@@ -1,2 +1,51 @@
-//! Structured Service Addressing.
+//! Structured Service Addressing (SSA): the address arithmetic shared by the dataplane, the
+//! control plane and clients.
+//!
+//! - [`prefix`]: [`Prefix`], one 128-bit address space for IPv6 and IPv4-mapped IPv4.
+//! - [`apl`]: the RFC 3123 APL presentation format a service publishes in DNS.
+//! - [`service`]: [`ServicePrefixes`], longest-match lookup over an APL (negations carve holes).
+//! - [`rule`]: the SSA rules: `check` on every packet, `pick` on the client.
+//! - [`slice`]: [`SliceMap`], service prefixes cut into slices that map to workers.
+//! - [`siphash`]: SipHash-2-4, the keyed hash under `keyed-hash`, `time-hop` and `content`.
+//!
+//! Everything a packet touches (`Prefix::contains`, `ServicePrefixes::lookup`, `Rule::check`,
+//! `SliceMap::slice_of` / `worker_of`) is total: no allocation, no lock, no panic, whatever the
+//! input. Validation happens once, when a configuration is built.
+//!
+//! ```
+//! use weir_ssa::{PickContext, Rule, ServicePrefixes, SliceMap};
+//!
+//! // The built-in default: [service] apl, slice_bits = 14, src-bits (0, 64, 64), 2 workers.
+//! let service = ServicePrefixes::parse("2:2001:db8:5::/64").unwrap();
+//! let slices = SliceMap::new(service.prefixes(), 14, 2).unwrap();
+//! let rule = Rule::default();
+//!
+//! // Client: pick a destination for its source.
+//! let src: u128 = 0x2001_0db8_aaaa_bbbb_0000_0000_0000_0001;
+//! let dst = rule.pick(&service.prefixes()[0], src, &PickContext::default()).unwrap();
+//! assert_eq!(dst, 0x2001_0db8_0005_0000_2001_0db8_aaaa_bbbb);
+//!
+//! // Dataplane, per packet: service prefix, rule, slice, worker.
+//! let idx = service.lookup(dst).unwrap();
+//! assert!(rule.check(src, dst, 0));
+//! let slice = slices.slice_of(idx, dst);
+//! assert_eq!((slice, slices.worker_of(slice)), (2048, 0)); // bits [64, 78) of dst
+//! assert_eq!(slices.slice_prefix(slice).unwrap().to_string(), "2001:db8:5:0:2000::/78");
+//! ```
 #![deny(unsafe_code)]
+
+pub mod apl;
+mod error;
+pub mod prefix;
+pub mod rule;
+pub mod service;
+pub mod siphash;
+pub mod slice;
+
+pub use apl::{Apl, AplError, AplItem, AplItemError};
+pub use error::SsaError;
+pub use prefix::{ipv4_mapped, Prefix};
+pub use rule::{PickContext, PickError, Rule, CONTENT_KEY, MAX_SKEW};
+pub use service::{ServicePrefixes, MAX_APL_ITEMS};
+pub use siphash::siphash24;
+pub use slice::{SliceMap, DEFAULT_SLICE_BITS, MAX_SLICE_BITS, MAX_SLICE_PREFIXES};

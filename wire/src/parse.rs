@@ -1,9 +1,335 @@
-use crate::frame::{Frame, IpVersion, Malformed};
+//! `parse_frame` and `peek_addresses`: the one-pass walk that decides `malformed`.
+//!
+//! Built on the header views; each rule of DESIGN.md "Headers" / "Fragments" appears once,
+//! in the order the brief states them, so the first broken rule is the one reported. The
+//! only loops are the VLAN walk (≤ 2 tags), the extension-header walk (≤ 8 headers) and
+//! the TCP options walk (≤ 40 bytes). Checksums are not verified: that would cost a pass
+//! over every payload byte on the hot path, and the terminator that accepts a packet
+//! verifies them anyway.
+//!
+//! A first fragment's transport header must be complete: any truncation of it (TCP < 20
+//! bytes or data offset beyond what is present, UDP < 8, ICMPv6 shorter than its type's
+//! fixed part) is `FirstFragmentTruncated` rather than the transport's own truncation
+//! cause. A data offset below 5 stays `TcpDataOffset`; that is not a truncation.
 
-pub(crate) fn peek_addresses(_frame: &[u8]) -> Option<(IpVersion, u128, u128)> {
-    None
+use crate::ethernet::{self, ethertype};
+use crate::frame::{
+    ipv4_mapped, tcp_flags, Fragment, Frame, Icmpv6, Ip, IpVersion, Malformed, Net, Quote, Tcp,
+    Transport,
+};
+use crate::ipv6ext::{ExtHeader, FragmentHeader};
+use crate::{arp, bytes, icmpv6, ipv4, ipv6, protocol, tcp, udp};
+
+/// Most VLAN tags a frame may carry.
+const MAX_VLAN_TAGS: u8 = 2;
+/// Most IPv6 extension headers walked.
+const MAX_EXT_HEADERS: u8 = 8;
+/// Largest reassembled IP payload.
+const MAX_REASSEMBLED: usize = 65535;
+
+/// Ethernet and VLAN tags: (tags, inner EtherType, what follows).
+#[inline(always)]
+fn link(frame: &[u8]) -> Result<(u8, u16, &[u8]), Malformed> {
+    let eth = ethernet::Packet::new_checked(frame)?;
+    let mut ty = eth.ethertype();
+    let mut rest = eth.payload();
+    let mut tags = 0u8;
+    while ty == ethertype::VLAN || ty == ethertype::QINQ {
+        if tags == MAX_VLAN_TAGS {
+            return Err(Malformed::TooManyVlanTags);
+        }
+        let tag = ethernet::VlanTag::new_checked(rest)?;
+        ty = tag.ethertype();
+        rest = tag.payload();
+        tags += 1;
+    }
+    Ok((tags, ty, rest))
 }
 
-pub(crate) fn parse_frame(_frame: &[u8]) -> Result<Frame, Malformed> {
-    Err(Malformed::EthernetTruncated)
+pub(crate) fn peek_addresses(frame: &[u8]) -> Option<(IpVersion, u128, u128)> {
+    let (_, ty, rest) = link(frame).ok()?;
+    match ty {
+        ethertype::IPV6 if rest.len() >= ipv6::HEADER_LEN => {
+            let ip = ipv6::Packet::new_unchecked(rest);
+            (ip.version() == 6).then(|| (IpVersion::V6, ip.src_addr(), ip.dst_addr()))
+        }
+        ethertype::IPV4 if rest.len() >= ipv4::HEADER_LEN => {
+            let ip = ipv4::Packet::new_unchecked(rest);
+            (ip.version() == 4).then(|| {
+                (
+                    IpVersion::V4,
+                    ipv4_mapped(ip.src_addr()),
+                    ipv4_mapped(ip.dst_addr()),
+                )
+            })
+        }
+        _ => None,
+    }
 }
+
+pub(crate) fn parse_frame(frame: &[u8]) -> Result<Frame, Malformed> {
+    let (vlan_tags, ty, rest) = link(frame)?;
+    let net = match ty {
+        ethertype::IPV6 => Net::Ip(parse_ipv6(rest)?),
+        ethertype::IPV4 => Net::Ip(parse_ipv4(rest)?),
+        ethertype::ARP => parse_arp(rest)?,
+        ethertype => Net::Other { ethertype },
+    };
+    Ok(Frame { vlan_tags, net })
+}
+
+#[inline(always)]
+fn parse_ipv6(bytes: &[u8]) -> Result<Ip, Malformed> {
+    if bytes.len() < ipv6::HEADER_LEN {
+        return Err(Malformed::Ipv6Truncated);
+    }
+    let ip = ipv6::Packet::new_unchecked(bytes);
+    if ip.version() != 6 {
+        return Err(Malformed::Ipv6Version);
+    }
+    ip.check_len()?;
+    let mut out = Ip {
+        version: IpVersion::V6,
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        hop_limit: ip.hop_limit(),
+        fragment: Fragment::Whole,
+        transport: Transport::Other { proto: 0 },
+        ext_headers: 0,
+    };
+    let mut next = ip.next_header();
+    let mut rest = ip.payload();
+    loop {
+        match next {
+            protocol::HOP_BY_HOP | protocol::ROUTING | protocol::DST_OPTS => {
+                count_ext(&mut out.ext_headers, next)?;
+                let h = ExtHeader::new_checked(rest)?;
+                next = h.next_header();
+                rest = h.payload();
+            }
+            protocol::FRAGMENT => {
+                count_ext(&mut out.ext_headers, next)?;
+                let h = FragmentHeader::new_checked(rest)?;
+                next = h.next_header();
+                rest = h.payload();
+                let (offset, more) = (h.frag_offset(), h.more_frags());
+                if offset == 0 && !more {
+                    continue; // atomic fragment (RFC 6946): a whole packet
+                }
+                if more && rest.len() % 8 != 0 {
+                    return Err(Malformed::FragmentLength);
+                }
+                if usize::from(offset) * 8 + rest.len() > MAX_REASSEMBLED {
+                    return Err(Malformed::FragmentOverflow);
+                }
+                if offset > 0 {
+                    out.fragment = Fragment::Later;
+                    out.transport = Transport::Unparsed { proto: next };
+                    return Ok(out);
+                }
+                out.fragment = Fragment::First;
+            }
+            _ => break,
+        }
+    }
+    out.transport = transport(next, rest, out.fragment == Fragment::First, true)?;
+    Ok(out)
+}
+
+/// Count one more extension header, enforcing the depth and Hop-by-Hop-first rules.
+#[inline(always)]
+fn count_ext(count: &mut u8, next: u8) -> Result<(), Malformed> {
+    if *count == MAX_EXT_HEADERS {
+        return Err(Malformed::TooManyExtHeaders);
+    }
+    if next == protocol::HOP_BY_HOP && *count != 0 {
+        return Err(Malformed::HopByHopNotFirst);
+    }
+    *count += 1;
+    Ok(())
+}
+
+#[inline(always)]
+fn parse_ipv4(bytes: &[u8]) -> Result<Ip, Malformed> {
+    if bytes.len() < ipv4::HEADER_LEN {
+        return Err(Malformed::Ipv4Truncated);
+    }
+    let ip = ipv4::Packet::new_unchecked(bytes);
+    if ip.version() != 4 {
+        return Err(Malformed::Ipv4Version);
+    }
+    ip.check_len()?;
+    let payload = ip.payload();
+    let (offset, more) = (ip.frag_offset(), ip.more_frags());
+    let proto = ip.protocol();
+    let fragment = if offset == 0 && !more {
+        Fragment::Whole
+    } else if usize::from(offset) * 8 + payload.len() > MAX_REASSEMBLED {
+        return Err(Malformed::FragmentOverflow);
+    } else if offset > 0 {
+        Fragment::Later
+    } else {
+        Fragment::First
+    };
+    let transport = if fragment == Fragment::Later {
+        Transport::Unparsed { proto }
+    } else {
+        transport(proto, payload, fragment == Fragment::First, false)?
+    };
+    Ok(Ip {
+        version: IpVersion::V4,
+        src: ipv4_mapped(ip.src_addr()),
+        dst: ipv4_mapped(ip.dst_addr()),
+        hop_limit: ip.ttl(),
+        fragment,
+        transport,
+        ext_headers: 0,
+    })
+}
+
+#[inline(always)]
+fn transport(proto: u8, seg: &[u8], first: bool, v6: bool) -> Result<Transport, Malformed> {
+    let truncated = |cause| {
+        if first {
+            Malformed::FirstFragmentTruncated
+        } else {
+            cause
+        }
+    };
+    match proto {
+        protocol::TCP => {
+            if seg.len() < tcp::HEADER_LEN {
+                return Err(truncated(Malformed::TcpTruncated));
+            }
+            let p = tcp::Packet::new_unchecked(seg);
+            let header_len = p.header_len();
+            if header_len < tcp::HEADER_LEN {
+                return Err(Malformed::TcpDataOffset);
+            }
+            if header_len > seg.len() {
+                return Err(truncated(Malformed::TcpDataOffset));
+            }
+            tcp::check_options(p.options())?;
+            let flags = p.flags();
+            if flags & tcp_flags::SYN != 0 && flags & (tcp_flags::RST | tcp_flags::FIN) != 0 {
+                return Err(Malformed::TcpFlags);
+            }
+            let payload_len = if first {
+                0
+            } else {
+                u16::try_from(seg.len() - header_len).unwrap_or(u16::MAX)
+            };
+            Ok(Transport::Tcp(Tcp {
+                src_port: p.src_port(),
+                dst_port: p.dst_port(),
+                seq: p.seq_number(),
+                ack: p.ack_number(),
+                flags,
+                payload_len,
+            }))
+        }
+        protocol::UDP => {
+            let p = udp::Packet::new_checked(seg).map_err(truncated)?;
+            if !first && usize::from(p.len()) != seg.len() {
+                return Err(Malformed::UdpLength);
+            }
+            Ok(Transport::Udp {
+                src_port: p.src_port(),
+                dst_port: p.dst_port(),
+            })
+        }
+        protocol::ICMPV6 if v6 => Ok(Transport::Icmpv6(
+            parse_icmpv6(seg).map_err(truncated)?,
+        )),
+        proto => Ok(Transport::Other { proto }),
+    }
+}
+
+#[inline(always)]
+fn parse_icmpv6(seg: &[u8]) -> Result<Icmpv6, Malformed> {
+    let p = icmpv6::Packet::new_checked(seg)?;
+    let ty = p.msg_type();
+    Ok(match ty {
+        1..=4 => Icmpv6::Error {
+            ty,
+            quote: parse_quote(p.body()),
+        },
+        icmpv6::msg_type::ECHO_REQUEST => Icmpv6::EchoRequest,
+        icmpv6::msg_type::ECHO_REPLY => Icmpv6::EchoReply,
+        icmpv6::msg_type::ROUTER_SOLICIT | icmpv6::msg_type::ROUTER_ADVERT => {
+            Icmpv6::Ndp { ty, target: None }
+        }
+        icmpv6::msg_type::NEIGHBOR_SOLICIT
+        | icmpv6::msg_type::NEIGHBOR_ADVERT
+        | icmpv6::msg_type::REDIRECT => Icmpv6::Ndp {
+            ty,
+            target: Some(p.target_addr()),
+        },
+        ty => Icmpv6::Other { ty },
+    })
+}
+
+/// The quoted invoking packet: lenient, never malformed. The quote is usually cut short,
+/// so its payload length is not checked and the walk stops at the first header that does
+/// not fit, reporting that header's number as the protocol.
+fn parse_quote(q: &[u8]) -> Option<Quote> {
+    if q.len() < ipv6::HEADER_LEN {
+        return None;
+    }
+    let ip = ipv6::Packet::new_unchecked(q);
+    if ip.version() != 6 {
+        return None;
+    }
+    let mut next = ip.next_header();
+    let mut rest = q.get(ipv6::HEADER_LEN..).unwrap_or(&[]);
+    let mut ports = true;
+    for _ in 0..MAX_EXT_HEADERS {
+        match next {
+            protocol::HOP_BY_HOP | protocol::ROUTING | protocol::DST_OPTS => {
+                let Ok(h) = ExtHeader::new_checked(rest) else {
+                    break;
+                };
+                next = h.next_header();
+                rest = h.payload();
+            }
+            protocol::FRAGMENT => {
+                let Ok(h) = FragmentHeader::new_checked(rest) else {
+                    break;
+                };
+                next = h.next_header();
+                rest = h.payload();
+                if h.frag_offset() > 0 {
+                    ports = false;
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let tcp_ports = (ports && next == protocol::TCP && rest.len() >= 4)
+        .then(|| (bytes::u16_at(rest, 0), bytes::u16_at(rest, 2)));
+    Some(Quote {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        proto: next,
+        tcp_ports,
+    })
+}
+
+#[inline(always)]
+fn parse_arp(bytes: &[u8]) -> Result<Net, Malformed> {
+    let p = arp::Packet::new_checked(bytes)?;
+    let target = if p.is_eth_ipv4() {
+        p.check_eth_ipv4()?;
+        Some(ipv4_mapped(p.target_protocol_addr()))
+    } else {
+        None
+    };
+    Ok(Net::Arp {
+        op: p.operation(),
+        target,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! Reading captures: pcap and pcapng, as a stream of (timestamp, frame) records.
+//!
+//! The format is told by the magic number, not the file name. Timestamps are unix
+//! nanoseconds: pcap's microsecond or nanosecond resolution comes from its magic, and
+//! pcapng's from each interface's `if_tsresol` option (default 10^-6), which `pcap-file`
+//! 2.0 does not apply itself: it hands the raw 64-bit count back as if it were
+//! nanoseconds, so it is rescaled here. Only Ethernet link types are accepted.
+//!
+//! The reader streams through a `BufReader`: memory stays bounded whatever the file size.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::DataLink;
+
+/// A capture error, with the file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The file cannot be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is neither pcap nor pcapng.
+    #[error("{path}: not a pcap or pcapng file (magic {magic:02x?})")]
+    NotCapture {
+        /// The file.
+        path: String,
+        /// Its first bytes.
+        magic: Vec<u8>,
+    },
+    /// The link type is not Ethernet.
+    #[error("{path}: link type {link:?} is not supported (Ethernet only)")]
+    LinkType {
+        /// The file.
+        path: String,
+        /// The link type found.
+        link: DataLink,
+    },
+    /// The file is corrupt or cut short.
+    #[error("{path}: corrupt capture after {records} records: {source}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Records read before the error.
+        records: u64,
+        /// Why.
+        source: pcap_file::PcapError,
+    },
+}
+
+/// Counts bytes read, for a progress bar.
+#[derive(Debug)]
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+type Input = BufReader<Counting<File>>;
+
+enum Inner {
+    Pcap(PcapReader<Input>),
+    PcapNg {
+        reader: PcapNgReader<Input>,
+        /// Per interface: (numerator, denominator) turning raw units into nanoseconds.
+        scales: Vec<(u128, u128)>,
+    },
+}
+
+/// A capture file opened for reading.
+pub struct Capture {
+    path: String,
+    inner: Inner,
+    records: u64,
+    /// Bytes of the file read so far.
+    pub progress: Arc<AtomicU64>,
+    /// File size in bytes.
+    pub size: u64,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("path", &self.path)
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
+/// One frame of a capture.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// Unix time in nanoseconds.
+    pub ts_ns: u64,
+    /// The captured bytes.
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub orig_len: u32,
+}
+
+fn tsresol_scale(resol: u8) -> (u128, u128) {
+    let exp = u32::from(resol & 0x7f);
+    let denom = if resol & 0x80 == 0 {
+        10u128.checked_pow(exp)
+    } else {
+        2u128.checked_pow(exp)
+    };
+    (1_000_000_000, denom.unwrap_or(u128::MAX).max(1))
+}
+
+impl Capture {
+    /// Open a pcap or pcapng file.
+    pub fn open(path: &Path) -> Result<Capture, CaptureError> {
+        let name = path.display().to_string();
+        let io = |source| CaptureError::Io {
+            path: name.clone(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut magic = [0u8; 4];
+        let got = file.read(&mut magic).map_err(io)?;
+        drop(file);
+        let file = File::open(path).map_err(io)?;
+        let progress = Arc::new(AtomicU64::new(0));
+        let input = BufReader::with_capacity(
+            1 << 16,
+            Counting {
+                inner: file,
+                read: Arc::clone(&progress),
+            },
+        );
+        let corrupt = |source| CaptureError::Corrupt {
+            path: name.clone(),
+            records: 0,
+            source,
+        };
+        let inner = match magic {
+            [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0x4d, 0x3c, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d]
+                if got == 4 =>
+            {
+                let r = PcapReader::new(input).map_err(corrupt)?;
+                let link = r.header().datalink;
+                if link != DataLink::ETHERNET {
+                    return Err(CaptureError::LinkType { path: name, link });
+                }
+                Inner::Pcap(r)
+            }
+            [0x0a, 0x0d, 0x0d, 0x0a] if got == 4 => Inner::PcapNg {
+                reader: PcapNgReader::new(input).map_err(corrupt)?,
+                scales: Vec::new(),
+            },
+            _ => {
+                return Err(CaptureError::NotCapture {
+                    path: name,
+                    magic: magic[..got].to_vec(),
+                })
+            }
+        };
+        Ok(Capture {
+            path: name,
+            inner,
+            records: 0,
+            progress,
+            size,
+        })
+    }
+
+    /// The file's name as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Call `f` for every frame, in order.
+    pub fn for_each(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<u64, CaptureError> {
+        let path = self.path.clone();
+        let mut records = self.records;
+        let corrupt = |records, source| CaptureError::Corrupt {
+            path: path.clone(),
+            records,
+            source,
+        };
+        match &mut self.inner {
+            Inner::Pcap(r) => {
+                while let Some(p) = r.next_packet() {
+                    let p = p.map_err(|e| corrupt(records, e))?;
+                    records += 1;
+                    f(Record {
+                        ts_ns: u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX),
+                        data: &p.data,
+                        orig_len: p.orig_len,
+                    });
+                }
+            }
+            Inner::PcapNg { reader, scales } => {
+                while let Some(b) = reader.next_block() {
+                    let b = b.map_err(|e| corrupt(records, e))?;
+                    match b {
+                        Block::InterfaceDescription(idb) => {
+                            if idb.linktype != DataLink::ETHERNET {
+                                return Err(CaptureError::LinkType {
+                                    path: path.clone(),
+                                    link: idb.linktype,
+                                });
+                            }
+                            let resol = idb
+                                .options
+                                .iter()
+                                .find_map(|o| match o {
+                                    InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                                    _ => None,
+                                })
+                                .unwrap_or(6);
+                            scales.push(tsresol_scale(resol));
+                        }
+                        Block::EnhancedPacket(epb) => {
+                            records += 1;
+                            let (num, den) = scales
+                                .get(epb.interface_id as usize)
+                                .copied()
+                                .unwrap_or((1000, 1));
+                            let raw = epb.timestamp.as_nanos();
+                            let ns = raw.saturating_mul(num) / den;
+                            f(Record {
+                                ts_ns: u64::try_from(ns).unwrap_or(u64::MAX),
+                                data: &epb.data,
+                                orig_len: epb.original_len,
+                            });
+                        }
+                        Block::SimplePacket(spb) => {
+                            records += 1;
+                            f(Record {
+                                ts_ns: 0,
+                                data: &spb.data,
+                                orig_len: spb.original_len,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let n = records - self.records;
+        self.records = records;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsresol_scales() {
+        assert_eq!(tsresol_scale(6), (1_000_000_000, 1_000_000));
+        assert_eq!(tsresol_scale(9), (1_000_000_000, 1_000_000_000));
+        assert_eq!(tsresol_scale(0x80 | 10), (1_000_000_000, 1024));
+        assert_eq!(tsresol_scale(0x7f).1, u128::MAX);
+    }
+}

@@ -1,0 +1,458 @@
+//! The classifier: DESIGN.md's eleven steps, in order, for one frame at a time.
+//!
+//! One `Classifier` belongs to one rx core: it owns that core's flow table and rate meter
+//! (flows are steered to rx cores by the address pair, so no state is shared) and reads
+//! the current [`Policy`] snapshot. Nothing here allocates, locks or panics per packet; a
+//! bad packet is a counted verdict.
+//!
+//! The order is the spec; each step below quotes the line of DESIGN.md it implements.
+//! Two decisions the list leaves open, written down here:
+//! - IPv4 packets go through every step, but the SSA rules (which are defined on 128-bit
+//!   addresses and built around /64 host parts) are not applied to them: an IPv4 service
+//!   prefix is served with the `any` rule. An IPv6 packet whose source or destination is
+//!   IPv4-mapped (`::ffff:0:0/96`, never valid on the wire, RFC 4291 §2.5.5.2) is a martian
+//!   or not-service respectively, so it cannot pose as IPv4 traffic.
+//! - A service address as *source* is `outbound` in replay (the capture holds both
+//!   directions) and `martian` on a live rx port (the terminators' own frames are seen on
+//!   the tx path, so one arriving from the wire is spoofed).
+
+use weir_ssa::{Rule, ServicePrefixes, SliceMap};
+use weir_wire::{
+    is_ipv4_mapped, parse_frame, peek_addresses, Fragment, Icmpv6, Ip, IpVersion, Net, Tcp,
+    Transport,
+};
+
+use crate::blocklist::{Block, Blocklist, BlocklistError};
+use crate::config::Config;
+use crate::flow::{FlowCounters, FlowKey, FlowTable, InboundMatch};
+use crate::rate::{RateCounters, RateMeter};
+use crate::verdict::{Class, Disposition, Reason, Verdict};
+
+/// A complete, versioned policy: what the control plane pushes as one snapshot.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Snapshot version (0 = from the config file at start).
+    pub version: u64,
+    /// The service prefixes (from the APL record).
+    pub prefixes: ServicePrefixes,
+    /// The SSA rule.
+    pub rule: Rule,
+    /// Slice → worker.
+    pub slices: SliceMap,
+    /// Blocked source prefixes.
+    pub blocklist: Blocklist,
+}
+
+/// Errors building a policy from a config.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The SSA part is invalid.
+    #[error("ssa: {0}")]
+    Ssa(String),
+    /// The blocklist is invalid.
+    #[error(transparent)]
+    Blocklist(#[from] BlocklistError),
+}
+
+impl Policy {
+    /// Build the policy a config describes.
+    pub fn from_config(cfg: &Config) -> Result<Policy, PolicyError> {
+        let service = cfg.service();
+        let prefixes =
+            ServicePrefixes::new(&service.apl).map_err(|e| PolicyError::Ssa(e.to_string()))?;
+        let slices = SliceMap::new(
+            prefixes.prefixes(),
+            service.slice_bits,
+            cfg.dataplane.workers,
+        )
+        .map_err(|e| PolicyError::Ssa(e.to_string()))?;
+        let rule = cfg.ssa().rule().map_err(PolicyError::Ssa)?;
+        let blocks: Vec<Block> = cfg
+            .blocks
+            .iter()
+            .map(|b| Block {
+                prefix: b.prefix,
+                until_ns: b.until.map(|s| s.saturating_mul(1_000_000_000)),
+            })
+            .collect();
+        Ok(Policy {
+            version: 0,
+            prefixes,
+            rule,
+            slices,
+            blocklist: Blocklist::new(&blocks)?,
+        })
+    }
+}
+
+/// Where a frame was received, which decides what a service-address source means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vantage {
+    /// A capture holding both directions: service-sourced frames are `outbound`.
+    Replay,
+    /// A live rx port: service-sourced frames are spoofed (`martian`).
+    Port,
+}
+
+/// Verdict counters of one classifier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames seen.
+    pub packets: u64,
+    /// Frames from service addresses (tracker input).
+    pub outbound: u64,
+    /// NDP and ARP.
+    pub host: u64,
+    /// Per class, indexed by [`Class::index`].
+    pub classes: [u64; 4],
+    /// Per reason, indexed by [`Reason::index`].
+    pub reasons: [u64; 10],
+}
+
+impl Counters {
+    /// Count one disposition.
+    #[inline]
+    pub fn count(&mut self, d: Disposition) {
+        self.packets += 1;
+        match d {
+            Disposition::Outbound => self.outbound += 1,
+            Disposition::Host => self.host += 1,
+            Disposition::Classified { verdict, .. } => {
+                self.classes[verdict.class().index()] += 1;
+                if let Some(r) = verdict.reason() {
+                    self.reasons[r.index()] += 1;
+                }
+            }
+        }
+    }
+
+    /// Add another set of counters.
+    pub fn add(&mut self, o: &Counters) {
+        self.packets += o.packets;
+        self.outbound += o.outbound;
+        self.host += o.host;
+        for (a, b) in self.classes.iter_mut().zip(o.classes) {
+            *a += b;
+        }
+        for (a, b) in self.reasons.iter_mut().zip(o.reasons) {
+            *a += b;
+        }
+    }
+}
+
+/// Sizes of the per-core state, from `[limits]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Flow table slots.
+    pub flow_table_capacity: usize,
+    /// Rate-meter buckets.
+    pub rate_table_capacity: usize,
+    /// Source prefix length metered.
+    pub source_prefix_len: u8,
+    /// New flows per second per source prefix.
+    pub new_flows_per_sec: u32,
+}
+
+impl Limits {
+    /// The limits a config gives.
+    pub fn from_config(cfg: &Config) -> Limits {
+        let l = cfg.limits();
+        Limits {
+            flow_table_capacity: l.flow_table_capacity as usize,
+            rate_table_capacity: l.rate_table_capacity as usize,
+            source_prefix_len: l.source_prefix_len,
+            new_flows_per_sec: l.new_flows_per_sec,
+        }
+    }
+}
+
+/// One rx core's classifier.
+#[derive(Debug)]
+pub struct Classifier {
+    policy: Policy,
+    vantage: Vantage,
+    flows: FlowTable,
+    rate: RateMeter,
+    counters: Counters,
+}
+
+/// True for sources no client can have (DESIGN.md step 2 and "Other frames").
+#[inline]
+fn is_martian(version: IpVersion, src: u128) -> bool {
+    match version {
+        IpVersion::V6 => {
+            src == 0                              // unspecified
+                || src == 1                       // loopback
+                || src >> 120 == 0xff             // multicast ff00::/8
+                || src >> 118 == 0xfe80 >> 6      // link-local fe80::/10
+                || is_ipv4_mapped(src) // never on the wire
+        }
+        IpVersion::V4 => {
+            let a = src as u32;
+            a >> 24 == 0                       // 0/8
+                || a >> 24 == 127              // 127/8
+                || a >> 16 == 0xa9fe           // 169.254/16
+                || a >> 28 == 0xe              // 224/4
+                || a >> 28 == 0xf // 240/4
+        }
+    }
+}
+
+impl Classifier {
+    /// A classifier for one rx core.
+    pub fn new(policy: Policy, limits: Limits, vantage: Vantage, seed: u64) -> Classifier {
+        Classifier {
+            policy,
+            vantage,
+            flows: FlowTable::new(limits.flow_table_capacity, seed),
+            rate: RateMeter::new(
+                limits.source_prefix_len,
+                limits.new_flows_per_sec,
+                limits.rate_table_capacity,
+                seed.rotate_left(17),
+            ),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Install a new policy snapshot (flows and buckets are kept).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Verdict counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Flow-table event counters.
+    pub fn flow_counters(&self) -> FlowCounters {
+        self.flows.counters()
+    }
+
+    /// Rate-meter event counters.
+    pub fn rate_counters(&self) -> RateCounters {
+        self.rate.counters()
+    }
+
+    /// The flow table (for reports).
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// Classify one received frame at `now_ns` (unix nanoseconds) and count it.
+    #[inline]
+    pub fn classify(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
+        let d = self.decide(frame, now_ns);
+        self.counters.count(d);
+        d
+    }
+
+    #[inline]
+    fn decide(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
+        let parsed = match parse_frame(frame) {
+            Ok(f) => f,
+            Err(_) => {
+                // "A frame whose Ethernet and fixed IPv6 (or IPv4) header are readable and
+                // whose source is a service address is outbound before step 1."
+                if self.vantage == Vantage::Replay {
+                    if let Some((_, src, _)) = peek_addresses(frame) {
+                        if self.policy.prefixes.contains(src) {
+                            return Disposition::Outbound;
+                        }
+                    }
+                }
+                // 1. "Headers truncated or inconsistent → reject malformed."
+                return reject(Reason::Malformed);
+            }
+        };
+        match parsed.net {
+            Net::Ip(ip) => self.decide_ip(&ip, now_ns),
+            // 2. "NDP and ARP go to the host path."
+            Net::Arp { .. } => Disposition::Host,
+            // "EtherTypes other than IPv4, IPv6, ARP and VLAN" → unsupported-protocol.
+            Net::Other { .. } => reject(Reason::UnsupportedProtocol),
+        }
+    }
+
+    #[inline]
+    fn decide_ip(&mut self, ip: &Ip, now_ns: u64) -> Disposition {
+        if self.vantage == Vantage::Replay && self.policy.prefixes.contains(ip.src) {
+            self.track_outbound(ip, None, now_ns);
+            return Disposition::Outbound;
+        }
+        let policy = &self.policy;
+        // 2. NDP → host; martian sources → reject.
+        if let Transport::Icmpv6(Icmpv6::Ndp { .. }) = ip.transport {
+            return Disposition::Host;
+        }
+        if is_martian(ip.version, ip.src) || policy.prefixes.contains(ip.src) {
+            return reject(Reason::Martian);
+        }
+        // 3. "Destination outside every service prefix → reject not-service."
+        let v6_mapped_dst = ip.version == IpVersion::V6 && is_ipv4_mapped(ip.dst);
+        let prefix_idx = match policy.prefixes.lookup(ip.dst) {
+            Some(i) if !v6_mapped_dst => i,
+            _ => return reject(Reason::NotService),
+        };
+        // 4. ICMPv6 errors are classified by the packet they quote.
+        if let Transport::Icmpv6(Icmpv6::Error { quote, .. }) = ip.transport {
+            let matched = quote.and_then(|q| {
+                let (sport, dport) = q.tcp_ports?;
+                if !policy.prefixes.contains(q.src) {
+                    return None;
+                }
+                let key = FlowKey {
+                    client: q.dst,
+                    service: q.src,
+                    client_port: dport,
+                    service_port: sport,
+                };
+                self.flows.established_worker(&key, now_ns)
+            });
+            return match matched {
+                Some(worker) => Disposition::Classified {
+                    verdict: Verdict::KnownGood,
+                    worker,
+                },
+                None => reject(Reason::IcmpUnmatched),
+            };
+        }
+        // 5. "The SSA rule fails for (source, destination) → reject ssa-violation. For
+        //    time-window rules, an established flow still passes after its window has
+        //    rolled."
+        if ip.version == IpVersion::V6 && !policy.rule.check(ip.src, ip.dst, now_ns / 1_000_000_000)
+        {
+            let rolled_over = policy.rule.is_time_window()
+                && ip.fragment == Fragment::Whole
+                && match ip.transport {
+                    Transport::Tcp(t) => self
+                        .flows
+                        .established_worker(&inbound_key(ip, &t), now_ns)
+                        .is_some(),
+                    _ => false,
+                };
+            if !rolled_over {
+                return reject(Reason::SsaViolation);
+            }
+        }
+        // 6. "Source inside a blocked prefix → reject blocked."
+        if policy.blocklist.is_blocked(ip.src, now_ns) {
+            return reject(Reason::Blocked);
+        }
+        let slice_worker = policy
+            .slices
+            .worker_of(policy.slices.slice_of(prefix_idx, ip.dst));
+        // 7. "The packet is an IPv6 fragment → suspect fragment."
+        if ip.fragment != Fragment::Whole {
+            return flagged(Reason::Fragment, slice_worker);
+        }
+        let new_flow = match ip.transport {
+            Transport::Tcp(t) => {
+                // 8. "The 5-tuple is an established flow → known-good."
+                if let InboundMatch::Established { worker } =
+                    self.flows
+                        .inbound(&inbound_key(ip, &t), t.flags, t.ack, now_ns)
+                {
+                    return Disposition::Classified {
+                        verdict: Verdict::KnownGood,
+                        worker,
+                    };
+                }
+                // 9. "TCP that is not a clean SYN, for a flow that is not established →
+                //    suspect no-flow."
+                if !t.is_clean_syn() {
+                    return flagged(Reason::NoFlow, slice_worker);
+                }
+                true
+            }
+            Transport::Udp { .. } | Transport::Icmpv6(Icmpv6::EchoRequest) => true,
+            _ => false,
+        };
+        if !new_flow {
+            // 11. "Anything else → reject unsupported-protocol."
+            return reject(Reason::UnsupportedProtocol);
+        }
+        // 10. "A clean TCP SYN, a UDP datagram or an ICMPv6 echo request takes a token from
+        //     its source prefix's bucket → assumed-good; with the bucket empty → suspect
+        //     rate."
+        if self.rate.take(ip.src, now_ns) {
+            Disposition::Classified {
+                verdict: Verdict::AssumedGood,
+                worker: slice_worker,
+            }
+        } else {
+            flagged(Reason::Rate, slice_worker)
+        }
+    }
+
+    /// Feed a frame the terminators sent (the tx path) to the flow tracker. `worker` is the
+    /// sender; `None` means the owner of the source address's slice.
+    #[inline]
+    pub fn observe_tx(&mut self, frame: &[u8], worker: Option<u16>, now_ns: u64) {
+        if let Ok(f) = parse_frame(frame) {
+            if let Net::Ip(ip) = f.net {
+                self.track_outbound(&ip, worker, now_ns);
+            }
+        }
+    }
+
+    #[inline]
+    fn track_outbound(&mut self, ip: &Ip, worker: Option<u16>, now_ns: u64) {
+        let Transport::Tcp(t) = ip.transport else {
+            return;
+        };
+        if ip.fragment != Fragment::Whole {
+            return;
+        }
+        let worker = match worker {
+            Some(w) => w,
+            None => match self.policy.prefixes.lookup(ip.src) {
+                Some(i) => {
+                    let s = &self.policy.slices;
+                    s.worker_of(s.slice_of(i, ip.src))
+                }
+                None => return,
+            },
+        };
+        let key = FlowKey {
+            client: ip.dst,
+            service: ip.src,
+            client_port: t.dst_port,
+            service_port: t.src_port,
+        };
+        self.flows.outbound(&key, t.flags, t.seq, worker, now_ns);
+    }
+}
+
+#[inline]
+fn inbound_key(ip: &Ip, t: &Tcp) -> FlowKey {
+    FlowKey {
+        client: ip.src,
+        service: ip.dst,
+        client_port: t.src_port,
+        service_port: t.dst_port,
+    }
+}
+
+#[inline]
+fn reject(reason: Reason) -> Disposition {
+    debug_assert_eq!(reason.class(), Class::Reject);
+    Disposition::Classified {
+        verdict: Verdict::Flagged(reason),
+        worker: 0,
+    }
+}
+
+#[inline]
+fn flagged(reason: Reason, worker: u16) -> Disposition {
+    Disposition::Classified {
+        verdict: Verdict::Flagged(reason),
+        worker,
+    }
+}

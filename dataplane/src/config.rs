@@ -1,0 +1,643 @@
+//! The dataplane's configuration file (TOML) and its built-in default.
+//!
+//! Every section and key is checked: unknown keys are refused (`deny_unknown_fields`),
+//! values are validated while they are read (so the TOML parser can point at them) and
+//! rules that relate several keys are checked against their section, whose position is
+//! kept with `toml::Spanned`. Errors are one line: `FILE:LINE:COL: what is wrong`.
+//!
+//! With no file, [`Config::default`] is exactly DESIGN.md's "Config sketch".
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+use weir_ssa::{Apl, Prefix, Rule};
+
+use crate::verdict::Class;
+
+/// A configuration error with its position in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the text came from (a path, or `<built-in>`).
+    pub origin: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.origin, self.message),
+            _ => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn at(origin: &str, text: &str, span: Option<Range<usize>>, message: String) -> Self {
+        let (line, column) = match span {
+            Some(r) => {
+                let (l, c) = line_col(text, r.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            origin: origin.to_string(),
+            line,
+            column,
+            message: message.trim().replace('\n', " "),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[service]`
+    #[serde(default)]
+    service: Option<Spanned<ServiceConfig>>,
+    /// `[ssa]`
+    #[serde(default)]
+    ssa: Option<Spanned<SsaConfig>>,
+    /// `[dataplane]`
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    /// `[rings]`
+    #[serde(default)]
+    pub rings: RingsConfig,
+    /// `[limits]`
+    #[serde(default)]
+    limits: Option<Spanned<LimitsConfig>>,
+    /// `[[block]]` static blocklist entries.
+    #[serde(default, rename = "block")]
+    pub blocks: Vec<BlockConfig>,
+}
+
+/// `[service]`: what the service publishes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The APL record text (RFC 3123 presentation format).
+    #[serde(deserialize_with = "de_apl")]
+    pub apl: Apl,
+    /// Slices per prefix = 2^slice_bits.
+    #[serde(default = "default_slice_bits")]
+    pub slice_bits: u8,
+}
+
+fn default_slice_bits() -> u8 {
+    14
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            apl: Apl::parse("2:2001:db8:5::/64").expect("built-in APL parses"),
+            slice_bits: default_slice_bits(),
+        }
+    }
+}
+
+fn de_apl<'de, D: Deserializer<'de>>(d: D) -> Result<Apl, D::Error> {
+    let text = String::deserialize(d)?;
+    Apl::parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// A 128-bit key written as 32 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key(pub [u8; 16]);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_key(&text).map(Key).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse a 128-bit key from 32 hex digits.
+pub fn parse_key(text: &str) -> Result<[u8; 16], String> {
+    let t = text.trim();
+    if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "key must be 32 hex digits (128 bits), got {:?}",
+            text
+        ));
+    }
+    let mut key = [0u8; 16];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(key)
+}
+
+/// `[ssa]`: the address rule, tagged by `rule`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "rule", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SsaConfig {
+    /// Any address in the service prefixes.
+    Any,
+    /// Destination bits equal source bits.
+    SrcBits {
+        /// First source bit.
+        #[serde(default)]
+        src_start: u8,
+        /// First destination bit.
+        #[serde(default = "default_dst_start")]
+        dst_start: u8,
+        /// Number of bits.
+        #[serde(default = "default_len")]
+        len: u8,
+    },
+    /// SipHash of the source prefix.
+    KeyedHash {
+        /// 128-bit key.
+        key: Key,
+        /// Source bits hashed.
+        #[serde(default = "default_len")]
+        src_prefix_len: u8,
+    },
+    /// Keyed hash with a time window.
+    TimeHop {
+        /// 128-bit key.
+        key: Key,
+        /// Source bits hashed.
+        #[serde(default = "default_len")]
+        src_prefix_len: u8,
+        /// Window length in seconds.
+        period_s: u64,
+        /// Earlier windows still accepted.
+        #[serde(default)]
+        skew: u32,
+    },
+    /// Content-derived addresses: any address in the prefixes.
+    Content,
+}
+
+fn default_dst_start() -> u8 {
+    64
+}
+fn default_len() -> u8 {
+    64
+}
+
+impl Default for SsaConfig {
+    fn default() -> Self {
+        SsaConfig::SrcBits {
+            src_start: 0,
+            dst_start: 64,
+            len: 64,
+        }
+    }
+}
+
+impl SsaConfig {
+    /// The rule this section describes.
+    pub fn rule(&self) -> Result<Rule, String> {
+        let r = match *self {
+            SsaConfig::Any => Rule::Any,
+            SsaConfig::Content => Rule::Content,
+            SsaConfig::SrcBits {
+                src_start,
+                dst_start,
+                len,
+            } => Rule::src_bits(src_start, dst_start, len).map_err(|e| e.to_string())?,
+            SsaConfig::KeyedHash {
+                key,
+                src_prefix_len,
+            } => {
+                check_src_prefix_len(src_prefix_len)?;
+                Rule::KeyedHash {
+                    key: key.0,
+                    src_prefix_len,
+                }
+            }
+            SsaConfig::TimeHop {
+                key,
+                src_prefix_len,
+                period_s,
+                skew,
+            } => {
+                check_src_prefix_len(src_prefix_len)?;
+                if period_s == 0 {
+                    return Err("period_s must be at least 1".into());
+                }
+                Rule::TimeHop {
+                    key: key.0,
+                    src_prefix_len,
+                    period_s,
+                    skew,
+                }
+            }
+        };
+        Ok(r)
+    }
+}
+
+fn check_src_prefix_len(len: u8) -> Result<(), String> {
+    if len > 128 {
+        return Err(format!("src_prefix_len must be at most 128, got {len}"));
+    }
+    Ok(())
+}
+
+/// `[dataplane]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Worker (terminator) count.
+    #[serde(default = "default_workers", deserialize_with = "de_workers")]
+    pub workers: u16,
+}
+
+fn default_workers() -> u16 {
+    2
+}
+
+fn de_workers<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = u16::deserialize(d)?;
+    if n == 0 || n > 256 {
+        return Err(serde::de::Error::custom(format!(
+            "workers must be between 1 and 256, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            workers: default_workers(),
+        }
+    }
+}
+
+/// One ring class's size and drain weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingConfig {
+    /// Slots (a power of two, 2..=1048576).
+    #[serde(deserialize_with = "de_ring_size")]
+    pub size: u32,
+    /// Packets drained per round.
+    #[serde(deserialize_with = "de_weight")]
+    pub weight: u32,
+}
+
+fn de_ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if !n.is_power_of_two() || !(2..=1 << 20).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "ring size must be a power of two from 2 to 1048576, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 0 || n > 1 << 16 {
+        return Err(serde::de::Error::custom(format!(
+            "ring weight must be from 1 to 65536, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// `[rings]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingsConfig {
+    /// Known-good rings.
+    #[serde(default = "RingsConfig::default_known_good")]
+    pub known_good: RingConfig,
+    /// Assumed-good rings.
+    #[serde(default = "RingsConfig::default_assumed_good")]
+    pub assumed_good: RingConfig,
+    /// Suspect rings.
+    #[serde(default = "RingsConfig::default_suspect")]
+    pub suspect: RingConfig,
+}
+
+impl RingsConfig {
+    fn default_known_good() -> RingConfig {
+        RingConfig {
+            size: 4096,
+            weight: 64,
+        }
+    }
+    fn default_assumed_good() -> RingConfig {
+        RingConfig {
+            size: 2048,
+            weight: 32,
+        }
+    }
+    fn default_suspect() -> RingConfig {
+        RingConfig {
+            size: 512,
+            weight: 8,
+        }
+    }
+
+    /// The ring of a queued class (reject has none).
+    pub fn of(&self, class: Class) -> Option<RingConfig> {
+        match class {
+            Class::KnownGood => Some(self.known_good),
+            Class::AssumedGood => Some(self.assumed_good),
+            Class::Suspect => Some(self.suspect),
+            Class::Reject => None,
+        }
+    }
+}
+
+impl Default for RingsConfig {
+    fn default() -> Self {
+        RingsConfig {
+            known_good: Self::default_known_good(),
+            assumed_good: Self::default_assumed_good(),
+            suspect: Self::default_suspect(),
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Source prefix length of a rate bucket.
+    #[serde(default = "default_len")]
+    pub source_prefix_len: u8,
+    /// New flows per second per source prefix.
+    #[serde(default = "default_new_flows")]
+    pub new_flows_per_sec: u32,
+    /// Flow table slots.
+    #[serde(default = "default_flow_capacity")]
+    pub flow_table_capacity: u32,
+    /// Rate-meter buckets (distinct source prefixes metered exactly).
+    #[serde(default = "default_rate_capacity")]
+    pub rate_table_capacity: u32,
+}
+
+fn default_new_flows() -> u32 {
+    1000
+}
+fn default_flow_capacity() -> u32 {
+    1 << 20
+}
+fn default_rate_capacity() -> u32 {
+    1 << 16
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            source_prefix_len: 64,
+            new_flows_per_sec: default_new_flows(),
+            flow_table_capacity: default_flow_capacity(),
+            rate_table_capacity: default_rate_capacity(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.source_prefix_len > 128 {
+            return Err(format!(
+                "source_prefix_len must be at most 128, got {}",
+                self.source_prefix_len
+            ));
+        }
+        if !(16..=1 << 26).contains(&self.flow_table_capacity) {
+            return Err(format!(
+                "flow_table_capacity must be from 16 to 67108864, got {}",
+                self.flow_table_capacity
+            ));
+        }
+        if !(4..=1 << 24).contains(&self.rate_table_capacity) {
+            return Err(format!(
+                "rate_table_capacity must be from 4 to 16777216, got {}",
+                self.rate_table_capacity
+            ));
+        }
+        if self.new_flows_per_sec > 1_000_000_000 {
+            return Err(format!(
+                "new_flows_per_sec must be at most 1000000000, got {}",
+                self.new_flows_per_sec
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[[block]]`: a statically blocked source prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    /// The prefix, e.g. `2001:db8:bad::/48`.
+    #[serde(deserialize_with = "de_prefix")]
+    pub prefix: Prefix,
+    /// Unix time (seconds) after which the block lapses.
+    #[serde(default)]
+    pub until: Option<u64>,
+}
+
+fn de_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<Prefix>().map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Parse and validate configuration text; `origin` names it in errors.
+    pub fn from_toml(origin: &str, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::at(origin, text, e.span(), e.message().to_string()))?;
+        let fail = |span: Range<usize>, section: &str, msg: String| {
+            ConfigError::at(origin, text, Some(span), format!("[{section}] {msg}"))
+        };
+        if let Some(s) = &cfg.ssa {
+            s.get_ref().rule().map_err(|m| fail(s.span(), "ssa", m))?;
+        }
+        if let Some(s) = &cfg.service {
+            if s.get_ref().slice_bits > 16 {
+                return Err(fail(
+                    s.span(),
+                    "service",
+                    format!(
+                        "slice_bits must be at most 16, got {}",
+                        s.get_ref().slice_bits
+                    ),
+                ));
+            }
+            if !s.get_ref().apl.items.iter().any(|i| !i.negated) {
+                return Err(fail(
+                    s.span(),
+                    "service",
+                    "apl must contain at least one positive prefix".into(),
+                ));
+            }
+        }
+        if let Some(l) = &cfg.limits {
+            l.get_ref()
+                .validate()
+                .map_err(|m| fail(l.span(), "limits", m))?;
+        }
+        if cfg.blocks.len() > crate::blocklist::MAX_ENTRIES {
+            return Err(ConfigError::at(
+                origin,
+                text,
+                None,
+                format!(
+                    "at most {} [[block]] entries, got {}",
+                    crate::blocklist::MAX_ENTRIES,
+                    cfg.blocks.len()
+                ),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::from_toml(&origin, &text)
+    }
+
+    /// `[service]`, or its default.
+    pub fn service(&self) -> ServiceConfig {
+        self.service
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default()
+    }
+
+    /// `[ssa]`, or its default.
+    pub fn ssa(&self) -> SsaConfig {
+        self.ssa
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default()
+    }
+
+    /// `[limits]`, or its default.
+    pub fn limits(&self) -> LimitsConfig {
+        self.limits
+            .as_ref()
+            .map(|s| *s.get_ref())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_design_sketch() {
+        let sketch = r#"
+[service]
+apl = "2:2001:db8:5::/64"     # RFC 3123 APL text; several items separated by spaces
+slice_bits = 14
+
+[ssa]
+rule = "src-bits"              # any | src-bits | keyed-hash | time-hop | content
+src_start = 0
+dst_start = 64
+len = 64
+
+[dataplane]
+workers = 2
+
+[rings]
+known_good   = { size = 4096, weight = 64 }
+assumed_good = { size = 2048, weight = 32 }
+suspect      = { size = 512,  weight = 8 }
+
+[limits]
+source_prefix_len = 64
+new_flows_per_sec = 1000       # per source prefix, before suspect `rate`
+flow_table_capacity = 1048576
+"#;
+        let c = Config::from_toml("sketch", sketch).unwrap();
+        let d = Config::default();
+        assert_eq!(c.service().apl.to_string(), d.service().apl.to_string());
+        assert_eq!(c.service().slice_bits, d.service().slice_bits);
+        assert_eq!(
+            c.ssa().rule().unwrap().to_string(),
+            d.ssa().rule().unwrap().to_string()
+        );
+        assert_eq!(c.dataplane.workers, d.dataplane.workers);
+        assert_eq!(c.rings, d.rings);
+        assert_eq!(c.limits(), d.limits());
+    }
+
+    #[test]
+    fn errors_have_line_and_column() {
+        let e = Config::from_toml(
+            "f.toml",
+            "[service]\napl = \"2:2001:db8::/64\"\nbogus = 1\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
+        assert!(e.to_string().starts_with("f.toml:3:1: "), "{e}");
+        assert!(!e.to_string().contains('\n'));
+
+        let e = Config::from_toml("f.toml", "[service]\napl = \"7:1.2.3.4/8\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+
+        let e = Config::from_toml(
+            "f.toml",
+            "[rings]\nknown_good = { size = 1000, weight = 1 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("power of two"), "{e}");
+
+        let e = Config::from_toml("f.toml", "\n[ssa]\nrule = \"src-bits\"\ndst_start = 100\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+
+        let e = Config::from_toml("f.toml", "[ssa]\nrule = \"keyed-hash\"\nkey = \"12\"\n")
+            .unwrap_err();
+        assert!(e.message.contains("32 hex digits"), "{e}");
+
+        let e = Config::from_toml("f.toml", "[limits]\nflow_table_capacity = 3\n").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+
+        assert!(Config::from_toml("f.toml", "[[block]]\nprefix = \"nonsense\"\n").is_err());
+        assert!(Config::from_toml("f.toml", "= broken").is_err());
+    }
+
+    #[test]
+    fn keys_parse() {
+        assert_eq!(
+            parse_key("000102030405060708090a0b0c0d0e0f").unwrap(),
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+        );
+        assert!(parse_key("zz0102030405060708090a0b0c0d0e0f").is_err());
+    }
+}

@@ -1,0 +1,474 @@
+//! The flow table: TCP state learnt from both directions, in bounded memory.
+//!
+//! A client's SYN creates no state (a spoofed SYN flood costs no memory); the terminator's
+//! SYN-ACK, seen on the tx path, creates a *half-open* entry that remembers the sequence
+//! number the client must acknowledge; the client's ACK of it makes the flow
+//! *established* (DESIGN.md "Flow state"). RST in either direction removes the entry at
+//! once; FIN in both directions shortens its life to 2 s; idle entries expire (established
+//! 300 s, half-open 5 s).
+//!
+//! Layout: open addressing with linear probing over a power-of-two array of 64-byte
+//! entries, a probe window of [`PROBE`] slots, deletion by tombstone with trailing
+//! tombstones folded back to empty. Expiry is lazy: an entry past its deadline is treated
+//! as free by lookups and reused by inserts, so there is no sweeper thread and no work
+//! proportional to the table. When an insert finds no free slot in its window the new
+//! half-open flow is not tracked and counted; an established flow is never evicted.
+//!
+//! Rejected: `std::collections::HashMap` (allocates on growth and is unbounded), chaining
+//! (allocation per entry), cuckoo hashing (two random cache misses on every lookup miss,
+//! which is the common case under a flood).
+
+use weir_wire::tcp_flags::{ACK, FIN, RST, SYN};
+
+/// Slots probed from an entry's home slot.
+pub const PROBE: usize = 16;
+
+/// Idle lifetime of an established flow.
+pub const ESTABLISHED_IDLE_NS: u64 = 300_000_000_000;
+/// Idle lifetime of a half-open flow.
+pub const HALF_OPEN_IDLE_NS: u64 = 5_000_000_000;
+/// Lifetime after FIN was seen in both directions.
+pub const FIN_LINGER_NS: u64 = 2_000_000_000;
+
+/// A TCP flow, always written from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Client address (inbound source).
+    pub client: u128,
+    /// Service address (inbound destination).
+    pub service: u128,
+    /// Client port.
+    pub client_port: u16,
+    /// Service port.
+    pub service_port: u16,
+}
+
+/// Slot states.
+const EMPTY: u8 = 0;
+const TOMBSTONE: u8 = 1;
+const HALF_OPEN: u8 = 2;
+const ESTABLISHED: u8 = 3;
+
+/// FIN seen from the client / from the service.
+const FIN_CLIENT: u8 = 1;
+const FIN_SERVICE: u8 = 2;
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Entry {
+    client: u128,
+    service: u128,
+    deadline_ns: u64,
+    /// Half-open: the ack number that completes the handshake (SYN-ACK seq + 1).
+    expect_ack: u32,
+    client_port: u16,
+    service_port: u16,
+    worker: u16,
+    state: u8,
+    fins: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+
+impl Entry {
+    const VACANT: Entry = Entry {
+        client: 0,
+        service: 0,
+        deadline_ns: 0,
+        expect_ack: 0,
+        client_port: 0,
+        service_port: 0,
+        worker: 0,
+        state: EMPTY,
+        fins: 0,
+    };
+
+    #[inline]
+    fn is_live(&self, now_ns: u64) -> bool {
+        self.state >= HALF_OPEN && self.deadline_ns > now_ns
+    }
+
+    #[inline]
+    fn matches(&self, key: &FlowKey) -> bool {
+        self.client == key.client
+            && self.service == key.service
+            && self.client_port == key.client_port
+            && self.service_port == key.service_port
+    }
+}
+
+/// What an inbound TCP segment is, seen against the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundMatch {
+    /// The flow is established (or this segment just completed it): known-good.
+    Established {
+        /// The worker that owns the flow.
+        worker: u16,
+    },
+    /// No established flow.
+    None,
+}
+
+/// Event counters of the table (not verdicts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    /// Half-open flows not tracked because the probe window was full.
+    pub table_full: u64,
+    /// Half-open entries created.
+    pub half_open_created: u64,
+    /// Flows that became established.
+    pub established: u64,
+    /// Flows removed by RST.
+    pub reset: u64,
+}
+
+/// The bounded flow table.
+#[derive(Debug)]
+pub struct FlowTable {
+    entries: Box<[Entry]>,
+    mask: usize,
+    seed: u64,
+    counters: FlowCounters,
+}
+
+impl FlowTable {
+    /// A table of at least `capacity` slots (rounded up to a power of two, at least
+    /// [`PROBE`]). `seed` keys the slot hash.
+    pub fn new(capacity: usize, seed: u64) -> FlowTable {
+        let slots = capacity.max(PROBE).next_power_of_two();
+        FlowTable {
+            entries: vec![Entry::VACANT; slots].into_boxed_slice(),
+            mask: slots - 1,
+            seed,
+            counters: FlowCounters::default(),
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Event counters.
+    pub fn counters(&self) -> FlowCounters {
+        self.counters
+    }
+
+    /// Live entries by state (half-open, established); walks the whole table, so this is
+    /// for reports, not the packet path.
+    pub fn occupancy(&self, now_ns: u64) -> (usize, usize) {
+        let mut half = 0;
+        let mut est = 0;
+        for e in self.entries.iter().filter(|e| e.is_live(now_ns)) {
+            if e.state == ESTABLISHED {
+                est += 1;
+            } else {
+                half += 1;
+            }
+        }
+        (half, est)
+    }
+
+    #[inline]
+    fn home(&self, key: &FlowKey) -> usize {
+        // Fold the 36 key bytes to 64 bits, then a multiply-xorshift finaliser: a few
+        // instructions, and every input bit reaches the high bits used by the mask after
+        // the final shift.
+        let k = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut h = self.seed;
+        for w in [
+            key.client as u64,
+            (key.client >> 64) as u64,
+            key.service as u64,
+            (key.service >> 64) as u64,
+            (u64::from(key.client_port) << 16) | u64::from(key.service_port),
+        ] {
+            h = (h ^ w).wrapping_mul(k).rotate_left(29);
+        }
+        h ^= h >> 32;
+        (h.wrapping_mul(k) >> 20) as usize & self.mask
+    }
+
+    /// Index of the live entry for `key`, if any.
+    #[inline]
+    fn find(&self, key: &FlowKey, now_ns: u64) -> Option<usize> {
+        let home = self.home(key);
+        for i in 0..PROBE {
+            let idx = (home + i) & self.mask;
+            let e = &self.entries[idx];
+            if e.state == EMPTY {
+                return None;
+            }
+            if e.state >= HALF_OPEN && e.matches(key) {
+                return e.is_live(now_ns).then_some(idx);
+            }
+        }
+        None
+    }
+
+    /// Remove the entry at `idx`, folding trailing tombstones back to empty so that
+    /// lookups of absent keys stay short.
+    fn remove_at(&mut self, idx: usize) {
+        let next = (idx + 1) & self.mask;
+        if self.entries[next].state == EMPTY {
+            let mut i = idx;
+            loop {
+                self.entries[i] = Entry::VACANT;
+                i = i.wrapping_sub(1) & self.mask;
+                if self.entries[i].state != TOMBSTONE {
+                    break;
+                }
+            }
+        } else {
+            self.entries[idx].state = TOMBSTONE;
+        }
+    }
+
+    /// True when `key` is an established flow (no state change). Used for ICMPv6 error
+    /// quotes and for the time-window rule exception.
+    #[inline]
+    pub fn established_worker(&self, key: &FlowKey, now_ns: u64) -> Option<u16> {
+        let idx = self.find(key, now_ns)?;
+        let e = &self.entries[idx];
+        (e.state == ESTABLISHED).then_some(e.worker)
+    }
+
+    /// Apply an inbound (client → service) TCP segment.
+    #[inline]
+    pub fn inbound(&mut self, key: &FlowKey, flags: u8, ack: u32, now_ns: u64) -> InboundMatch {
+        let Some(idx) = self.find(key, now_ns) else {
+            return InboundMatch::None;
+        };
+        let e = &mut self.entries[idx];
+        if e.state == HALF_OPEN {
+            // "A client ACK (ACK set, SYN and RST clear) with ack = that SYN-ACK's
+            // sequence + 1 makes the flow established; that ACK is itself known-good."
+            if flags & (ACK | SYN | RST) == ACK && ack == e.expect_ack {
+                e.state = ESTABLISHED;
+                e.deadline_ns = now_ns.saturating_add(ESTABLISHED_IDLE_NS);
+                self.counters.established += 1;
+                let worker = e.worker;
+                if flags & FIN != 0 {
+                    self.note_fin(idx, FIN_CLIENT, now_ns);
+                }
+                return InboundMatch::Established { worker };
+            }
+            return InboundMatch::None;
+        }
+        let worker = e.worker;
+        if flags & RST != 0 {
+            // Known-good, and the flow is gone.
+            self.counters.reset += 1;
+            self.remove_at(idx);
+        } else if flags & FIN != 0 {
+            self.note_fin(idx, FIN_CLIENT, now_ns);
+        } else {
+            self.refresh(idx, now_ns);
+        }
+        InboundMatch::Established { worker }
+    }
+
+    #[inline]
+    fn refresh(&mut self, idx: usize, now_ns: u64) {
+        let e = &mut self.entries[idx];
+        if e.fins != FIN_CLIENT | FIN_SERVICE {
+            e.deadline_ns = now_ns.saturating_add(ESTABLISHED_IDLE_NS);
+        }
+    }
+
+    fn note_fin(&mut self, idx: usize, side: u8, now_ns: u64) {
+        let e = &mut self.entries[idx];
+        let had_both = e.fins == FIN_CLIENT | FIN_SERVICE;
+        e.fins |= side;
+        if e.fins == FIN_CLIENT | FIN_SERVICE {
+            if !had_both {
+                e.deadline_ns = now_ns.saturating_add(FIN_LINGER_NS);
+            }
+        } else {
+            e.deadline_ns = now_ns.saturating_add(ESTABLISHED_IDLE_NS);
+        }
+    }
+
+    /// Apply an outbound (service → client) TCP segment seen on the tx path. `key` is
+    /// written from the client's side. `worker` is the terminator that sent it.
+    #[inline]
+    pub fn outbound(&mut self, key: &FlowKey, flags: u8, seq: u32, worker: u16, now_ns: u64) {
+        if flags & RST != 0 {
+            if let Some(idx) = self.find(key, now_ns) {
+                self.counters.reset += 1;
+                self.remove_at(idx);
+            }
+            return;
+        }
+        if flags & (SYN | ACK) == SYN | ACK {
+            self.syn_ack(key, seq, worker, now_ns);
+            return;
+        }
+        if let Some(idx) = self.find(key, now_ns) {
+            if self.entries[idx].state == ESTABLISHED {
+                if flags & FIN != 0 {
+                    self.note_fin(idx, FIN_SERVICE, now_ns);
+                } else {
+                    self.refresh(idx, now_ns);
+                }
+            }
+        }
+    }
+
+    fn syn_ack(&mut self, key: &FlowKey, seq: u32, worker: u16, now_ns: u64) {
+        let home = self.home(key);
+        let mut free = None;
+        for i in 0..PROBE {
+            let idx = (home + i) & self.mask;
+            let e = &self.entries[idx];
+            if e.state >= HALF_OPEN && e.matches(key) && e.is_live(now_ns) {
+                if e.state == HALF_OPEN {
+                    // A retransmitted (or new) SYN-ACK: remember its sequence.
+                    let e = &mut self.entries[idx];
+                    e.expect_ack = seq.wrapping_add(1);
+                    e.deadline_ns = now_ns.saturating_add(HALF_OPEN_IDLE_NS);
+                    e.worker = worker;
+                }
+                return;
+            }
+            if free.is_none() && !e.is_live(now_ns) {
+                free = Some(idx);
+            }
+            if e.state == EMPTY {
+                break;
+            }
+        }
+        let Some(idx) = free else {
+            self.counters.table_full += 1;
+            return;
+        };
+        self.entries[idx] = Entry {
+            client: key.client,
+            service: key.service,
+            deadline_ns: now_ns.saturating_add(HALF_OPEN_IDLE_NS),
+            expect_ack: seq.wrapping_add(1),
+            client_port: key.client_port,
+            service_port: key.service_port,
+            worker,
+            state: HALF_OPEN,
+            fins: 0,
+        };
+        self.counters.half_open_created += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u128) -> FlowKey {
+        FlowKey {
+            client: 0x2001_0db8_0000_0001_0000_0000_0000_0000 | n,
+            service: 0x2001_0db8_0005_0000_0000_0000_0000_0001,
+            client_port: 40000,
+            service_port: 80,
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn handshake_establishes_only_with_the_right_ack() {
+        let mut t = FlowTable::new(1024, 7);
+        let k = key(1);
+        assert_eq!(t.inbound(&k, ACK, 1001, S), InboundMatch::None);
+        t.outbound(&k, SYN | ACK, 1000, 3, S);
+        assert_eq!(t.inbound(&k, ACK, 999, S), InboundMatch::None);
+        assert_eq!(t.established_worker(&k, S), None);
+        assert_eq!(
+            t.inbound(&k, ACK, 1001, S),
+            InboundMatch::Established { worker: 3 }
+        );
+        assert_eq!(t.established_worker(&k, S), Some(3));
+        assert_eq!(t.occupancy(S), (0, 1));
+    }
+
+    #[test]
+    fn half_open_and_established_expire() {
+        let mut t = FlowTable::new(64, 1);
+        let k = key(2);
+        t.outbound(&k, SYN | ACK, 5, 0, 0);
+        assert_eq!(t.inbound(&k, ACK, 6, HALF_OPEN_IDLE_NS), InboundMatch::None);
+        t.outbound(&k, SYN | ACK, 5, 0, 10 * S);
+        assert!(matches!(
+            t.inbound(&k, ACK, 6, 11 * S),
+            InboundMatch::Established { .. }
+        ));
+        assert!(t
+            .established_worker(&k, 11 * S + ESTABLISHED_IDLE_NS - 1)
+            .is_some());
+        assert!(t
+            .established_worker(&k, 11 * S + ESTABLISHED_IDLE_NS)
+            .is_none());
+    }
+
+    #[test]
+    fn rst_removes_and_is_still_known_good() {
+        let mut t = FlowTable::new(64, 1);
+        let k = key(3);
+        t.outbound(&k, SYN | ACK, 5, 1, S);
+        t.inbound(&k, ACK, 6, S);
+        assert_eq!(
+            t.inbound(&k, RST | ACK, 6, S),
+            InboundMatch::Established { worker: 1 }
+        );
+        assert_eq!(t.inbound(&k, ACK, 6, S), InboundMatch::None);
+        // Outbound RST too.
+        t.outbound(&k, SYN | ACK, 5, 1, S);
+        t.inbound(&k, ACK, 6, S);
+        t.outbound(&k, RST, 0, 1, S);
+        assert_eq!(t.established_worker(&k, S), None);
+    }
+
+    #[test]
+    fn fin_both_ways_lingers_two_seconds() {
+        let mut t = FlowTable::new(64, 1);
+        let k = key(4);
+        t.outbound(&k, SYN | ACK, 5, 0, S);
+        t.inbound(&k, ACK, 6, S);
+        t.inbound(&k, FIN | ACK, 6, S);
+        assert!(t.established_worker(&k, 100 * S).is_some());
+        t.outbound(&k, FIN | ACK, 0, 0, 2 * S);
+        assert!(t.established_worker(&k, 3 * S).is_some());
+        // The client's last ACK does not extend the linger.
+        t.inbound(&k, ACK, 7, 3 * S);
+        assert!(t.established_worker(&k, 4 * S).is_none());
+    }
+
+    #[test]
+    fn full_window_counts_and_never_evicts_established() {
+        // 16 slots = one probe window: every key collides into it.
+        let mut t = FlowTable::new(PROBE, 9);
+        for n in 0..PROBE as u128 {
+            t.outbound(&key(n), SYN | ACK, 1, 0, S);
+            t.inbound(&key(n), ACK, 2, S);
+        }
+        t.outbound(&key(999), SYN | ACK, 1, 0, S);
+        assert_eq!(t.counters().table_full, 1);
+        for n in 0..PROBE as u128 {
+            assert!(t.established_worker(&key(n), S).is_some());
+        }
+        // Once one expires its slot is reused.
+        assert_eq!(t.occupancy(S), (0, PROBE));
+        let later = S + ESTABLISHED_IDLE_NS;
+        t.outbound(&key(999), SYN | ACK, 1, 0, later);
+        assert_eq!(t.counters().table_full, 1);
+    }
+
+    #[test]
+    fn tombstones_fold_back() {
+        let mut t = FlowTable::new(1 << 10, 3);
+        for n in 0..200 {
+            t.outbound(&key(n), SYN | ACK, 1, 0, S);
+        }
+        for n in 0..200 {
+            t.outbound(&key(n), RST, 0, 0, S);
+        }
+        assert!(t.entries.iter().all(|e| e.state == EMPTY));
+    }
+}

@@ -1,0 +1,231 @@
+//! The new-flow rate meter: one token bucket per source prefix, in bounded memory.
+//!
+//! DESIGN.md "Rate bucket": capacity `new_flows_per_sec`, refilled continuously at
+//! `new_flows_per_sec` per second, starting full; only step-10 packets take tokens.
+//!
+//! Tokens are kept in fixed point as *token-nanoseconds* (one token = 10^9 units), so a
+//! refill is `elapsed_ns * rate` in integers: exact, deterministic, no floats. A full
+//! refill takes one second, so `elapsed_ns` is clamped to 10^9 before multiplying and the
+//! product stays below 2^64 for any rate up to 10^9 per second.
+//!
+//! The table is set-associative: a power-of-two number of sets of [`WAYS`] buckets. A new
+//! prefix takes an empty way, else a way whose bucket has refilled to full (a full bucket
+//! is indistinguishable from a new one, so dropping it loses nothing: the meter stays
+//! exact while fewer prefixes are active than the table holds), else the least recently
+//! used way, which is counted as an eviction (the evicted prefix starts full again later,
+//! so under eviction the meter errs towards admitting).
+//!
+//! Rejected: a count-min sketch (never exact, and its error grows with the attack it is
+//! meant to measure); an unbounded map.
+
+/// Buckets per set.
+pub const WAYS: usize = 4;
+
+const NS_PER_S: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+struct Bucket {
+    prefix: u128,
+    /// Token-nanoseconds.
+    tokens: u64,
+    last_ns: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket>() == 32);
+
+/// Event counters of the meter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateCounters {
+    /// Active buckets evicted to make room (the meter was not exact for them).
+    pub evicted: u64,
+}
+
+/// Per-source-prefix token buckets.
+#[derive(Debug)]
+pub struct RateMeter {
+    buckets: Box<[Bucket]>,
+    /// In-use flags, one per bucket (kept apart so a zero prefix is a valid key).
+    used: Box<[bool]>,
+    set_mask: usize,
+    prefix_mask: u128,
+    rate: u64,
+    capacity_units: u64,
+    seed: u64,
+    counters: RateCounters,
+}
+
+impl RateMeter {
+    /// A meter for `source_prefix_len`-bit prefixes allowing `per_sec` new flows per second
+    /// each, with room for at least `buckets` prefixes.
+    pub fn new(source_prefix_len: u8, per_sec: u32, buckets: usize, seed: u64) -> RateMeter {
+        let sets = (buckets / WAYS).max(1).next_power_of_two();
+        let n = sets * WAYS;
+        let rate = u64::from(per_sec);
+        RateMeter {
+            buckets: vec![
+                Bucket {
+                    prefix: 0,
+                    tokens: 0,
+                    last_ns: 0
+                };
+                n
+            ]
+            .into_boxed_slice(),
+            used: vec![false; n].into_boxed_slice(),
+            set_mask: sets - 1,
+            prefix_mask: prefix_mask(source_prefix_len),
+            rate,
+            capacity_units: rate * NS_PER_S,
+            seed,
+            counters: RateCounters::default(),
+        }
+    }
+
+    /// Number of buckets.
+    pub fn capacity(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Event counters.
+    pub fn counters(&self) -> RateCounters {
+        self.counters
+    }
+
+    /// The prefix `src` is metered under.
+    #[inline]
+    pub fn prefix_of(&self, src: u128) -> u128 {
+        src & self.prefix_mask
+    }
+
+    #[inline]
+    fn refilled(&self, b: &Bucket, now_ns: u64) -> u64 {
+        let elapsed = now_ns.saturating_sub(b.last_ns).min(NS_PER_S);
+        b.tokens
+            .saturating_add(elapsed * self.rate)
+            .min(self.capacity_units)
+    }
+
+    /// Take one token for `src`'s prefix at `now_ns`; false when the bucket is empty.
+    #[inline]
+    pub fn take(&mut self, src: u128, now_ns: u64) -> bool {
+        let prefix = src & self.prefix_mask;
+        let h = ((prefix as u64) ^ ((prefix >> 64) as u64).rotate_left(32) ^ self.seed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let set = (h >> 32) as usize & self.set_mask;
+        let base = set * WAYS;
+        let mut victim = base;
+        let mut victim_rank = (u8::MAX, u64::MAX);
+        for i in base..base + WAYS {
+            if !self.used[i] {
+                if victim_rank.0 > 0 {
+                    victim = i;
+                    victim_rank = (0, 0);
+                }
+                continue;
+            }
+            let b = self.buckets[i];
+            if b.prefix == prefix {
+                let tokens = self.refilled(&b, now_ns);
+                let ok = tokens >= NS_PER_S;
+                let b = &mut self.buckets[i];
+                b.tokens = if ok { tokens - NS_PER_S } else { tokens };
+                b.last_ns = b.last_ns.max(now_ns);
+                return ok;
+            }
+            // Rank candidates: empty (0) < refilled-to-full (1) < least recently used (2).
+            let rank = if self.refilled(&b, now_ns) == self.capacity_units {
+                (1, 0)
+            } else {
+                (2, b.last_ns)
+            };
+            if rank < victim_rank {
+                victim = i;
+                victim_rank = rank;
+            }
+        }
+        if victim_rank.0 == 2 {
+            self.counters.evicted += 1;
+        }
+        self.used[victim] = true;
+        let ok = self.capacity_units >= NS_PER_S;
+        self.buckets[victim] = Bucket {
+            prefix,
+            tokens: if ok {
+                self.capacity_units - NS_PER_S
+            } else {
+                0
+            },
+            last_ns: now_ns,
+        };
+        ok
+    }
+}
+
+/// Mask keeping the first `len` bits of a 128-bit address.
+#[inline]
+pub fn prefix_mask(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        l if l >= 128 => u128::MAX,
+        l => u128::MAX << (128 - u32::from(l)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: u128 = 0x2001_0db8_0000_0001_0000_0000_0000_0001;
+
+    #[test]
+    fn bucket_starts_full_and_refills_continuously() {
+        let mut m = RateMeter::new(64, 10, 64, 0);
+        let t0 = 5 * NS_PER_S;
+        for _ in 0..10 {
+            assert!(m.take(A, t0));
+        }
+        assert!(!m.take(A, t0));
+        // Another host of the same /64 shares the bucket.
+        assert!(!m.take(A + 1, t0));
+        // 100 ms later one token is back (10/s).
+        assert!(!m.take(A, t0 + 99_999_999));
+        assert!(m.take(A, t0 + 100_000_000));
+        assert!(!m.take(A, t0 + 100_000_000));
+        // A different /64 has its own bucket.
+        assert!(m.take(A + (1 << 64), t0));
+    }
+
+    #[test]
+    fn zero_rate_admits_nothing() {
+        let mut m = RateMeter::new(64, 0, 64, 0);
+        assert!(!m.take(A, 0));
+        assert!(!m.take(A, 10 * NS_PER_S));
+    }
+
+    #[test]
+    fn exact_while_fewer_prefixes_than_buckets() {
+        // Many one-shot prefixes through a small table, one busy prefix throughout:
+        // the busy prefix's bucket must never be reset (it is never full).
+        let mut m = RateMeter::new(64, 5, 8, 1);
+        let busy = A;
+        let mut admitted = 0;
+        for i in 0..1000u64 {
+            let now = i * 1_000_000; // 1 ms apart, 1 s total
+            if m.take(busy, now) {
+                admitted += 1;
+            }
+            // one-shot prefixes whose buckets are full again after 1 s: not evicting busy
+            let _ = m.take(((i as u128) + 100) << 64, now);
+        }
+        // 5 at start + 5 per second refill over ~1 s.
+        assert!((9..=11).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn prefix_mask_edges() {
+        assert_eq!(prefix_mask(0), 0);
+        assert_eq!(prefix_mask(128), u128::MAX);
+        assert_eq!(prefix_mask(64), u128::MAX << 64);
+    }
+}

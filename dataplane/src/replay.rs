@@ -1,0 +1,423 @@
+//! `weir-dp replay`: captures through the classifier, the rings and the workers.
+//!
+//! Capture timestamps are the clock (rate buckets, time-window rules, flow expiry), and
+//! the rx side waits for ring space instead of dropping ([`Overflow::Wait`]), so the
+//! verdicts and every count are the same on every run and every machine; only the
+//! throughput figures vary. Several files are replayed in order through one classifier,
+//! as if captured back to back.
+//!
+//! With an output directory, every frame is also written to the pcap of its class (and of
+//! its reason, for rejects), in capture order and with its capture timestamp: the tee is
+//! on the rx side, where the order is the capture's.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::{DataLink, TsResolution};
+use serde::Serialize;
+
+use crate::capture::Capture;
+use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
+use crate::config::Config;
+use crate::pipeline::{self, Overflow, WorkerStats};
+use crate::verdict::{Class, Disposition, Reason};
+
+/// Seed of the replay's table hashes: fixed, so that even table-full events repeat.
+pub const REPLAY_SEED: u64 = 0x7765_6972_2d72_706c;
+
+/// Replay options.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Write per-class and per-reason pcaps here.
+    pub out_dir: Option<PathBuf>,
+    /// Show a progress bar on stderr (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// The replay report. JSON keys `packets`, `outbound`, `host`, `classes`, `reasons` are
+/// part of the interface.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Frames read.
+    pub packets: u64,
+    /// Frames from service addresses (the terminators' side).
+    pub outbound: u64,
+    /// NDP and ARP.
+    pub host: u64,
+    /// Per class.
+    pub classes: BTreeMap<&'static str, u64>,
+    /// Per reason (every reason, zeros included).
+    pub reasons: BTreeMap<&'static str, u64>,
+    /// Events that are not verdicts.
+    pub events: BTreeMap<&'static str, u64>,
+    /// Flow table activity.
+    pub flows: BTreeMap<&'static str, u64>,
+    /// Per worker.
+    pub workers: Vec<WorkerStats>,
+    /// Per input file.
+    pub files: Vec<FileReport>,
+    /// Wall time of the replay (reading, classifying, queueing, draining).
+    pub elapsed_s: f64,
+    /// Million packets per second.
+    pub mpps: f64,
+    /// Nanoseconds per packet.
+    pub ns_per_packet: f64,
+    /// The policy replayed with.
+    pub policy: PolicyReport,
+}
+
+/// One input file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// Path.
+    pub path: String,
+    /// Frames.
+    pub packets: u64,
+}
+
+/// The policy summary in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// APL text.
+    pub apl: String,
+    /// Rule name.
+    pub rule: String,
+    /// Workers.
+    pub workers: u16,
+    /// Slices in all.
+    pub slices: usize,
+}
+
+struct Tee {
+    dir: PathBuf,
+    writers: BTreeMap<String, PcapWriter<BufWriter<File>>>,
+    error: Option<anyhow::Error>,
+}
+
+impl Tee {
+    fn new(dir: &Path) -> Result<Tee> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        let mut tee = Tee {
+            dir: dir.to_path_buf(),
+            writers: BTreeMap::new(),
+            error: None,
+        };
+        // Every file exists after a replay, empty or not, so scripts can rely on them.
+        let mut names: Vec<String> = vec!["outbound".into(), "host".into()];
+        names.extend(Class::ALL.iter().map(|c| c.name().to_string()));
+        names.extend(
+            Reason::ALL
+                .iter()
+                .filter(|r| r.class() == Class::Reject)
+                .map(|r| format!("reject-{}", r.name())),
+        );
+        for n in names {
+            tee.open(&n)?;
+        }
+        Ok(tee)
+    }
+
+    fn open(&mut self, name: &str) -> Result<()> {
+        let path = self.dir.join(format!("{name}.pcap"));
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let header = PcapHeader {
+            datalink: DataLink::ETHERNET,
+            ts_resolution: TsResolution::NanoSecond,
+            snaplen: 262_144,
+            ..PcapHeader::default()
+        };
+        let w = PcapWriter::with_header(BufWriter::new(file), header)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        self.writers.insert(name.to_string(), w);
+        Ok(())
+    }
+
+    fn write(&mut self, name: &str, ts_ns: u64, data: &[u8], orig_len: u32) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(w) = self.writers.get_mut(name) else {
+            return;
+        };
+        let pkt = PcapPacket::new(
+            Duration::from_nanos(ts_ns),
+            orig_len.max(data.len() as u32),
+            data,
+        );
+        if let Err(e) = w.write_packet(&pkt) {
+            self.error = Some(anyhow::Error::new(e).context(format!("writing {name}.pcap")));
+        }
+    }
+
+    fn tee(&mut self, d: Disposition, ts_ns: u64, data: &[u8], orig_len: u32) {
+        match d {
+            Disposition::Outbound => self.write("outbound", ts_ns, data, orig_len),
+            Disposition::Host => self.write("host", ts_ns, data, orig_len),
+            Disposition::Classified { verdict, .. } => {
+                let class = verdict.class();
+                self.write(class.name(), ts_ns, data, orig_len);
+                if let (Class::Reject, Some(r)) = (class, verdict.reason()) {
+                    let name = format!("reject-{}", r.name());
+                    self.write(&name, ts_ns, data, orig_len);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        for (name, w) in self.writers {
+            use std::io::Write;
+            w.into_writer()
+                .flush()
+                .with_context(|| format!("writing {name}.pcap"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Replay `files` under `cfg`.
+pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<Report> {
+    let policy = Policy::from_config(cfg).context("invalid policy")?;
+    let workers = cfg.dataplane.workers;
+    let report_policy = PolicyReport {
+        apl: cfg.service().apl.to_string(),
+        rule: policy.rule.name().to_string(),
+        workers,
+        slices: policy.slices.len(),
+    };
+    // Open every file first: a missing one fails before any work.
+    let mut captures = files
+        .iter()
+        .map(|p| Capture::open(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tee = opts.out_dir.as_deref().map(Tee::new).transpose()?;
+    let mut clf = Classifier::new(
+        policy,
+        Limits::from_config(cfg),
+        Vantage::Replay,
+        REPLAY_SEED,
+    );
+    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, workers, Overflow::Wait);
+    let mut rx = rxs.pop().context("no rx queues")?;
+    let total_bytes: u64 = captures.iter().map(|c| c.size).sum();
+    let bar = if opts.progress && std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total_bytes);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+
+    let start = Instant::now();
+    let handles: Vec<_> = wks
+        .into_iter()
+        .map(|w| {
+            std::thread::Builder::new()
+                .name(format!("weir-worker-{}", w.index()))
+                .spawn(move || w.run())
+        })
+        .collect::<Result<_, _>>()
+        .context("cannot start worker threads")?;
+    let mut file_reports = Vec::with_capacity(captures.len());
+    let mut done_bytes = 0;
+    let mut result = Ok(());
+    for cap in &mut captures {
+        let mut since_tick = 0u32;
+        let progress = cap.progress.clone();
+        let r = cap.for_each(|rec| {
+            let d = clf.classify(rec.data, rec.ts_ns);
+            if let Some(t) = tee.as_mut() {
+                t.tee(d, rec.ts_ns, rec.data, rec.orig_len);
+            }
+            if let Disposition::Classified { verdict, worker } = d {
+                let class = verdict.class();
+                if class != Class::Reject {
+                    rx.enqueue(worker, class, rec.data);
+                }
+            }
+            since_tick += 1;
+            if since_tick == 4096 {
+                since_tick = 0;
+                if let Some(b) = &bar {
+                    b.set_position(
+                        done_bytes + progress.load(std::sync::atomic::Ordering::Relaxed),
+                    );
+                }
+            }
+        });
+        match r {
+            Ok(n) => file_reports.push(FileReport {
+                path: cap.path().to_string(),
+                packets: n,
+            }),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        done_bytes += cap.size;
+    }
+    rx.finish();
+    let mut worker_stats = Vec::with_capacity(handles.len());
+    for h in handles {
+        worker_stats.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?,
+        );
+    }
+    let elapsed = start.elapsed();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result?;
+    if let Some(t) = tee {
+        t.finish()?;
+    }
+    Ok(build_report(
+        &clf,
+        &rx.ring_full,
+        rx.oversize,
+        worker_stats,
+        file_reports,
+        elapsed,
+        report_policy,
+    ))
+}
+
+fn build_report(
+    clf: &Classifier,
+    ring_full: &[u64; 3],
+    oversize: u64,
+    workers: Vec<WorkerStats>,
+    files: Vec<FileReport>,
+    elapsed: Duration,
+    policy: PolicyReport,
+) -> Report {
+    let c: &Counters = clf.counters();
+    let classes = Class::ALL
+        .iter()
+        .map(|k| (k.name(), c.classes[k.index()]))
+        .collect();
+    let reasons = Reason::ALL
+        .iter()
+        .map(|r| (r.name(), c.reasons[r.index()]))
+        .collect();
+    let fc = clf.flow_counters();
+    let mut events = BTreeMap::new();
+    events.insert("flow-table-full", fc.table_full);
+    events.insert("rate-table-evicted", clf.rate_counters().evicted);
+    events.insert("ring-full-known_good", ring_full[0]);
+    events.insert("ring-full-assumed_good", ring_full[1]);
+    events.insert("ring-full-suspect", ring_full[2]);
+    events.insert("oversize", oversize);
+    let mut flows = BTreeMap::new();
+    flows.insert("half-open-created", fc.half_open_created);
+    flows.insert("established", fc.established);
+    flows.insert("reset", fc.reset);
+    let secs = elapsed.as_secs_f64();
+    let n = c.packets as f64;
+    Report {
+        packets: c.packets,
+        outbound: c.outbound,
+        host: c.host,
+        classes,
+        reasons,
+        events,
+        flows,
+        workers,
+        files,
+        elapsed_s: secs,
+        mpps: if secs > 0.0 { n / secs / 1e6 } else { 0.0 },
+        ns_per_packet: if n > 0.0 { secs * 1e9 / n } else { 0.0 },
+        policy,
+    }
+}
+
+impl Report {
+    /// The report as a table for people.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let pct = |n: u64| {
+            if self.packets == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / self.packets as f64
+            }
+        };
+        let _ = writeln!(
+            s,
+            "weir replay: {} file(s), policy {} rule {} ({} workers, {} slices)",
+            self.files.len(),
+            self.policy.apl,
+            self.policy.rule,
+            self.policy.workers,
+            self.policy.slices
+        );
+        let _ = writeln!(s, "{:<24} {:>12} {:>7}", "", "packets", "%");
+        let _ = writeln!(s, "{:<24} {:>12} {:>7.2}", "total", self.packets, 100.0);
+        let _ = writeln!(
+            s,
+            "{:<24} {:>12} {:>7.2}",
+            "outbound",
+            self.outbound,
+            pct(self.outbound)
+        );
+        let _ = writeln!(
+            s,
+            "{:<24} {:>12} {:>7.2}",
+            "host",
+            self.host,
+            pct(self.host)
+        );
+        for class in Class::ALL {
+            let n = self.classes.get(class.name()).copied().unwrap_or(0);
+            let _ = writeln!(s, "{:<24} {:>12} {:>7.2}", class.name(), n, pct(n));
+            for r in Reason::ALL.iter().filter(|r| r.class() == class) {
+                let n = self.reasons.get(r.name()).copied().unwrap_or(0);
+                let _ = writeln!(s, "  {:<22} {:>12} {:>7.2}", r.name(), n, pct(n));
+            }
+        }
+        let _ = writeln!(s, "events:");
+        for (k, v) in &self.events {
+            let _ = writeln!(s, "  {k:<22} {v:>12}");
+        }
+        let _ = writeln!(s, "flows:");
+        for (k, v) in &self.flows {
+            let _ = writeln!(s, "  {k:<22} {v:>12}");
+        }
+        let _ = writeln!(
+            s,
+            "{:<8} {:>12} {:>12} {:>12} {:>14}",
+            "worker", "known_good", "assumed_good", "suspect", "bytes"
+        );
+        for w in &self.workers {
+            let _ = writeln!(
+                s,
+                "{:<8} {:>12} {:>12} {:>12} {:>14}",
+                w.worker, w.known_good, w.assumed_good, w.suspect, w.bytes
+            );
+        }
+        let _ = writeln!(
+            s,
+            "throughput: {:.3} Mpps, {:.1} ns/packet ({:.3} s)",
+            self.mpps, self.ns_per_packet, self.elapsed_s
+        );
+        s
+    }
+}

@@ -1,0 +1,243 @@
+//! Verdicts: the class a packet is queued in and, for suspect and reject, the reason.
+//!
+//! Reason names are part of weir's interface (counters, JSON reports, pcap file names),
+//! exactly as DESIGN.md spells them. Both enums are `repr(u8)` and dense so that counters
+//! are plain arrays indexed by them: no maps on the packet path.
+
+use std::fmt;
+
+/// How much weir trusts a packet; also the ring it is queued in (reject: dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Class {
+    /// An established flow (the client proved it receives at its source address).
+    KnownGood = 0,
+    /// A new flow within its source prefix's rate.
+    AssumedGood = 1,
+    /// Served only with spare capacity.
+    Suspect = 2,
+    /// Counted and dropped.
+    Reject = 3,
+}
+
+impl Class {
+    /// Every class, in priority order.
+    pub const ALL: [Class; 4] = [
+        Class::KnownGood,
+        Class::AssumedGood,
+        Class::Suspect,
+        Class::Reject,
+    ];
+    /// The classes that are queued to workers, in drain priority order.
+    pub const QUEUED: [Class; 3] = [Class::KnownGood, Class::AssumedGood, Class::Suspect];
+
+    /// The interface name (`known_good`, ...), as in JSON reports and config keys.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::KnownGood => "known_good",
+            Class::AssumedGood => "assumed_good",
+            Class::Suspect => "suspect",
+            Class::Reject => "reject",
+        }
+    }
+
+    /// Index into per-class arrays.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a packet is suspect or rejected (DESIGN.md, "Classification").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Reason {
+    /// Step 1: headers truncated or inconsistent.
+    Malformed = 0,
+    /// Step 2: impossible source address.
+    Martian = 1,
+    /// Step 3: destination outside every service prefix.
+    NotService = 2,
+    /// Step 4: ICMPv6 error whose quote matches no established flow.
+    IcmpUnmatched = 3,
+    /// Step 5: the SSA rule fails for (source, destination).
+    SsaViolation = 4,
+    /// Step 6: source inside a blocked prefix.
+    Blocked = 5,
+    /// Step 7: an IP fragment (suspect).
+    Fragment = 6,
+    /// Step 9: TCP that is not a clean SYN for a flow that is not established (suspect).
+    NoFlow = 7,
+    /// Step 10: the source prefix's new-flow bucket is empty (suspect).
+    Rate = 8,
+    /// Step 11: anything else.
+    UnsupportedProtocol = 9,
+}
+
+impl Reason {
+    /// Every reason, in step order.
+    pub const ALL: [Reason; 10] = [
+        Reason::Malformed,
+        Reason::Martian,
+        Reason::NotService,
+        Reason::IcmpUnmatched,
+        Reason::SsaViolation,
+        Reason::Blocked,
+        Reason::Fragment,
+        Reason::NoFlow,
+        Reason::Rate,
+        Reason::UnsupportedProtocol,
+    ];
+
+    /// The interface name, e.g. `ssa-violation`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::Martian => "martian",
+            Reason::NotService => "not-service",
+            Reason::IcmpUnmatched => "icmp-unmatched",
+            Reason::SsaViolation => "ssa-violation",
+            Reason::Blocked => "blocked",
+            Reason::Fragment => "fragment",
+            Reason::NoFlow => "no-flow",
+            Reason::Rate => "rate",
+            Reason::UnsupportedProtocol => "unsupported-protocol",
+        }
+    }
+
+    /// The class this reason belongs to.
+    pub const fn class(self) -> Class {
+        match self {
+            Reason::Fragment | Reason::NoFlow | Reason::Rate => Class::Suspect,
+            _ => Class::Reject,
+        }
+    }
+
+    /// Index into per-reason arrays.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Look a reason up by its interface name.
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The decision for one inbound packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Known-good (no reason).
+    KnownGood,
+    /// Assumed-good (no reason).
+    AssumedGood,
+    /// Suspect or reject, by reason.
+    Flagged(Reason),
+}
+
+impl Verdict {
+    /// The class of this verdict.
+    #[inline]
+    pub const fn class(self) -> Class {
+        match self {
+            Verdict::KnownGood => Class::KnownGood,
+            Verdict::AssumedGood => Class::AssumedGood,
+            Verdict::Flagged(r) => r.class(),
+        }
+    }
+
+    /// The reason, for suspect and reject.
+    #[inline]
+    pub const fn reason(self) -> Option<Reason> {
+        match self {
+            Verdict::Flagged(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The label used in expected-verdict files: the class name, or the reason name.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Verdict::KnownGood => "known-good",
+            Verdict::AssumedGood => "assumed-good",
+            Verdict::Flagged(r) => r.name(),
+        }
+    }
+
+    /// Parse a label written by [`Verdict::label`].
+    pub fn from_label(label: &str) -> Option<Verdict> {
+        match label {
+            "known-good" => Some(Verdict::KnownGood),
+            "assumed-good" => Some(Verdict::AssumedGood),
+            other => Reason::from_name(other).map(Verdict::Flagged),
+        }
+    }
+}
+
+/// What the dataplane does with one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Disposition {
+    /// Sent by a service address: fed to the flow tracker, not classified.
+    Outbound,
+    /// NDP or ARP: the host path.
+    Host,
+    /// Classified; `worker` is where a queued class goes (unused for reject).
+    Classified {
+        /// The verdict.
+        verdict: Verdict,
+        /// The worker that owns the packet's flow or slice.
+        worker: u16,
+    },
+}
+
+impl Disposition {
+    /// The label in expected-verdict files: `outbound`, `host`, or the verdict's label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Disposition::Outbound => "outbound",
+            Disposition::Host => "host",
+            Disposition::Classified { verdict, .. } => verdict.label(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip() {
+        for r in Reason::ALL {
+            assert_eq!(Verdict::from_label(r.name()), Some(Verdict::Flagged(r)));
+            assert_eq!(Reason::ALL[r.index()], r);
+        }
+        assert_eq!(Verdict::from_label("known-good"), Some(Verdict::KnownGood));
+        assert_eq!(
+            Verdict::from_label("assumed-good"),
+            Some(Verdict::AssumedGood)
+        );
+        assert_eq!(Verdict::from_label("bogus"), None);
+    }
+
+    #[test]
+    fn suspect_reasons_are_exactly_three() {
+        let suspect: Vec<_> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.class() == Class::Suspect)
+            .collect();
+        assert_eq!(suspect, [Reason::Fragment, Reason::NoFlow, Reason::Rate]);
+    }
+}

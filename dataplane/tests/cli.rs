@@ -1,0 +1,163 @@
+//! `weir-dp replay` as a user runs it: exit codes, one-line errors, JSON keys, output pcaps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn weir_dp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir-dp"))
+        .args(args)
+        .output()
+        .expect("weir-dp runs")
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pcap-fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    err
+}
+
+#[test]
+fn json_report_has_the_interface_keys() {
+    let o = weir_dp(&["replay", &fixture("mix.pcap"), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["packets", "outbound", "host", "classes", "reasons"] {
+        assert!(v.get(k).is_some(), "missing key {k}");
+    }
+    for k in ["known_good", "assumed_good", "suspect", "reject"] {
+        assert!(v["classes"][k].is_u64(), "missing class {k}");
+    }
+    for r in weir_dp::Reason::ALL {
+        assert!(
+            v["reasons"][r.name()].is_u64(),
+            "missing reason {}",
+            r.name()
+        );
+    }
+    assert!(v["packets"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn table_report_for_people() {
+    let o = weir_dp(&["replay", &fixture("mix.pcap")]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("known_good") && s.contains("ssa-violation") && s.contains("Mpps"),
+        "{s}"
+    );
+}
+
+#[test]
+fn missing_and_corrupt_files_fail_in_one_line() {
+    let e = one_line_error(&weir_dp(&["replay", "/nonexistent/x.pcap"]));
+    assert!(e.contains("/nonexistent/x.pcap"), "{e}");
+
+    let d = tmp("corrupt");
+    let junk = d.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture at all").unwrap();
+    let e = one_line_error(&weir_dp(&["replay", junk.to_str().unwrap()]));
+    assert!(e.contains("not a pcap"), "{e}");
+
+    // A real capture cut in the middle of a record.
+    let bytes = std::fs::read(fixture("mix.pcap")).unwrap();
+    let cut = d.join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let e = one_line_error(&weir_dp(&["replay", cut.to_str().unwrap()]));
+    assert!(e.contains("corrupt"), "{e}");
+}
+
+#[test]
+fn bad_config_fails_with_line_and_column() {
+    let d = tmp("config");
+    let cfg = d.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[service]\napl = \"2:2001:db8:5::/64\"\n\n[rings]\nsuspect = { size = 100, weight = 1 }\n",
+    )
+    .unwrap();
+    let e = one_line_error(&weir_dp(&[
+        "replay",
+        &fixture("mix.pcap"),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert!(e.contains("bad.toml:5:"), "{e}");
+    assert!(e.contains("power of two"), "{e}");
+}
+
+#[test]
+fn out_dir_writes_a_pcap_per_class_and_reason() {
+    let d = tmp("out");
+    let o = weir_dp(&[
+        "replay",
+        &fixture("mix.pcap"),
+        "--json",
+        "--out-dir",
+        d.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let frames_in = |name: &str| {
+        let bytes = std::fs::read(d.join(format!("{name}.pcap"))).unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+        let mut n = 0u64;
+        while let Some(p) = r.next_packet() {
+            p.unwrap();
+            n += 1;
+        }
+        n
+    };
+    for class in ["known_good", "assumed_good", "suspect", "reject"] {
+        assert_eq!(
+            frames_in(class),
+            v["classes"][class].as_u64().unwrap(),
+            "{class}"
+        );
+    }
+    for r in weir_dp::Reason::ALL
+        .iter()
+        .filter(|r| r.class() == weir_dp::Class::Reject)
+    {
+        let name = format!("reject-{}", r.name());
+        assert_eq!(
+            frames_in(&name),
+            v["reasons"][r.name()].as_u64().unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(frames_in("outbound"), v["outbound"].as_u64().unwrap());
+    assert_eq!(frames_in("host"), v["host"].as_u64().unwrap());
+    // Wireshark's own reader opens them.
+    if let Ok(o) = Command::new("capinfos")
+        .arg(d.join("known_good.pcap"))
+        .output()
+    {
+        assert!(
+            o.status.success(),
+            "capinfos: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "capinfos (tshark) must be installed in CI"
+        );
+    }
+}
