@@ -294,7 +294,10 @@ mod tests {
     #[test]
     fn repr_round_trip() {
         let repr = Repr::parse(&Packet::new_checked(&PACKET_BYTES[..]).unwrap()).unwrap();
-        assert_eq!(repr, Repr::request([2, 0, 0, 0, 0, 1], 0xc000_0201, 0xc000_0202));
+        assert_eq!(
+            repr,
+            Repr::request([2, 0, 0, 0, 0, 1], 0xc000_0201, 0xc000_0202)
+        );
         let mut out = [0u8; 28];
         repr.emit(&mut out);
         assert_eq!(out, PACKET_BYTES);
@@ -302,7 +305,10 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Packet::new_checked(&PACKET_BYTES[..7]).err(), Some(Malformed::ArpTruncated));
+        assert_eq!(
+            Packet::new_checked(&PACKET_BYTES[..7]).err(),
+            Some(Malformed::ArpTruncated)
+        );
         let p = Packet::new_checked(&PACKET_BYTES[..27]).unwrap();
         assert_eq!(p.check_eth_ipv4(), Err(Malformed::ArpTruncated));
     }

@@ -134,7 +134,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Everything after the header, mutable.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD..).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(field::PAYLOAD..)
+            .unwrap_or(&mut [])
     }
 }
 
@@ -210,7 +213,10 @@ impl<'a, T: AsRef<[u8]> + ?Sized> VlanTag<&'a T> {
     /// Everything after the 4-byte tag.
     #[inline]
     pub fn payload(&self) -> &'a [u8] {
-        self.buffer.as_ref().get(field::TAG_PAYLOAD..).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(field::TAG_PAYLOAD..)
+            .unwrap_or(&[])
     }
 }
 
@@ -307,7 +313,8 @@ impl VlanRepr {
     /// Write the tag into the first 4 bytes of `buf`; panics if `buf` is shorter.
     pub fn emit(&self, buf: &mut [u8]) {
         let mut t = VlanTag::new_unchecked(bytes::emit_buf(buf, TAG_LEN, "ethernet::VlanRepr"));
-        let tci = (u16::from(self.pcp & 7) << 13) | (u16::from(self.dei) << 12) | (self.vid & 0xfff);
+        let tci =
+            (u16::from(self.pcp & 7) << 13) | (u16::from(self.dei) << 12) | (self.vid & 0xfff);
         t.set_tci(tci);
         t.set_ethertype(self.ethertype);
     }

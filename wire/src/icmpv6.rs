@@ -186,7 +186,10 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
     /// NS / NA options (from offset 24).
     #[inline]
     pub fn ndp_options(&self) -> &'a [u8] {
-        self.buffer.as_ref().get(field::NDP_OPTIONS..).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(field::NDP_OPTIONS..)
+            .unwrap_or(&[])
     }
 }
 
@@ -509,13 +512,33 @@ mod tests {
     fn every_repr_round_trips() {
         let quote = [0x60u8; 48];
         let reprs = [
-            Repr::EchoRequest { ident: 1, seq_no: 2, data: b"ping" },
-            Repr::EchoReply { ident: 1, seq_no: 2, data: b"" },
+            Repr::EchoRequest {
+                ident: 1,
+                seq_no: 2,
+                data: b"ping",
+            },
+            Repr::EchoReply {
+                ident: 1,
+                seq_no: 2,
+                data: b"",
+            },
             Repr::packet_too_big(1280, &quote),
-            Repr::Error { ty: 4, code: 1, param: 40, quote: &quote[..10] },
-            Repr::RouterSolicit { source_lladdr: None },
-            Repr::RouterSolicit { source_lladdr: Some([2, 0, 0, 0, 0, 9]) },
-            Repr::NeighborSolicit { target: TARGET, source_lladdr: None },
+            Repr::Error {
+                ty: 4,
+                code: 1,
+                param: 40,
+                quote: &quote[..10],
+            },
+            Repr::RouterSolicit {
+                source_lladdr: None,
+            },
+            Repr::RouterSolicit {
+                source_lladdr: Some([2, 0, 0, 0, 0, 9]),
+            },
+            Repr::NeighborSolicit {
+                target: TARGET,
+                source_lladdr: None,
+            },
             Repr::NeighborAdvert {
                 flags: NA_SOLICITED | NA_OVERRIDE,
                 target: TARGET,
@@ -533,8 +556,17 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Packet::new_checked(&PACKET_BYTES[..3]).err(), Some(Malformed::Icmpv6Truncated));
-        assert_eq!(Packet::new_checked(&PACKET_BYTES[..23]).err(), Some(Malformed::Icmpv6Truncated));
-        assert_eq!(Packet::new_checked(&[200u8, 0, 0, 0][..]).map(|p| p.msg_type()), Ok(200));
+        assert_eq!(
+            Packet::new_checked(&PACKET_BYTES[..3]).err(),
+            Some(Malformed::Icmpv6Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&PACKET_BYTES[..23]).err(),
+            Some(Malformed::Icmpv6Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&[200u8, 0, 0, 0][..]).map(|p| p.msg_type()),
+            Ok(200)
+        );
     }
 }

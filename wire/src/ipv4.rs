@@ -434,13 +434,22 @@ mod tests {
     #[test]
     fn length_rules() {
         let b = golden();
-        assert_eq!(Packet::new_checked(&b[..19]).err(), Some(Malformed::Ipv4Truncated));
-        assert_eq!(Packet::new_checked(&b[..23]).err(), Some(Malformed::Ipv4TotalLength));
+        assert_eq!(
+            Packet::new_checked(&b[..19]).err(),
+            Some(Malformed::Ipv4Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..23]).err(),
+            Some(Malformed::Ipv4TotalLength)
+        );
         let mut c = b;
         c[0] = 0x44;
         assert_eq!(Packet::new_checked(&c[..]).err(), Some(Malformed::Ipv4Ihl));
         let mut c = b;
         c[0] = 0x47;
-        assert_eq!(Packet::new_checked(&c[..]).err(), Some(Malformed::Ipv4TotalLength));
+        assert_eq!(
+            Packet::new_checked(&c[..]).err(),
+            Some(Malformed::Ipv4TotalLength)
+        );
     }
 }

@@ -174,7 +174,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Everything after the fixed header, mutable (padding included).
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD..).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(field::PAYLOAD..)
+            .unwrap_or(&mut [])
     }
 }
 

@@ -116,7 +116,10 @@ impl<'a, T: AsRef<[u8]> + ?Sized> ExtHeader<&'a T> {
     /// type onwards).
     #[inline]
     pub fn data(&self) -> &'a [u8] {
-        self.buffer.as_ref().get(2..self.header_len()).unwrap_or(&[])
+        self.buffer
+            .as_ref()
+            .get(2..self.header_len())
+            .unwrap_or(&[])
     }
 
     /// What follows the header.
@@ -413,8 +416,11 @@ impl FragmentRepr {
 
     /// Write the header; panics if `buf` is shorter than 8 bytes.
     pub fn emit(&self, buf: &mut [u8]) {
-        let mut h =
-            FragmentHeader::new_unchecked(bytes::emit_buf(buf, FRAGMENT_LEN, "ipv6ext::FragmentRepr"));
+        let mut h = FragmentHeader::new_unchecked(bytes::emit_buf(
+            buf,
+            FRAGMENT_LEN,
+            "ipv6ext::FragmentRepr",
+        ));
         h.set_next_header(self.next_header);
         h.set_offset_more(self.offset & 0x1fff, self.more);
         h.set_ident(self.ident);
@@ -430,11 +436,9 @@ mod tests {
         // Hop-by-Hop: next 43, len 0, router alert (5, 2, 0, 0), PadN(0)
         0x2b, 0x00, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00,
         // Routing: next 44, len 2, type 4, seg left 0, last entry 0, flags 0, tag 0x0001
-        0x2c, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01,
-        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x09,
-        // Fragment: next 6, offset 3, M 1, ident 0xcafebabe
-        0x06, 0x00, 0x00, 0x19, 0xca, 0xfe, 0xba, 0xbe,
-        // fragment data
+        0x2c, 0x02, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0x09, // Fragment: next 6, offset 3, M 1, ident 0xcafebabe
+        0x06, 0x00, 0x00, 0x19, 0xca, 0xfe, 0xba, 0xbe, // fragment data
         1, 2, 3, 4, 5, 6, 7, 8,
     ];
 

@@ -28,8 +28,8 @@ pub mod udp;
 
 pub use checksum::Pseudo;
 pub use frame::{
-    ipv4_mapped, is_ipv4_mapped, parse_frame, peek_addresses, tcp_flags, Fragment, Frame,
-    Icmpv6, Ip, IpVersion, Malformed, Net, Quote, Tcp, Transport,
+    ipv4_mapped, is_ipv4_mapped, parse_frame, peek_addresses, tcp_flags, Fragment, Frame, Icmpv6,
+    Ip, IpVersion, Malformed, Net, Quote, Tcp, Transport,
 };
 
 /// IP protocol numbers (IPv4 protocol / IPv6 next header) weir names.
@@ -84,7 +84,10 @@ pub(crate) mod bytes {
 
     #[inline(always)]
     pub fn u128_at(data: &[u8], at: usize) -> u128 {
-        match data.get(at..at.saturating_add(16)).map(<[u8; 16]>::try_from) {
+        match data
+            .get(at..at.saturating_add(16))
+            .map(<[u8; 16]>::try_from)
+        {
             Some(Ok(b)) => u128::from_be_bytes(b),
             _ => 0,
         }

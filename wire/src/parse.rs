@@ -116,7 +116,7 @@ fn parse_ipv6(bytes: &[u8]) -> Result<Ip, Malformed> {
                 if offset == 0 && !more {
                     continue; // atomic fragment (RFC 6946): a whole packet
                 }
-                if more && rest.len() % 8 != 0 {
+                if more && rest.len() & 7 != 0 {
                     return Err(Malformed::FragmentLength);
                 }
                 if usize::from(offset) * 8 + rest.len() > MAX_REASSEMBLED {
@@ -238,9 +238,7 @@ fn transport(proto: u8, seg: &[u8], first: bool, v6: bool) -> Result<Transport, 
                 dst_port: p.dst_port(),
             })
         }
-        protocol::ICMPV6 if v6 => Ok(Transport::Icmpv6(
-            parse_icmpv6(seg).map_err(truncated)?,
-        )),
+        protocol::ICMPV6 if v6 => Ok(Transport::Icmpv6(parse_icmpv6(seg).map_err(truncated)?)),
         proto => Ok(Transport::Other { proto }),
     }
 }

@@ -214,7 +214,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the header length in bytes (a multiple of 4, ≤ 60); clears the reserved bits.
     #[inline]
     pub fn set_header_len(&mut self, len: usize) {
-        bytes::put_u8(self.buffer.as_mut(), field::FLAGS.start, (((len / 4) & 0xf) as u8) << 4);
+        bytes::put_u8(
+            self.buffer.as_mut(),
+            field::FLAGS.start,
+            (((len / 4) & 0xf) as u8) << 4,
+        );
     }
 
     /// Set the control bits.
@@ -367,8 +371,7 @@ impl<'a> Iterator for OptionsIter<'a> {
             [kind::NOP, rest @ ..] => (TcpOption::NoOperation, rest),
             [k, len, ..] if *len >= 2 => {
                 let len = usize::from(*len);
-                let (Some(body), Some(rest)) = (self.rest.get(2..len), self.rest.get(len..))
-                else {
+                let (Some(body), Some(rest)) = (self.rest.get(2..len), self.rest.get(len..)) else {
                     self.rest = &[];
                     return Some(Err(Malformed::TcpOption));
                 };
@@ -685,7 +688,10 @@ mod tests {
         assert_eq!(check_options(&[1, 1, 1, 2]), Err(Malformed::TcpOption));
         assert_eq!(check_options(&[2, 1, 0, 0]), Err(Malformed::TcpOption));
         assert_eq!(check_options(&[2, 5, 0, 0]), Err(Malformed::TcpOption));
-        assert_eq!(OptionsIter::new(&[2, 5, 0, 0]).next(), Some(Err(Malformed::TcpOption)));
+        assert_eq!(
+            OptionsIter::new(&[2, 5, 0, 0]).next(),
+            Some(Err(Malformed::TcpOption))
+        );
         assert_eq!(
             OptionsIter::new(&[1, 0, 9]).collect::<Vec<_>>(),
             [Ok(TcpOption::NoOperation), Ok(TcpOption::EndOfList)]
@@ -695,10 +701,19 @@ mod tests {
     #[test]
     fn length_rules() {
         let b = golden();
-        assert_eq!(Packet::new_checked(&b[..19]).err(), Some(Malformed::TcpTruncated));
-        assert_eq!(Packet::new_checked(&b[..39]).err(), Some(Malformed::TcpDataOffset));
+        assert_eq!(
+            Packet::new_checked(&b[..19]).err(),
+            Some(Malformed::TcpTruncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&b[..39]).err(),
+            Some(Malformed::TcpDataOffset)
+        );
         let mut c = b;
         c[12] = 0x40;
-        assert_eq!(Packet::new_checked(&c[..]).err(), Some(Malformed::TcpDataOffset));
+        assert_eq!(
+            Packet::new_checked(&c[..]).err(),
+            Some(Malformed::TcpDataOffset)
+        );
     }
 }

@@ -201,7 +201,10 @@ mod tests {
     ];
 
     fn pseudo() -> Pseudo {
-        Pseudo::V4 { src: 0xc000_0201, dst: 0xc633_6402 }
+        Pseudo::V4 {
+            src: 0xc000_0201,
+            dst: 0xc633_6402,
+        }
     }
 
     fn golden() -> [u8; 12] {
@@ -236,7 +239,14 @@ mod tests {
     fn repr_round_trip() {
         let b = golden();
         let repr = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
-        assert_eq!(repr, Repr { src_port: 53, dst_port: 54321, payload: b"abcd" });
+        assert_eq!(
+            repr,
+            Repr {
+                src_port: 53,
+                dst_port: 54321,
+                payload: b"abcd"
+            }
+        );
         let mut out = [0u8; 12];
         repr.emit(&mut out, pseudo());
         assert_eq!(out, b);
@@ -244,6 +254,9 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Packet::new_checked(&PACKET_BYTES[..7]).err(), Some(Malformed::UdpTruncated));
+        assert_eq!(
+            Packet::new_checked(&PACKET_BYTES[..7]).err(),
+            Some(Malformed::UdpTruncated)
+        );
     }
 }
