@@ -1,0 +1,117 @@
+//! Large generated traffic for benchmarks: the fixture scripts, scaled.
+//!
+//! [`bench_mix`] is the realistic mix of `mix.pcap` at any size (HTTP connections from
+//! distinct client /64s started every ~100 µs, with non-conforming SYNs, UDP and no-flow
+//! ACKs sprinkled in); [`bench_flood`] is `syn-flood.pcap` at any size. Both are
+//! deterministic, and both keep every label of the small fixtures valid under the built-in
+//! default config: each source /64 opens one flow, so no bucket ever runs dry, and flows
+//! end within seconds of capture time, so the flow table stays far below 1M entries.
+
+use crate::fixtures::{flood_script, mix_script, Script};
+use crate::packet::{dns_query, tcp_frame, udp_frame, Addr, Link};
+use crate::{conforming, non_conforming, Frame, Label, Rng, BASE_NS, SERVICE_PREFIX};
+use weir_ssa::Rule;
+use weir_wire::{tcp, tcp_flags};
+
+const US: u64 = 1_000;
+
+/// A realistic mix of about `packets` frames (exactly `packets`, cut at the end), as
+/// (timestamp ns, frame) in capture order.
+pub fn bench_mix(packets: usize) -> Vec<(u64, Vec<u8>)> {
+    bench_mix_labelled(packets)
+        .into_iter()
+        .map(|f| (f.ts_ns, f.data))
+        .collect()
+}
+
+/// [`bench_mix`] with each frame's expected label (valid for the frames kept: a connection
+/// cut at the end only loses its later frames).
+pub fn bench_mix_labelled(packets: usize) -> Vec<Frame> {
+    // About 9 frames per connection; one extra frame per 20 connection frames. Generate
+    // more when the estimate falls short.
+    let mut conns = packets / 9 + 1;
+    loop {
+        let frames = mix_of(conns, packets);
+        if frames.len() >= packets {
+            return frames;
+        }
+        conns += conns / 4 + 1;
+    }
+}
+
+fn mix_of(conns: usize, packets: usize) -> Vec<Frame> {
+    let mut rng = Rng::new(0xbe7c_0001);
+    let mut s: Script = mix_script(&mut rng, conns, BASE_NS, 100 * US);
+    let span = (conns as u64) * 100 * US;
+    let rule = Rule::default();
+    let extras = packets / 20 + 1;
+    for i in 0..extras {
+        let t = BASE_NS + rng.below(span.max(1));
+        let src = rng.client();
+        let sport = rng.port();
+        let (frame, label, note) = match i % 3 {
+            0 => {
+                let dst = non_conforming(&rule, &SERVICE_PREFIX, src, 0, 0);
+                (
+                    tcp_frame(
+                        &Link::INBOUND,
+                        Addr::V6(src),
+                        Addr::V6(dst),
+                        &tcp::Repr::syn(sport, 80, rng.next_u64() as u32, 1440),
+                    ),
+                    Label::SsaViolation,
+                    "non-conforming SYN",
+                )
+            }
+            1 => {
+                let dst = conforming(&rule, &SERVICE_PREFIX, src, 0, 0);
+                (
+                    udp_frame(
+                        &Link::INBOUND,
+                        Addr::V6(src),
+                        Addr::V6(dst),
+                        sport,
+                        53,
+                        &dns_query(i as u16, "www.example.net"),
+                    ),
+                    Label::AssumedGood,
+                    "UDP DNS query",
+                )
+            }
+            _ => {
+                let dst = conforming(&rule, &SERVICE_PREFIX, src, 0, 0);
+                (
+                    tcp_frame(
+                        &Link::INBOUND,
+                        Addr::V6(src),
+                        Addr::V6(dst),
+                        &tcp::Repr::new(
+                            sport,
+                            80,
+                            rng.next_u64() as u32,
+                            rng.next_u64() as u32,
+                            tcp_flags::ACK,
+                        ),
+                    ),
+                    Label::NoFlow,
+                    "ACK with no flow",
+                )
+            }
+        };
+        s.push(t, frame, label, note);
+    }
+    let mut frames = s.finish();
+    frames.truncate(packets);
+    frames
+}
+
+/// A SYN flood of `packets` spoofed SYNs from distinct random /64s, one every ~1 µs,
+/// half to the conforming address (assumed-good), half not (ssa-violation).
+pub fn bench_flood(packets: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut rng = Rng::new(0xbe7c_f100);
+    flood_script(&mut rng, packets, BASE_NS, US, 50)
+        .finish()
+        .into_iter()
+        .map(|f| (f.ts_ns, f.data))
+        .collect()
+}
