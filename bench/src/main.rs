@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use weir_bench::Pipeline;
 use weir_dp::capture::Capture;
+use weir_dp::Class;
 
 #[derive(Debug, Parser)]
 #[command(name = "weir-bench", about)]
@@ -76,7 +77,13 @@ fn main() -> Result<()> {
             let c = p.classifier.counters();
             println!(
                 "packets {n} outbound {} known_good {} assumed_good {} suspect {} reject {} drained {} ring_full {:?}",
-                c.outbound, c.classes[0], c.classes[1], c.classes[2], c.classes[3], p.drained, p.ring_full()
+                c.outbound(),
+                c.class(Class::KnownGood),
+                c.class(Class::AssumedGood),
+                c.class(Class::Suspect),
+                c.class(Class::Reject),
+                p.drained,
+                p.ring_full()
             );
             println!(
                 "elapsed {secs:.4} s, {:.2} Mpps, {:.1} ns/packet",

@@ -94,11 +94,16 @@ impl Blocklist {
     /// True when `src` is inside an unexpired blocked prefix at `now_ns`. Lengths are tried
     /// longest first, and any unexpired match blocks: an expired /64 inside a live /48
     /// still blocks via the /48.
-    #[inline]
+    #[inline(always)]
     pub fn is_blocked(&self, src: u128, now_ns: u64) -> bool {
         if self.lens.is_empty() {
             return false;
         }
+        self.lookup(src, now_ns)
+    }
+
+    #[inline(never)]
+    fn lookup(&self, src: u128, now_ns: u64) -> bool {
         self.lens.iter().any(|&len| {
             self.entries
                 .get(&(len, src & prefix_mask(len)))

@@ -16,7 +16,7 @@
 //!   directions) and `martian` on a live rx port (the terminators' own frames are seen on
 //!   the tx path, so one arriving from the wire is spoofed).
 
-use weir_ssa::{Rule, ServicePrefixes, SliceMap};
+use weir_ssa::{Checker, ServicePrefixes, SliceMap};
 use weir_wire::{
     is_ipv4_mapped, parse_frame, peek_addresses, Fragment, Icmpv6, Ip, IpVersion, Net, Tcp,
     Transport,
@@ -35,8 +35,8 @@ pub struct Policy {
     pub version: u64,
     /// The service prefixes (from the APL record).
     pub prefixes: ServicePrefixes,
-    /// The SSA rule.
-    pub rule: Rule,
+    /// The SSA rule, prepared for the packet path (`checker.rule()` is the rule).
+    pub checker: Checker,
     /// Slice → worker.
     pub slices: SliceMap,
     /// Blocked source prefixes.
@@ -66,7 +66,7 @@ impl Policy {
             cfg.dataplane.workers,
         )
         .map_err(|e| PolicyError::Ssa(e.to_string()))?;
-        let rule = cfg.ssa().rule().map_err(PolicyError::Ssa)?;
+        let checker = Checker::new(&cfg.ssa().rule().map_err(PolicyError::Ssa)?);
         let blocks: Vec<Block> = cfg
             .blocks
             .iter()
@@ -78,7 +78,7 @@ impl Policy {
         Ok(Policy {
             version: 0,
             prefixes,
-            rule,
+            checker,
             slices,
             blocklist: Blocklist::new(&blocks)?,
         })
@@ -94,47 +94,63 @@ pub enum Vantage {
     Port,
 }
 
-/// Verdict counters of one classifier.
+/// Verdict counters of one classifier: one dense array indexed by
+/// [`Disposition::code`], so counting a packet is a single increment on the packet path;
+/// classes and totals are sums taken when a report is made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Frames seen.
-    pub packets: u64,
-    /// Frames from service addresses (tracker input).
-    pub outbound: u64,
-    /// NDP and ARP.
-    pub host: u64,
-    /// Per class, indexed by [`Class::index`].
-    pub classes: [u64; 4],
-    /// Per reason, indexed by [`Reason::index`].
-    pub reasons: [u64; 10],
+    by_code: [u64; Disposition::CODES],
 }
 
 impl Counters {
     /// Count one disposition.
     #[inline]
     pub fn count(&mut self, d: Disposition) {
-        self.packets += 1;
-        match d {
-            Disposition::Outbound => self.outbound += 1,
-            Disposition::Host => self.host += 1,
-            Disposition::Classified { verdict, .. } => {
-                self.classes[verdict.class().index()] += 1;
-                if let Some(r) = verdict.reason() {
-                    self.reasons[r.index()] += 1;
-                }
-            }
+        if let Some(n) = self.by_code.get_mut(d.code()) {
+            *n += 1;
         }
+    }
+
+    /// Frames seen.
+    pub fn packets(&self) -> u64 {
+        self.by_code.iter().sum()
+    }
+
+    /// Frames from service addresses (tracker input).
+    pub fn outbound(&self) -> u64 {
+        self.by_code[Disposition::Outbound.code()]
+    }
+
+    /// NDP and ARP.
+    pub fn host(&self) -> u64 {
+        self.by_code[Disposition::Host.code()]
+    }
+
+    /// Packets of a class.
+    pub fn class(&self, class: Class) -> u64 {
+        match class {
+            Class::KnownGood => self.verdict(Verdict::KnownGood),
+            Class::AssumedGood => self.verdict(Verdict::AssumedGood),
+            c => Reason::ALL
+                .iter()
+                .filter(|r| r.class() == c)
+                .map(|&r| self.reason(r))
+                .sum(),
+        }
+    }
+
+    /// Packets with a reason.
+    pub fn reason(&self, reason: Reason) -> u64 {
+        self.verdict(Verdict::Flagged(reason))
+    }
+
+    fn verdict(&self, verdict: Verdict) -> u64 {
+        self.by_code[Disposition::Classified { verdict, worker: 0 }.code()]
     }
 
     /// Add another set of counters.
     pub fn add(&mut self, o: &Counters) {
-        self.packets += o.packets;
-        self.outbound += o.outbound;
-        self.host += o.host;
-        for (a, b) in self.classes.iter_mut().zip(o.classes) {
-            *a += b;
-        }
-        for (a, b) in self.reasons.iter_mut().zip(o.reasons) {
+        for (a, b) in self.by_code.iter_mut().zip(o.by_code) {
             *a += b;
         }
     }
@@ -180,6 +196,8 @@ pub struct Classifier {
 #[inline]
 fn is_martian(version: IpVersion, src: u128) -> bool {
     match version {
+        // Global unicast (2000::/3) is never martian: one compare for nearly every packet.
+        IpVersion::V6 if src >> 125 == 1 => false,
         IpVersion::V6 => {
             src == 0                              // unspecified
                 || src == 1                       // loopback
@@ -291,7 +309,10 @@ impl Classifier {
         if let Transport::Icmpv6(Icmpv6::Ndp { .. }) = ip.transport {
             return Disposition::Host;
         }
-        if is_martian(ip.version, ip.src) || policy.prefixes.contains(ip.src) {
+        // (In replay a service source was `outbound` above; on a port it is spoofed.)
+        if is_martian(ip.version, ip.src)
+            || (self.vantage == Vantage::Port && policy.prefixes.contains(ip.src))
+        {
             return reject(Reason::Martian);
         }
         // 3. "Destination outside every service prefix → reject not-service."
@@ -326,9 +347,10 @@ impl Classifier {
         // 5. "The SSA rule fails for (source, destination) → reject ssa-violation. For
         //    time-window rules, an established flow still passes after its window has
         //    rolled."
-        if ip.version == IpVersion::V6 && !policy.rule.check(ip.src, ip.dst, now_ns / 1_000_000_000)
+        if ip.version == IpVersion::V6
+            && !policy.checker.check(ip.src, ip.dst, now_ns / 1_000_000_000)
         {
-            let rolled_over = policy.rule.is_time_window()
+            let rolled_over = policy.checker.rule().is_time_window()
                 && ip.fragment == Fragment::Whole
                 && match ip.transport {
                     Transport::Tcp(t) => self
@@ -345,12 +367,15 @@ impl Classifier {
         if policy.blocklist.is_blocked(ip.src, now_ns) {
             return reject(Reason::Blocked);
         }
-        let slice_worker = policy
-            .slices
-            .worker_of(policy.slices.slice_of(prefix_idx, ip.dst));
+        // The slice owner is only needed for new flows (known-good goes to the flow's
+        // worker), so it is looked up there, not for every packet.
+        let slice_worker = || {
+            let s = &self.policy.slices;
+            s.worker_of(s.slice_of(prefix_idx, ip.dst))
+        };
         // 7. "The packet is an IPv6 fragment → suspect fragment."
         if ip.fragment != Fragment::Whole {
-            return flagged(Reason::Fragment, slice_worker);
+            return flagged(Reason::Fragment, slice_worker());
         }
         let new_flow = match ip.transport {
             Transport::Tcp(t) => {
@@ -367,7 +392,7 @@ impl Classifier {
                 // 9. "TCP that is not a clean SYN, for a flow that is not established →
                 //    suspect no-flow."
                 if !t.is_clean_syn() {
-                    return flagged(Reason::NoFlow, slice_worker);
+                    return flagged(Reason::NoFlow, slice_worker());
                 }
                 true
             }
@@ -384,10 +409,10 @@ impl Classifier {
         if self.rate.take(ip.src, now_ns) {
             Disposition::Classified {
                 verdict: Verdict::AssumedGood,
-                worker: slice_worker,
+                worker: slice_worker(),
             }
         } else {
-            flagged(Reason::Rate, slice_worker)
+            flagged(Reason::Rate, slice_worker())
         }
     }
 

@@ -191,7 +191,7 @@ pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<R
     let workers = cfg.dataplane.workers;
     let report_policy = PolicyReport {
         apl: cfg.service().apl.to_string(),
-        rule: policy.rule.name().to_string(),
+        rule: policy.checker.rule().name().to_string(),
         workers,
         slices: policy.slices.len(),
     };
@@ -309,13 +309,10 @@ fn build_report(
     policy: PolicyReport,
 ) -> Report {
     let c: &Counters = clf.counters();
-    let classes = Class::ALL
-        .iter()
-        .map(|k| (k.name(), c.classes[k.index()]))
-        .collect();
+    let classes = Class::ALL.iter().map(|&k| (k.name(), c.class(k))).collect();
     let reasons = Reason::ALL
         .iter()
-        .map(|r| (r.name(), c.reasons[r.index()]))
+        .map(|&r| (r.name(), c.reason(r)))
         .collect();
     let fc = clf.flow_counters();
     let mut events = BTreeMap::new();
@@ -330,11 +327,11 @@ fn build_report(
     flows.insert("established", fc.established);
     flows.insert("reset", fc.reset);
     let secs = elapsed.as_secs_f64();
-    let n = c.packets as f64;
+    let n = c.packets() as f64;
     Report {
-        packets: c.packets,
-        outbound: c.outbound,
-        host: c.host,
+        packets: c.packets(),
+        outbound: c.outbound(),
+        host: c.host(),
         classes,
         reasons,
         events,

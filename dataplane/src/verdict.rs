@@ -112,10 +112,13 @@ impl Reason {
     }
 
     /// The class this reason belongs to.
+    #[inline]
     pub const fn class(self) -> Class {
-        match self {
-            Reason::Fragment | Reason::NoFlow | Reason::Rate => Class::Suspect,
-            _ => Class::Reject,
+        // Fragment, NoFlow and Rate are the contiguous codes 6..=8.
+        if self as u8 >= Reason::Fragment as u8 && self as u8 <= Reason::Rate as u8 {
+            Class::Suspect
+        } else {
+            Class::Reject
         }
     }
 
@@ -204,6 +207,24 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// Number of distinct [`Disposition::code`]s.
+    pub const CODES: usize = 4 + Reason::ALL.len();
+
+    /// A dense code: outbound 0, host 1, known-good 2, assumed-good 3, reasons 4.. in
+    /// step order. Counters are arrays indexed by it.
+    #[inline]
+    pub const fn code(self) -> usize {
+        match self {
+            Disposition::Outbound => 0,
+            Disposition::Host => 1,
+            Disposition::Classified { verdict, .. } => match verdict {
+                Verdict::KnownGood => 2,
+                Verdict::AssumedGood => 3,
+                Verdict::Flagged(r) => 4 + r as usize,
+            },
+        }
+    }
+
     /// The label in expected-verdict files: `outbound`, `host`, or the verdict's label.
     pub const fn label(self) -> &'static str {
         match self {
@@ -230,6 +251,20 @@ mod tests {
             Some(Verdict::AssumedGood)
         );
         assert_eq!(Verdict::from_label("bogus"), None);
+    }
+
+    #[test]
+    fn disposition_codes_are_dense_and_distinct() {
+        let mut all = vec![Disposition::Outbound, Disposition::Host];
+        for verdict in [Verdict::KnownGood, Verdict::AssumedGood]
+            .into_iter()
+            .chain(Reason::ALL.map(Verdict::Flagged))
+        {
+            all.push(Disposition::Classified { verdict, worker: 7 });
+        }
+        let mut codes: Vec<usize> = all.iter().map(|d| d.code()).collect();
+        codes.sort_unstable();
+        assert_eq!(codes, (0..Disposition::CODES).collect::<Vec<_>>());
     }
 
     #[test]

@@ -35,6 +35,7 @@
 #![deny(unsafe_code)]
 
 pub mod apl;
+pub mod checker;
 mod error;
 pub mod prefix;
 pub mod rule;
@@ -43,6 +44,7 @@ pub mod siphash;
 pub mod slice;
 
 pub use apl::{Apl, AplError, AplItem, AplItemError};
+pub use checker::Checker;
 pub use error::SsaError;
 pub use prefix::{ipv4_mapped, Prefix};
 pub use rule::{PickContext, PickError, Rule, CONTENT_KEY, MAX_SKEW};
