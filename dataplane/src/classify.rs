@@ -18,7 +18,7 @@
 
 use weir_ssa::{Checker, ServicePrefixes, SliceMap};
 use weir_wire::{
-    is_ipv4_mapped, parse_frame, peek_addresses, Fragment, Icmpv6, Ip, IpVersion, Net, Tcp,
+    is_ipv4_mapped, parse_frame, peek_addresses, Fragment, Frame, Icmpv6, Ip, IpVersion, Net, Tcp,
     Transport,
 };
 
@@ -273,8 +273,21 @@ impl Classifier {
 
     #[inline]
     fn decide(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
-        let parsed = match parse_frame(frame) {
-            Ok(f) => f,
+        // Matched by reference: the parsed frame is read in place, not moved again.
+        match &parse_frame(frame) {
+            Ok(Frame {
+                net: Net::Ip(ip), ..
+            }) => self.decide_ip(ip, now_ns),
+            // 2. "NDP and ARP go to the host path."
+            Ok(Frame {
+                net: Net::Arp { .. },
+                ..
+            }) => Disposition::Host,
+            // "EtherTypes other than IPv4, IPv6, ARP and VLAN" → unsupported-protocol.
+            Ok(Frame {
+                net: Net::Other { .. },
+                ..
+            }) => reject(Reason::UnsupportedProtocol),
             Err(_) => {
                 // "A frame whose Ethernet and fixed IPv6 (or IPv4) header are readable and
                 // whose source is a service address is outbound before step 1."
@@ -286,15 +299,8 @@ impl Classifier {
                     }
                 }
                 // 1. "Headers truncated or inconsistent → reject malformed."
-                return reject(Reason::Malformed);
+                reject(Reason::Malformed)
             }
-        };
-        match parsed.net {
-            Net::Ip(ip) => self.decide_ip(&ip, now_ns),
-            // 2. "NDP and ARP go to the host path."
-            Net::Arp { .. } => Disposition::Host,
-            // "EtherTypes other than IPv4, IPv6, ARP and VLAN" → unsupported-protocol.
-            Net::Other { .. } => reject(Reason::UnsupportedProtocol),
         }
     }
 

@@ -25,6 +25,9 @@ enum Kind {
     /// `((src << left) >> right) ^ dst) & mask == 0` — the source field moved onto the
     /// destination field (`left` and `right` are never both non-zero).
     Bits { left: u32, right: u32, mask: u128 },
+    /// The default src-bits rule (0, 64, 64): the destination's low 64 bits equal the
+    /// source's high 64 bits — one 64-bit compare.
+    HighToLow,
     /// Delegate to [`Rule::check`].
     Rule,
 }
@@ -51,7 +54,9 @@ impl Checker {
                 let valid = len >= 1
                     && u16::from(src_start) + u16::from(len) <= 128
                     && u16::from(dst_start) + u16::from(len) <= 128;
-                if valid {
+                if (src_start, dst_start, len) == (0, 64, 64) {
+                    Kind::HighToLow
+                } else if valid {
                     // Field of `len` bits starting at bit `dst_start` (bit 0 = MSB).
                     let mask = (u128::MAX >> (128 - u32::from(len)))
                         << (128 - u32::from(dst_start) - u32::from(len));
@@ -85,6 +90,8 @@ impl Checker {
             Kind::Always => true,
             Kind::Never => false,
             Kind::Bits { left, right, mask } => ((src << left) >> right ^ dst) & mask == 0,
+            #[allow(clippy::cast_possible_truncation)] // the low half is the point
+            Kind::HighToLow => (src >> 64) as u64 == dst as u64,
             Kind::Rule => self.rule.check(src, dst, now_unix_s),
         }
     }
@@ -109,6 +116,13 @@ mod tests {
                 _ => dst,
             };
             prop_assert_eq!(c.check(src, dst, 0), rule.check(src, dst, 0));
+        }
+
+        #[test]
+        fn agrees_with_rule_check_on_the_default(src in any::<u128>(), dst in any::<u128>(), copy in any::<bool>()) {
+            let rule = Rule::default();
+            let dst = if copy { (dst >> 64 << 64) | (src >> 64) } else { dst };
+            prop_assert_eq!(Checker::new(&rule).check(src, dst, 0), rule.check(src, dst, 0));
         }
 
         #[test]

@@ -94,6 +94,11 @@ impl ServicePrefixes {
     /// item, or the longest matching item is negated).
     #[inline]
     pub fn lookup(&self, addr: u128) -> Option<usize> {
+        // One prefix is the common deployment: no loop.
+        if let [entry] = &*self.entries {
+            return (addr & entry.mask == entry.addr && entry.index != NEGATED)
+                .then_some(usize::from(entry.index));
+        }
         for entry in self.entries.iter() {
             if addr & entry.mask == entry.addr {
                 return if entry.index == NEGATED {
