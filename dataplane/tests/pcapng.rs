@@ -2,8 +2,8 @@
 //!
 //! `rate.pcap` is the probe: its verdicts depend on the timestamps (a token bucket refilled
 //! at 20/s), so a wrong time scale changes them. It is converted twice: by Wireshark's
-//! `editcap` (a real peer; microsecond `if_tsresol` by default) and in-process with
-//! nanosecond `if_tsresol = 9`.
+//! `editcap` (a real peer), and in-process with nanosecond `if_tsresol = 9` and with no
+//! `if_tsresol` (the pcapng default, microseconds).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -54,34 +54,54 @@ fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("weir-pcapng-{}-{name}", std::process::id()))
 }
 
-#[test]
-fn nanosecond_pcapng_matches_pcap() {
-    let pcap = fixture("rate.pcap");
-    let cfg = Config::load(&fixture("rate.toml")).unwrap();
-    let out = tmp("ns.pcapng");
+/// Write `rate.pcap` as pcapng with the given `if_tsresol` (None = the default, 10^-6).
+fn convert(resol: Option<u8>, name: &str) -> (PathBuf, Vec<(u64, Vec<u8>)>) {
+    let out = tmp(name);
     let mut w = PcapNgWriter::new(std::fs::File::create(&out).unwrap()).unwrap();
     w.write_pcapng_block(InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
         snaplen: 0,
-        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+        options: resol
+            .map(InterfaceDescriptionOption::IfTsResol)
+            .into_iter()
+            .collect(),
     })
     .unwrap();
-    let recs = records(&pcap);
+    let unit = if resol == Some(9) { 1 } else { 1000 };
+    let recs = records(&fixture("rate.pcap"));
     for (ts, data) in &recs {
         w.write_pcapng_block(EnhancedPacketBlock {
             interface_id: 0,
-            // pcap-file writes the raw 64-bit count; with if_tsresol 9 it is nanoseconds.
-            timestamp: Duration::from_nanos(*ts),
+            // pcap-file writes the raw 64-bit count it is given (as "nanoseconds"); the
+            // interface's if_tsresol says what unit that count really is.
+            timestamp: Duration::from_nanos(*ts / unit),
             original_len: data.len() as u32,
             data: Cow::Borrowed(data),
             options: vec![],
         })
         .unwrap();
     }
-    drop(w);
-    assert_eq!(records(&out), recs, "timestamps and bytes survive");
-    assert_eq!(labels(&out, &cfg), labels(&pcap, &cfg));
-    let _ = std::fs::remove_file(out);
+    let expect = recs
+        .into_iter()
+        .map(|(ts, d)| (ts / unit * unit, d))
+        .collect();
+    (out, expect)
+}
+
+#[test]
+fn pcapng_in_nanoseconds_and_microseconds_matches_pcap() {
+    let cfg = Config::load(&fixture("rate.toml")).unwrap();
+    let want = labels(&fixture("rate.pcap"), &cfg);
+    for (resol, name) in [(Some(9), "ns.pcapng"), (None, "us.pcapng")] {
+        let (out, expect) = convert(resol, name);
+        assert_eq!(
+            records(&out),
+            expect,
+            "{name}: timestamps and bytes survive"
+        );
+        assert_eq!(labels(&out, &cfg), want, "{name}");
+        let _ = std::fs::remove_file(out);
+    }
 }
 
 #[test]
