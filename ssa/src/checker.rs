@@ -72,10 +72,7 @@ impl Checker {
             }
             Rule::KeyedHash { .. } | Rule::TimeHop { .. } => Kind::Rule,
         };
-        Checker {
-            kind,
-            rule: rule.clone(),
-        }
+        Checker { kind, rule: *rule }
     }
 
     /// The rule this checker was prepared from.
