@@ -8,14 +8,14 @@
 pub mod blocklist;
 pub mod capture;
 pub mod classify;
-pub mod config;
 pub mod flow;
 pub mod pipeline;
 pub mod pool;
 pub mod rate;
 pub mod replay;
 pub mod ring;
-pub mod verdict;
+
+pub use weir_control::{config, verdict};
 
 pub use classify::{Classifier, Counters, Limits, Policy, Vantage};
 pub use config::Config;

@@ -11,11 +11,14 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 use weir_ssa::{Apl, Prefix, Rule};
 
 use crate::verdict::Class;
+
+/// Most blocklist entries a configuration (or a policy snapshot) may hold.
+pub const MAX_BLOCKS: usize = 1 << 16;
 
 /// A configuration error with its position in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +94,116 @@ pub struct Config {
     /// `[[block]]` static blocklist entries.
     #[serde(default, rename = "block")]
     pub blocks: Vec<BlockConfig>,
+    /// `[port]`: where `weir-dp run` takes packets from.
+    #[serde(default)]
+    pub port: Option<PortConfig>,
+    /// `[control]`: weir-cp's sockets, dataplanes, state file and metrics listener.
+    #[serde(default)]
+    pub control: Option<ControlConfig>,
+    /// `[policy]`: weir-cp's security loop.
+    #[serde(default)]
+    pub policy: PolicyLoopConfig,
+}
+
+/// `[port]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PortConfig {
+    /// Replay a capture as a live port: the capture's frames in order, on the dataplane's
+    /// own clock, optionally looped and paced.
+    Pcap {
+        /// The capture file.
+        path: std::path::PathBuf,
+        /// Start again at the end.
+        #[serde(default)]
+        r#loop: bool,
+        /// Frames per second (0 = as fast as possible).
+        #[serde(default)]
+        pps: u64,
+    },
+}
+
+/// `[control]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// weir-cp's socket for weirctl.
+    #[serde(default = "default_cp_socket")]
+    pub socket: std::path::PathBuf,
+    /// The dataplanes weir-cp directs.
+    #[serde(default)]
+    pub dataplanes: Vec<DataplaneLink>,
+    /// Where runtime changes are persisted (written atomically).
+    #[serde(default)]
+    pub state_file: Option<std::path::PathBuf>,
+    /// Peers must run as this uid (default: the daemon's own uid).
+    #[serde(default)]
+    pub allowed_uid: Option<u32>,
+    /// Prometheus text exposition address (default `127.0.0.1:9477`; empty = off).
+    #[serde(default = "default_prometheus")]
+    pub prometheus: String,
+    /// How often weir-cp collects stats from each dataplane, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_cp_socket() -> std::path::PathBuf {
+    "/run/weir/cp.sock".into()
+}
+fn default_prometheus() -> String {
+    "127.0.0.1:9477".into()
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+/// One dataplane weir-cp directs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneLink {
+    /// A name for status, logs and metric labels.
+    pub name: String,
+    /// The dataplane's control socket.
+    pub socket: std::path::PathBuf,
+}
+
+/// `[policy]`: when a source prefix over its new-flow limit gets a temporary block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLoopConfig {
+    /// Off by default: blocking on rate is a policy decision an operator opts into.
+    #[serde(default)]
+    pub enabled: bool,
+    /// A prefix rate-limited in every stats poll for this many seconds is blocked.
+    #[serde(default = "default_block_after")]
+    pub block_after_s: u64,
+    /// For this many seconds.
+    #[serde(default = "default_block_ttl")]
+    pub block_ttl_s: u64,
+    /// Ignore prefixes with fewer `rate` verdicts than this per poll.
+    #[serde(default = "default_min_limited")]
+    pub min_limited_per_poll: u64,
+}
+
+fn default_block_after() -> u64 {
+    10
+}
+fn default_block_ttl() -> u64 {
+    300
+}
+fn default_min_limited() -> u64 {
+    1
+}
+
+impl Default for PolicyLoopConfig {
+    fn default() -> Self {
+        PolicyLoopConfig {
+            enabled: false,
+            block_after_s: default_block_after(),
+            block_ttl_s: default_block_ttl(),
+            min_limited_per_poll: default_min_limited(),
+        }
+    }
 }
 
 /// `[service]`: what the service publishes.
@@ -127,6 +240,13 @@ fn de_apl<'de, D: Deserializer<'de>>(d: D) -> Result<Apl, D::Error> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key(pub [u8; 16]);
 
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&hex)
+    }
+}
+
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -151,7 +271,7 @@ pub fn parse_key(text: &str) -> Result<[u8; 16], String> {
 }
 
 /// `[ssa]`: the address rule, tagged by `rule`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SsaConfig {
     /// Any address in the service prefixes.
@@ -267,6 +387,12 @@ pub struct DataplaneConfig {
     /// Worker (terminator) count.
     #[serde(default = "default_workers", deserialize_with = "de_workers")]
     pub workers: u16,
+    /// `weir-dp run`'s control socket (weir-cp connects here); none = no control.
+    #[serde(default)]
+    pub control_socket: Option<std::path::PathBuf>,
+    /// Peers must run as this uid (default: weir-dp's own uid).
+    #[serde(default)]
+    pub allowed_uid: Option<u32>,
 }
 
 fn default_workers() -> u16 {
@@ -287,12 +413,14 @@ impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
             workers: default_workers(),
+            control_socket: None,
+            allowed_uid: None,
         }
     }
 }
 
 /// One ring class's size and drain weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RingConfig {
     /// Slots (a power of two, 2..=1048576).
@@ -324,7 +452,7 @@ fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 }
 
 /// `[rings]`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RingsConfig {
     /// Known-good rings.
@@ -500,14 +628,14 @@ impl Config {
                 .validate()
                 .map_err(|m| fail(l.span(), "limits", m))?;
         }
-        if cfg.blocks.len() > crate::blocklist::MAX_ENTRIES {
+        if cfg.blocks.len() > MAX_BLOCKS {
             return Err(ConfigError::at(
                 origin,
                 text,
                 None,
                 format!(
                     "at most {} [[block]] entries, got {}",
-                    crate::blocklist::MAX_ENTRIES,
+                    MAX_BLOCKS,
                     cfg.blocks.len()
                 ),
             ));

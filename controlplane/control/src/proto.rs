@@ -1,0 +1,515 @@
+//! The control protocol: what `weirctl`, `weir-cp` and `weir-dp` say to each other.
+//!
+//! Every message is one datagram on a unix `SOCK_SEQPACKET` socket (see `transport`): a
+//! postcard-encoded [`Envelope`] of at most [`MAX_FRAME`] bytes. A connection opens with a
+//! [`Hello`] from the connecting side and a [`HelloReply`] from the listening side; a
+//! different [`PROTOCOL_VERSION`] (or magic) is refused with a reason, and the connection
+//! is closed. After that, each request carries an id that its reply repeats, so a client
+//! can tell a late reply from the one it waits for.
+//!
+//! Two request sets share the envelope: [`DpRequest`] (weir-cp → weir-dp: policy
+//! snapshots, stats) and [`CtlRequest`] (weirctl → weir-cp: the operator's commands).
+//! The dataplane only ever applies *complete* [`PolicySnapshot`]s, each with a version:
+//! there are no partial updates to get out of order, and a re-sync after a reconnect is the
+//! same message as the first push.
+//!
+//! Types here are plain data with string forms for prefixes and rules, so the protocol does
+//! not depend on how either side represents them internally, and every field can be
+//! validated on arrival with an error that names it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Key, RingsConfig, SsaConfig};
+
+/// Version of this protocol; a peer with another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// First bytes of every hello.
+pub const MAGIC: [u8; 4] = *b"weir";
+
+/// Largest encoded message. A policy's slice table travels as runs (see [`SliceRun`]), so
+/// even many prefixes fit.
+pub const MAX_FRAME: usize = 256 * 1024;
+
+/// Who is speaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// `weirctl`
+    Cli,
+    /// `weir-cp`
+    ControlPlane,
+    /// `weir-dp`
+    Dataplane,
+}
+
+/// The first message on a connection, from the connecting side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The sender's role.
+    pub role: Role,
+    /// A name for logs (host, instance).
+    pub name: String,
+}
+
+impl Hello {
+    /// A hello for this build.
+    pub fn new(role: Role, name: impl Into<String>) -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            role,
+            name: name.into(),
+        }
+    }
+}
+
+/// The listening side's answer to a [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    /// Go ahead.
+    Accepted {
+        /// The listener's protocol version.
+        version: u32,
+        /// The listener's role.
+        role: Role,
+        /// The listener's name.
+        name: String,
+    },
+    /// Refused (version, role or credentials); the connection closes.
+    Refused {
+        /// Why, for the peer's log.
+        reason: String,
+    },
+}
+
+/// A request or reply with its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<B> {
+    /// Chosen by the requester; the reply repeats it.
+    pub id: u64,
+    /// The message.
+    pub body: B,
+}
+
+// ---------------------------------------------------------------------------------------
+// weir-cp → weir-dp
+
+/// Requests weir-cp sends to a weir-dp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DpRequest {
+    /// Replace the whole policy, atomically.
+    Apply(Box<PolicySnapshot>),
+    /// Counters, gauges and histograms.
+    Stats,
+    /// Liveness.
+    Ping,
+}
+
+/// weir-dp's replies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DpReply {
+    /// The snapshot is in force (rx cores pick it up at their next burst).
+    Applied {
+        /// Its version.
+        version: u64,
+    },
+    /// The stats.
+    Stats(Box<DpStats>),
+    /// Reply to [`DpRequest::Ping`], with the policy version in force.
+    Pong {
+        /// Version of the policy in force (0 = the dataplane's own config).
+        version: u64,
+    },
+    /// The request was refused; nothing changed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// A complete, versioned policy for a dataplane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicySnapshot {
+    /// Increases with every change weir-cp makes.
+    pub version: u64,
+    /// APL text of the service prefixes.
+    pub apl: String,
+    /// Slices per prefix = 2^slice_bits.
+    pub slice_bits: u8,
+    /// The SSA rule.
+    pub rule: RuleSpec,
+    /// Slice → worker, as runs covering every slice in order.
+    pub slices: Vec<SliceRun>,
+    /// Blocked source prefixes.
+    pub blocks: Vec<BlockSpec>,
+    /// Ring sizes and weights.
+    pub rings: RingsConfig,
+    /// New flows per second per source prefix.
+    pub new_flows_per_sec: u32,
+    /// Source prefix length of a rate bucket.
+    pub source_prefix_len: u8,
+}
+
+/// The SSA rule on the wire. The config file's [`SsaConfig`] is tagged by a `rule` key,
+/// which postcard (a non-self-describing format) cannot decode; this is the same data,
+/// externally tagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleSpec {
+    /// `any`
+    Any,
+    /// `src-bits`
+    SrcBits {
+        /// First source bit.
+        src_start: u8,
+        /// First destination bit.
+        dst_start: u8,
+        /// Bits.
+        len: u8,
+    },
+    /// `keyed-hash`
+    KeyedHash {
+        /// Key.
+        key: [u8; 16],
+        /// Source bits hashed.
+        src_prefix_len: u8,
+    },
+    /// `time-hop`
+    TimeHop {
+        /// Key.
+        key: [u8; 16],
+        /// Source bits hashed.
+        src_prefix_len: u8,
+        /// Window seconds.
+        period_s: u64,
+        /// Earlier windows accepted.
+        skew: u32,
+    },
+    /// `content`
+    Content,
+}
+
+impl From<&SsaConfig> for RuleSpec {
+    fn from(c: &SsaConfig) -> RuleSpec {
+        match *c {
+            SsaConfig::Any => RuleSpec::Any,
+            SsaConfig::Content => RuleSpec::Content,
+            SsaConfig::SrcBits {
+                src_start,
+                dst_start,
+                len,
+            } => RuleSpec::SrcBits {
+                src_start,
+                dst_start,
+                len,
+            },
+            SsaConfig::KeyedHash {
+                key,
+                src_prefix_len,
+            } => RuleSpec::KeyedHash {
+                key: key.0,
+                src_prefix_len,
+            },
+            SsaConfig::TimeHop {
+                key,
+                src_prefix_len,
+                period_s,
+                skew,
+            } => RuleSpec::TimeHop {
+                key: key.0,
+                src_prefix_len,
+                period_s,
+                skew,
+            },
+        }
+    }
+}
+
+impl From<&RuleSpec> for SsaConfig {
+    fn from(r: &RuleSpec) -> SsaConfig {
+        match *r {
+            RuleSpec::Any => SsaConfig::Any,
+            RuleSpec::Content => SsaConfig::Content,
+            RuleSpec::SrcBits {
+                src_start,
+                dst_start,
+                len,
+            } => SsaConfig::SrcBits {
+                src_start,
+                dst_start,
+                len,
+            },
+            RuleSpec::KeyedHash {
+                key,
+                src_prefix_len,
+            } => SsaConfig::KeyedHash {
+                key: Key(key),
+                src_prefix_len,
+            },
+            RuleSpec::TimeHop {
+                key,
+                src_prefix_len,
+                period_s,
+                skew,
+            } => SsaConfig::TimeHop {
+                key: Key(key),
+                src_prefix_len,
+                period_s,
+                skew,
+            },
+        }
+    }
+}
+
+/// Slices `first..=last` belong to `worker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceRun {
+    /// First slice (global slice id).
+    pub first: u32,
+    /// Last slice, inclusive.
+    pub last: u32,
+    /// Owner.
+    pub worker: u16,
+}
+
+/// Compress a slice table into runs.
+pub fn slice_runs(table: &[u16]) -> Vec<SliceRun> {
+    let mut runs: Vec<SliceRun> = Vec::new();
+    for (i, &w) in table.iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        match runs.last_mut() {
+            Some(r) if r.worker == w && r.last + 1 == i => r.last = i,
+            _ => runs.push(SliceRun {
+                first: i,
+                last: i,
+                worker: w,
+            }),
+        }
+    }
+    runs
+}
+
+/// A blocked source prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSpec {
+    /// The prefix, e.g. `2001:db8:bad::/48`.
+    pub prefix: String,
+    /// Unix time (ns) after which the block lapses; `None` = until removed.
+    pub until_unix_ns: Option<u64>,
+    /// Why (operator, or the policy loop's decision).
+    pub reason: String,
+}
+
+/// A dataplane's counters, gauges and histograms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DpStats {
+    /// Version of the policy in force.
+    pub policy_version: u64,
+    /// Nanoseconds since the dataplane started.
+    pub uptime_ns: u64,
+    /// Frames received.
+    pub packets: u64,
+    /// Frames from service addresses.
+    pub outbound: u64,
+    /// NDP and ARP.
+    pub host: u64,
+    /// Per class name (`known_good`, …).
+    pub classes: BTreeMap<String, u64>,
+    /// Per reason name (`ssa-violation`, …).
+    pub reasons: BTreeMap<String, u64>,
+    /// Events that are not verdicts (`flow-table-full`, `rate-table-evicted`, …).
+    pub events: BTreeMap<String, u64>,
+    /// Packets per slice that reached the slice table (non-zero slices only).
+    pub slices: Vec<(u32, u64)>,
+    /// Per worker.
+    pub workers: Vec<WorkerStats>,
+    /// Per ring.
+    pub rings: Vec<RingStats>,
+    /// Live half-open flows.
+    pub half_open: u64,
+    /// Live established flows.
+    pub established: u64,
+    /// Source prefixes with the most new-flow attempts recently, most first.
+    pub top_sources: Vec<SourceRate>,
+    /// Queueing latency per class (rx → worker), hdrhistogram V2-serialized, in ns.
+    pub latency: BTreeMap<String, Vec<u8>>,
+}
+
+/// One worker's drain counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Worker index.
+    pub worker: u16,
+    /// Known-good packets drained.
+    pub known_good: u64,
+    /// Assumed-good packets drained.
+    pub assumed_good: u64,
+    /// Suspect packets drained.
+    pub suspect: u64,
+    /// Bytes drained.
+    pub bytes: u64,
+}
+
+/// One ring's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingStats {
+    /// Rx core.
+    pub rx: u16,
+    /// Worker.
+    pub worker: u16,
+    /// Class name.
+    pub class: String,
+    /// Slots.
+    pub size: u32,
+    /// Packets queued now.
+    pub occupancy: u32,
+    /// `ring-full` drops.
+    pub drops: u64,
+}
+
+/// New-flow activity of one source prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRate {
+    /// The source prefix.
+    pub prefix: String,
+    /// New flows admitted (assumed-good) in the last report interval.
+    pub admitted: u64,
+    /// New flows refused (`rate`) in the last report interval.
+    pub limited: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// weirctl → weir-cp
+
+/// Operator requests (weirctl → weir-cp).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlRequest {
+    /// Daemon and dataplane connection status.
+    Status,
+    /// Every dataplane's stats.
+    Stats,
+    /// Ring sizes and weights.
+    RingsShow,
+    /// Change one class's ring size and/or weight.
+    RingsSet {
+        /// Class name: `known_good`, `assumed_good` or `suspect`.
+        class: String,
+        /// New size (power of two).
+        size: Option<u32>,
+        /// New weight.
+        weight: Option<u32>,
+    },
+    /// The SSA rule and limits.
+    RulesShow,
+    /// Replace the SSA rule.
+    RulesSet(RuleSpec),
+    /// The slice table.
+    SlicesShow,
+    /// Give slices `first..=last` to `worker`.
+    SlicesMove {
+        /// First slice.
+        first: u32,
+        /// Last slice (inclusive).
+        last: u32,
+        /// New owner.
+        worker: u16,
+    },
+    /// Block a source prefix.
+    BlockAdd {
+        /// The prefix.
+        prefix: String,
+        /// Lifetime; `None` = until removed.
+        ttl_s: Option<u64>,
+    },
+    /// Unblock a source prefix.
+    BlockDel {
+        /// The prefix.
+        prefix: String,
+    },
+    /// The blocklist.
+    BlockList,
+    /// Re-read the config file; applied only if valid.
+    ConfigReload,
+}
+
+/// weir-cp's replies to weirctl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CtlReply {
+    /// For [`CtlRequest::Status`].
+    Status(CpStatus),
+    /// For [`CtlRequest::Stats`]: per dataplane (by name).
+    Stats(Vec<(String, DpStats)>),
+    /// For [`CtlRequest::RingsShow`].
+    Rings(RingsConfig),
+    /// For [`CtlRequest::RulesShow`].
+    Rules {
+        /// The rule.
+        rule: RuleSpec,
+        /// New flows per second per source prefix.
+        new_flows_per_sec: u32,
+        /// Source prefix length.
+        source_prefix_len: u8,
+    },
+    /// For [`CtlRequest::SlicesShow`].
+    Slices {
+        /// APL text.
+        apl: String,
+        /// Slice bits.
+        slice_bits: u8,
+        /// Workers.
+        workers: u16,
+        /// Runs.
+        runs: Vec<SliceRun>,
+    },
+    /// For [`CtlRequest::BlockList`].
+    Blocks(Vec<BlockSpec>),
+    /// A change was made; the new policy version.
+    Done {
+        /// What was done.
+        message: String,
+        /// Policy version now desired.
+        version: u64,
+    },
+    /// Refused; nothing changed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// weir-cp's own state, for `weirctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpStatus {
+    /// Policy version desired.
+    pub version: u64,
+    /// Config file in use.
+    pub config: String,
+    /// Seconds since weir-cp started.
+    pub uptime_s: u64,
+    /// Each configured dataplane.
+    pub dataplanes: Vec<DpLink>,
+    /// Policy-loop decisions made so far (blocks added, expired).
+    pub decisions: BTreeMap<String, u64>,
+}
+
+/// One dataplane link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpLink {
+    /// Configured name.
+    pub name: String,
+    /// Its socket.
+    pub socket: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Policy version the dataplane acknowledged last.
+    pub applied_version: u64,
+    /// Reconnections so far.
+    pub reconnects: u64,
+    /// Last error, if any.
+    pub last_error: Option<String>,
+}
