@@ -1,0 +1,1 @@
+//! weirctl: the operator client (commands, tables, JSON).
