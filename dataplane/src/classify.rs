@@ -16,7 +16,11 @@
 //!   directions) and `martian` on a live rx port (the terminators' own frames are seen on
 //!   the tx path, so one arriving from the wire is spoofed).
 
-use weir_ssa::{Checker, ServicePrefixes, SliceMap};
+use std::sync::Arc;
+
+use weir_control::config::SsaConfig;
+use weir_control::proto::PolicySnapshot;
+use weir_ssa::{Apl, Checker, Prefix, ServicePrefixes, SliceMap};
 use weir_wire::{
     is_ipv4_mapped, parse_frame, peek_addresses, Fragment, Frame, Icmpv6, Ip, IpVersion, Net, Tcp,
     Transport,
@@ -41,6 +45,10 @@ pub struct Policy {
     pub slices: SliceMap,
     /// Blocked source prefixes.
     pub blocklist: Blocklist,
+    /// Source prefix length of a rate bucket.
+    pub source_prefix_len: u8,
+    /// New flows per second per source prefix.
+    pub new_flows_per_sec: u32,
 }
 
 /// Errors building a policy from a config.
@@ -75,12 +83,93 @@ impl Policy {
                 until_ns: b.until.map(|s| s.saturating_mul(1_000_000_000)),
             })
             .collect();
+        let limits = cfg.limits();
         Ok(Policy {
             version: 0,
             prefixes,
             checker,
             slices,
             blocklist: Blocklist::new(&blocks)?,
+            source_prefix_len: limits.source_prefix_len,
+            new_flows_per_sec: limits.new_flows_per_sec,
+        })
+    }
+}
+
+impl Policy {
+    /// Build and validate the policy a control-plane snapshot describes, for a dataplane
+    /// with `workers` workers. Every field is checked; the error names the field.
+    pub fn from_snapshot(s: &PolicySnapshot, workers: u16) -> Result<Policy, PolicyError> {
+        let bad = |m: String| PolicyError::Ssa(m);
+        let apl = Apl::parse(&s.apl).map_err(|e| bad(format!("apl {:?}: {e}", s.apl)))?;
+        let prefixes = ServicePrefixes::new(&apl).map_err(|e| bad(format!("apl: {e}")))?;
+        let mut slices = SliceMap::new(prefixes.prefixes(), s.slice_bits, workers)
+            .map_err(|e| bad(format!("slice_bits: {e}")))?;
+        let mut next: u32 = 0;
+        for r in &s.slices {
+            if r.first != next || r.last < r.first {
+                return Err(bad(format!(
+                    "slices: run {}..={} does not continue at slice {next}",
+                    r.first, r.last
+                )));
+            }
+            slices
+                .assign(r.first, r.last, r.worker)
+                .map_err(|e| bad(format!("slices: {e}")))?;
+            next = r.last.saturating_add(1);
+        }
+        if next as usize != slices.len() {
+            return Err(bad(format!(
+                "slices: runs cover {next} of {} slices",
+                slices.len()
+            )));
+        }
+        let rule = SsaConfig::from(&s.rule)
+            .rule()
+            .map_err(|e| bad(format!("rule: {e}")))?;
+        let mut blocks = Vec::with_capacity(s.blocks.len());
+        for b in &s.blocks {
+            let prefix: Prefix = b
+                .prefix
+                .parse()
+                .map_err(|e| bad(format!("blocks: {:?}: {e}", b.prefix)))?;
+            blocks.push(Block {
+                prefix,
+                until_ns: b.until_unix_ns,
+            });
+        }
+        if s.source_prefix_len > 128 {
+            return Err(bad(format!(
+                "source_prefix_len {} is beyond 128",
+                s.source_prefix_len
+            )));
+        }
+        if s.new_flows_per_sec > 1_000_000_000 {
+            return Err(bad(format!(
+                "new_flows_per_sec {} is beyond 1000000000",
+                s.new_flows_per_sec
+            )));
+        }
+        for class in Class::QUEUED {
+            if let Some(r) = s.rings.of(class) {
+                if !r.size.is_power_of_two() || !(2..=1 << 20).contains(&r.size) || r.weight == 0 {
+                    return Err(bad(format!(
+                        "rings.{}: size {} weight {}",
+                        class.name(),
+                        r.size,
+                        r.weight
+                    )));
+                }
+            }
+        }
+        Ok(Policy {
+            version: s.version,
+            prefixes,
+            checker: Checker::new(&rule),
+            slices,
+            blocklist: Blocklist::new(&blocks)?,
+            source_prefix_len: s.source_prefix_len,
+            new_flows_per_sec: s.new_flows_per_sec,
         })
     }
 }
@@ -185,7 +274,9 @@ impl Limits {
 /// One rx core's classifier.
 #[derive(Debug)]
 pub struct Classifier {
-    policy: Policy,
+    policy: Arc<Policy>,
+    /// Packets per slice (those whose slice was looked up: new flows, no-flow, fragments).
+    slice_packets: Vec<u64>,
     vantage: Vantage,
     flows: FlowTable,
     rate: RateMeter,
@@ -220,7 +311,8 @@ impl Classifier {
     /// A classifier for one rx core.
     pub fn new(policy: Policy, limits: Limits, vantage: Vantage, seed: u64) -> Classifier {
         Classifier {
-            policy,
+            slice_packets: vec![0; policy.slices.len()],
+            policy: Arc::new(policy),
             vantage,
             flows: FlowTable::new(limits.flow_table_capacity, seed),
             rate: RateMeter::new(
@@ -238,9 +330,32 @@ impl Classifier {
         &self.policy
     }
 
-    /// Install a new policy snapshot (flows and buckets are kept).
-    pub fn set_policy(&mut self, policy: Policy) {
+    /// Install a new policy snapshot (flows and buckets are kept; a changed rate limit
+    /// applies to the buckets at once).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        if policy.slices.len() != self.slice_packets.len() {
+            self.slice_packets = vec![0; policy.slices.len()];
+        }
+        if (
+            policy.source_prefix_len,
+            u64::from(policy.new_flows_per_sec),
+        ) != (self.rate.prefix_len(), self.rate.rate())
+        {
+            self.rate
+                .set_limits(policy.source_prefix_len, policy.new_flows_per_sec);
+        }
         self.policy = policy;
+    }
+
+    /// Packets per slice so far.
+    pub fn slice_packets(&self) -> &[u64] {
+        &self.slice_packets
+    }
+
+    /// The source prefixes with the most new-flow attempts since the last call (see
+    /// [`RateMeter::top_sources`]).
+    pub fn top_sources(&mut self, n: usize) -> Vec<(u128, u8, u32, u32)> {
+        self.rate.top_sources(n)
     }
 
     /// Verdict counters.
@@ -375,9 +490,14 @@ impl Classifier {
         }
         // The slice owner is only needed for new flows (known-good goes to the flow's
         // worker), so it is looked up there, not for every packet.
-        let slice_worker = || {
-            let s = &self.policy.slices;
-            s.worker_of(s.slice_of(prefix_idx, ip.dst))
+        let slice_packets = &mut self.slice_packets;
+        let slices = &self.policy.slices;
+        let mut slice_worker = || {
+            let slice = slices.slice_of(prefix_idx, ip.dst);
+            if let Some(n) = slice_packets.get_mut(slice as usize) {
+                *n += 1;
+            }
+            slices.worker_of(slice)
         };
         // 7. "The packet is an IPv6 fragment → suspect fragment."
         if ip.fragment != Fragment::Whole {
@@ -485,5 +605,118 @@ fn flagged(reason: Reason, worker: u16) -> Disposition {
     Disposition::Classified {
         verdict: Verdict::Flagged(reason),
         worker,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_wire::tcp_flags::{ACK, SYN};
+
+    const T: u64 = 1_767_225_600_000_000_000;
+
+    /// A minimal Ethernet + IPv6 + TCP frame (checksums are not read by the classifier).
+    fn tcp6(
+        src: u128,
+        dst: u128,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+    ) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 20];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&20u16.to_be_bytes());
+        f[20] = 6;
+        f[21] = 64;
+        f[22..38].copy_from_slice(&src.to_be_bytes());
+        f[38..54].copy_from_slice(&dst.to_be_bytes());
+        let t = &mut f[54..];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        f
+    }
+
+    #[test]
+    fn a_slice_move_keeps_established_flows_on_their_worker() {
+        let cfg = Config::default();
+        let policy = Policy::from_config(&cfg).unwrap();
+        let mut clf = Classifier::new(
+            policy.clone(),
+            Limits::from_config(&cfg),
+            Vantage::Replay,
+            1,
+        );
+        let client: u128 = 0x2001_0db8_c000_0001_0000_0000_0000_0100;
+        let svc: u128 = 0x2001_0db8_0005_0000_2001_0db8_c000_0001;
+        let owner = |p: &Policy| p.slices.worker_of(p.slices.slice_of(0, svc));
+        let before = owner(&policy);
+        // Handshake: SYN (new), SYN-ACK (outbound), ACK (established).
+        assert_eq!(
+            clf.classify(&tcp6(client, svc, 40000, 80, 1, 0, SYN), T),
+            Disposition::Classified {
+                verdict: Verdict::AssumedGood,
+                worker: before
+            }
+        );
+        clf.classify(&tcp6(svc, client, 80, 40000, 500, 2, SYN | ACK), T);
+        assert_eq!(
+            clf.classify(&tcp6(client, svc, 40000, 80, 2, 501, ACK), T),
+            Disposition::Classified {
+                verdict: Verdict::KnownGood,
+                worker: before
+            }
+        );
+        // Move every slice to the other worker.
+        let mut moved = policy.clone();
+        let other = 1 - before;
+        let last = u32::try_from(moved.slices.len() - 1).unwrap();
+        moved.slices.assign(0, last, other).unwrap();
+        moved.version = 2;
+        clf.set_policy(Arc::new(moved));
+        // The established flow stays; a new flow goes to the new owner.
+        assert_eq!(
+            clf.classify(&tcp6(client, svc, 40000, 80, 2, 501, ACK), T),
+            Disposition::Classified {
+                verdict: Verdict::KnownGood,
+                worker: before
+            }
+        );
+        assert_eq!(
+            clf.classify(&tcp6(client, svc, 40001, 80, 1, 0, SYN), T),
+            Disposition::Classified {
+                verdict: Verdict::AssumedGood,
+                worker: other
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_rate_limit_applies_at_once() {
+        let cfg = Config::default();
+        let mut policy = Policy::from_config(&cfg).unwrap();
+        let mut clf = Classifier::new(
+            policy.clone(),
+            Limits::from_config(&cfg),
+            Vantage::Replay,
+            1,
+        );
+        policy.new_flows_per_sec = 2;
+        clf.set_policy(Arc::new(policy));
+        let client: u128 = 0x2001_0db8_c000_0001_0000_0000_0000_0100;
+        let svc: u128 = 0x2001_0db8_0005_0000_2001_0db8_c000_0001;
+        let labels: Vec<&str> = (0..3)
+            .map(|p| {
+                clf.classify(&tcp6(client, svc, 40000 + p, 80, 1, 0, SYN), T)
+                    .label()
+            })
+            .collect();
+        assert_eq!(labels, ["assumed-good", "assumed-good", "rate"]);
     }
 }

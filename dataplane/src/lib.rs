@@ -8,7 +8,9 @@
 pub mod blocklist;
 pub mod capture;
 pub mod classify;
+pub mod control;
 pub mod flow;
+pub mod live;
 pub mod pipeline;
 pub mod pool;
 pub mod rate;

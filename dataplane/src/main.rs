@@ -21,6 +21,66 @@ struct Cli {
 enum Command {
     /// Replay pcap / pcapng captures through the classifier, rings and workers.
     Replay(ReplayArgs),
+    /// Run as a daemon on the configured [port], directed over [dataplane] control_socket.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (TOML) with a [port] section.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Stop after this many seconds (default: run until SIGTERM / SIGINT).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print the final counters as JSON on exit.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunArgs {
+    fn run(self) -> Result<()> {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        use weir_control::transport::{current_uid, Listener};
+        let cfg = Config::load(&self.config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))?;
+        }
+        let shared = weir_dp::live::shared_for(&cfg, Arc::clone(&stop))?;
+        let control = match &cfg.dataplane.control_socket {
+            Some(path) => {
+                let uid = cfg.dataplane.allowed_uid.unwrap_or_else(current_uid);
+                let listener = Listener::bind(path, uid)?;
+                tracing::info!(socket = %path.display(), uid, "control socket ready");
+                Some(weir_dp::control::spawn(listener, Arc::clone(&shared))?)
+            }
+            None => None,
+        };
+        let opts = weir_dp::live::RunOptions {
+            duration: self
+                .duration
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .map(std::time::Duration::from_secs_f64),
+        };
+        let result = weir_dp::live::run(&cfg, &shared, &opts);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = control {
+            let _ = h.join();
+        }
+        result?;
+        let stats = weir_dp::control::stats(&shared);
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+        } else {
+            eprintln!(
+                "weir-dp: stopped after {} packets (policy version {})",
+                stats.packets, stats.policy_version
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +130,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Replay(a) => a.run(),
+        Command::Run(a) => a.run(),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

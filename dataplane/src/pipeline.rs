@@ -13,11 +13,26 @@
 //! not depend on thread timing). A lower class never takes room from a higher one because
 //! each class has its own ring. Until the terminators exist, a worker counts what it
 //! drains and returns the buffer.
+//!
+//! **Live changes.** Sizes and weights change at run time without losing a queued packet:
+//! [`RxQueues::resize`] makes a new ring, switches its own producer to it at once (so the
+//! old ring receives nothing more) and mails the new consumer to the worker, which keeps
+//! draining the old ring until it is empty and only then moves to the new one — every
+//! packet queued before the resize is drained, in order. Weights travel by the same
+//! mailbox. The mailbox is read once per drain round, never per packet.
+//!
+//! **Latency.** When stamping is on, the rx core stamps each buffer with a monotonic time
+//! as it queues it, and the worker records (drain time − stamp) per class in an
+//! hdrhistogram: the time a packet waited in its ring.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
+use hdrhistogram::Histogram;
 
 use crate::config::RingsConfig;
 use crate::pool::{PktBuf, Pool};
@@ -50,6 +65,30 @@ pub struct RxQueues {
     stop: Arc<AtomicBool>,
     /// Enqueues since buffers were last reclaimed.
     since_reclaim: u32,
+    /// Each worker's mailbox.
+    mailboxes: Vec<Sender<WorkerMsg>>,
+    /// Current ring sizes per queued class.
+    sizes: [usize; 3],
+    /// Stamp queued buffers relative to this instant (latency measurement).
+    stamp_base: Option<Instant>,
+    /// Index of this rx core.
+    rx_index: usize,
+}
+
+/// What an rx core mails to a worker.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// A new ring for (rx core, class): drain the old one to empty, then use this.
+    Ring {
+        /// Rx core.
+        rx: usize,
+        /// Class index (0 known-good, 1 assumed-good, 2 suspect).
+        class: usize,
+        /// The new ring's consumer.
+        consumer: Consumer<PktBuf>,
+    },
+    /// New drain weights per class.
+    Weights([usize; 3]),
 }
 
 /// Buffers are taken back from the workers at least this often (in enqueues). Reclaiming
@@ -75,6 +114,34 @@ pub struct WorkerStats {
     pub rounds: u64,
 }
 
+/// A worker's published state: counters and latency histograms, refreshed a few times
+/// per second from the worker's own thread (the reader never blocks the worker: the
+/// worker skips a refresh when the lock is busy).
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// Counters.
+    pub stats: WorkerStats,
+    /// Queueing latency per queued class, in nanoseconds.
+    pub latency: [Histogram<u64>; 3],
+}
+
+impl WorkerReport {
+    /// An empty report for `worker`.
+    pub fn new(worker: u16) -> WorkerReport {
+        let h = || {
+            Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("static histogram bounds are valid")
+        };
+        WorkerReport {
+            stats: WorkerStats {
+                worker,
+                ..WorkerStats::default()
+            },
+            latency: [h(), h(), h()],
+        }
+    }
+}
+
 /// A worker's end: consumers of its rings from every rx core, in class order.
 #[derive(Debug)]
 pub struct WorkerQueues {
@@ -83,11 +150,18 @@ pub struct WorkerQueues {
     pools: Vec<Arc<Pool>>,
     /// `rings[rx][class]`
     rings: Vec<[Consumer<PktBuf>; 3]>,
+    /// Rings mailed by resizes, oldest first, each taken up once the one before it is
+    /// empty: `pending[rx][class]`.
+    pending: Vec<[VecDeque<Consumer<PktBuf>>; 3]>,
     /// Buffers back to each rx core.
     returns: Vec<Producer<PktBuf>>,
     weights: [usize; 3],
     stop: Arc<AtomicBool>,
-    stats: WorkerStats,
+    mailbox: Receiver<WorkerMsg>,
+    report: WorkerReport,
+    stamp_base: Option<Instant>,
+    published: Option<Arc<Mutex<WorkerReport>>>,
+    last_publish: Option<Instant>,
 }
 
 /// Build the rings for `rx_cores` rx cores and `workers` workers.
@@ -99,33 +173,41 @@ pub fn build(
 ) -> (Vec<RxQueues>, Vec<WorkerQueues>) {
     let size = |c: Class| rings.of(c).map_or(2, |r| r.size as usize);
     let weight = |c: Class| rings.of(c).map_or(1, |r| r.weight as usize);
-    let per_worker: usize = Class::QUEUED.iter().map(|&c| size(c)).sum();
-    // Every queued slot can hold a buffer, plus a burst in flight on each side.
-    let pool_size = per_worker * usize::from(workers) + 64;
+    let sizes = Class::QUEUED.map(size);
+    let pool_size = pool_size_for(sizes, workers);
     let stop = Arc::new(AtomicBool::new(false));
     let mut rx: Vec<RxQueues> = Vec::with_capacity(rx_cores);
+    let mut mailboxes = Vec::with_capacity(usize::from(workers));
     let mut wk: Vec<WorkerQueues> = (0..workers)
-        .map(|w| WorkerQueues {
-            index: w,
-            pools: Vec::new(),
-            rings: Vec::new(),
-            returns: Vec::new(),
-            weights: Class::QUEUED.map(weight),
-            stop: Arc::clone(&stop),
-            stats: WorkerStats {
-                worker: w,
-                ..WorkerStats::default()
-            },
+        .map(|w| {
+            let (tx, mailbox) = channel();
+            mailboxes.push(tx);
+            WorkerQueues {
+                index: w,
+                pools: Vec::new(),
+                rings: Vec::new(),
+                pending: Vec::new(),
+                returns: Vec::new(),
+                weights: Class::QUEUED.map(weight),
+                stop: Arc::clone(&stop),
+                mailbox,
+                report: WorkerReport::new(w),
+                stamp_base: None,
+                published: None,
+                last_publish: None,
+            }
         })
         .collect();
-    for _ in 0..rx_cores {
+    for rx_index in 0..rx_cores {
         let (pool, free) = Pool::new(u32::try_from(pool_size).unwrap_or(u32::MAX));
         let mut producers = Vec::with_capacity(usize::from(workers));
         let mut returns = Vec::with_capacity(usize::from(workers));
         for w in wk.iter_mut() {
-            let [(p0, c0), (p1, c1), (p2, c2)] = Class::QUEUED.map(|c| ring::<PktBuf>(size(c)));
+            let [(p0, c0), (p1, c1), (p2, c2)] = sizes.map(ring::<PktBuf>);
             producers.push([p0, p1, p2]);
             w.rings.push([c0, c1, c2]);
+            w.pending
+                .push([VecDeque::new(), VecDeque::new(), VecDeque::new()]);
             // A return ring can hold every buffer of the pool: pushing never fails.
             let (rp, rc) = ring::<PktBuf>(pool_size);
             w.returns.push(rp);
@@ -142,9 +224,30 @@ pub fn build(
             oversize: 0,
             stop: Arc::clone(&stop),
             since_reclaim: 0,
+            mailboxes: mailboxes.clone(),
+            sizes,
+            stamp_base: None,
+            rx_index,
         });
     }
     (rx, wk)
+}
+
+/// Buffers per rx core: every slot of every ring of every worker, plus a burst in flight.
+/// Rings grown later at run time may hold more packets than there are buffers; the rx
+/// core then counts the shortfall as `ring-full` rather than allocate.
+fn pool_size_for(sizes: [usize; 3], workers: u16) -> usize {
+    sizes.iter().sum::<usize>() * usize::from(workers) + 64
+}
+
+/// Turn on queueing-latency stamps for every rx core and worker, relative to `base`.
+pub fn enable_latency(rx: &mut [RxQueues], workers: &mut [WorkerQueues], base: Instant) {
+    for r in rx {
+        r.stamp_base = Some(base);
+    }
+    for w in workers {
+        w.stamp_base = Some(base);
+    }
 }
 
 impl RxQueues {
@@ -220,6 +323,45 @@ impl RxQueues {
     pub fn finish(&self) {
         self.stop.store(true, Ordering::Release);
     }
+
+    /// Current size of `class`'s rings.
+    pub fn ring_size(&self, class: Class) -> Option<usize> {
+        self.sizes.get(class.index()).copied()
+    }
+
+    /// Workers served.
+    pub fn workers(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Give `class`'s rings (towards every worker) `size` slots (rounded up to a power of
+    /// two). Packets already queued are not lost: see the module doc.
+    pub fn resize(&mut self, class: Class, size: usize) {
+        let ci = class.index();
+        if ci >= 3 || self.sizes[ci] == size.max(2).next_power_of_two() {
+            return;
+        }
+        for (w, rings) in self.rings.iter_mut().enumerate() {
+            let (p, c) = ring::<PktBuf>(size);
+            rings[ci] = p;
+            if let Some(mb) = self.mailboxes.get(w) {
+                // A worker that has exited no longer drains anything; nothing to lose.
+                let _ = mb.send(WorkerMsg::Ring {
+                    rx: self.rx_index,
+                    class: ci,
+                    consumer: c,
+                });
+            }
+        }
+        self.sizes[ci] = size.max(2).next_power_of_two();
+    }
+
+    /// Set every worker's drain weights (packets per round, per queued class).
+    pub fn set_weights(&self, weights: [usize; 3]) {
+        for mb in &self.mailboxes {
+            let _ = mb.send(WorkerMsg::Weights(weights.map(|w| w.max(1))));
+        }
+    }
 }
 
 impl WorkerQueues {
@@ -228,15 +370,47 @@ impl WorkerQueues {
         self.index
     }
 
+    /// Publish this worker's counters and histograms to `slot` a few times per second.
+    pub fn publish_to(&mut self, slot: Arc<Mutex<WorkerReport>>) {
+        self.published = Some(slot);
+    }
+
+    /// What this worker has counted so far.
+    pub fn report(&self) -> &WorkerReport {
+        &self.report
+    }
+
+    fn read_mailbox(&mut self) {
+        while let Ok(msg) = self.mailbox.try_recv() {
+            match msg {
+                WorkerMsg::Ring {
+                    rx,
+                    class,
+                    consumer,
+                } => {
+                    if let Some(queue) = self.pending.get_mut(rx).and_then(|p| p.get_mut(class)) {
+                        queue.push_back(consumer);
+                    }
+                }
+                WorkerMsg::Weights(w) => self.weights = w,
+            }
+        }
+    }
+
     /// One drain round over all rx cores' rings, class by class up to each class's weight;
     /// returns the packets handled.
     #[inline]
     pub fn round(&mut self) -> usize {
+        self.read_mailbox();
+        let now = self
+            .stamp_base
+            .map(|b| u64::try_from(b.elapsed().as_nanos()).unwrap_or(u64::MAX));
         let mut total = 0;
         for ci in 0..3 {
             let weight = self.weights[ci];
             for (rx, rings) in self.rings.iter_mut().enumerate() {
-                let stats = &mut self.stats;
+                let stats = &mut self.report.stats;
+                let hist = &mut self.report.latency[ci];
                 let (Some(ret), Some(pool)) = (self.returns.get_mut(rx), self.pools.get(rx)) else {
                     continue;
                 };
@@ -247,16 +421,55 @@ impl WorkerQueues {
                         1 => stats.assumed_good += 1,
                         _ => stats.suspect += 1,
                     }
+                    if let Some(now) = now {
+                        let stamp = pool.stamp(&buf);
+                        if stamp != 0 {
+                            hist.saturating_record(now.saturating_sub(stamp).max(1));
+                        }
+                    }
                     // The return ring holds the whole pool, so this cannot fail; were it
                     // to, the buffer would be lost to the pool, never to the count above.
                     let _ = ret.push(buf);
                 });
+                // The resized ring takes over once the old one is empty (no more pushes
+                // reach the old one, so empty stays empty).
+                if let Some(p) = self.pending.get_mut(rx) {
+                    if !p[ci].is_empty() && rings[ci].is_empty() {
+                        if let Some(next) = p[ci].pop_front() {
+                            rings[ci] = next;
+                        }
+                    }
+                }
             }
         }
         if total > 0 {
-            self.stats.rounds += 1;
+            self.report.stats.rounds += 1;
         }
+        self.maybe_publish();
         total
+    }
+
+    fn maybe_publish(&mut self) {
+        let Some(slot) = &self.published else {
+            return;
+        };
+        let due = self
+            .last_publish
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if !due {
+            return;
+        }
+        if let Ok(mut g) = slot.try_lock() {
+            g.clone_from(&self.report);
+            self.last_publish = Some(Instant::now());
+        }
+    }
+
+    fn pending_empty(&self) -> bool {
+        self.pending
+            .iter()
+            .flatten()
+            .all(|q| q.iter().all(Consumer::is_empty))
     }
 
     /// Drain until the rx side has finished and every ring is empty.
@@ -267,8 +480,10 @@ impl WorkerQueues {
                 backoff.reset();
                 continue;
             }
-            if self.stop.load(Ordering::Acquire) && self.round() == 0 {
-                return self.stats;
+            if self.stop.load(Ordering::Acquire) && self.round() == 0 && self.pending_empty() {
+                self.last_publish = None;
+                self.maybe_publish();
+                return self.report.stats;
             }
             backoff.snooze();
         }
@@ -302,9 +517,64 @@ mod tests {
         assert_eq!(rx.occupancy(0, Class::Suspect), Some(2));
         // One round: 4 known-good, 0 assumed-good, 1 suspect.
         assert_eq!(wk[0].round(), 5);
-        assert_eq!(wk[0].stats.known_good, 4);
-        assert_eq!(wk[0].stats.suspect, 1);
-        assert_eq!(wk[0].stats.bytes, 300);
+        assert_eq!(wk[0].report.stats.known_good, 4);
+        assert_eq!(wk[0].report.stats.suspect, 1);
+        assert_eq!(wk[0].report.stats.bytes, 300);
+    }
+
+    #[test]
+    fn resizing_under_load_loses_nothing() {
+        let (mut rx, wk) = build(&small_rings(), 1, 2, Overflow::Wait);
+        let handles: Vec<_> = wk
+            .into_iter()
+            .map(|w| std::thread::spawn(move || w.run()))
+            .collect();
+        let rx = &mut rx[0];
+        let sizes = [2usize, 64, 4, 1024, 8, 2];
+        for i in 0..30_000u32 {
+            if i % 3000 == 1500 {
+                let size = sizes[(i / 3000) as usize % sizes.len()];
+                rx.resize(Class::QUEUED[(i / 3000) as usize % 3], size);
+                rx.set_weights([1 + (i % 5) as usize, 2, 1]);
+            }
+            let class = Class::QUEUED[(i % 3) as usize];
+            assert!(rx.enqueue((i % 2) as u16, class, &i.to_be_bytes()));
+        }
+        rx.finish();
+        let stats: Vec<WorkerStats> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let drained: u64 = stats
+            .iter()
+            .map(|s| s.known_good + s.assumed_good + s.suspect)
+            .sum();
+        assert_eq!(drained, 30_000, "every queued packet was drained");
+        assert_eq!(rx.ring_full, [0, 0, 0]);
+    }
+
+    #[test]
+    fn workers_take_up_resized_rings_and_weights() {
+        let (mut rx, mut wk) = build(&small_rings(), 1, 1, Overflow::Drop);
+        let rx = &mut rx[0];
+        for _ in 0..8 {
+            assert!(rx.enqueue(0, Class::KnownGood, &[1; 60]));
+        }
+        rx.resize(Class::KnownGood, 32);
+        rx.set_weights([2, 2, 2]);
+        // The old ring still holds 8; the new one takes the next 20 (more than the old 8).
+        for _ in 0..20 {
+            assert!(rx.enqueue(0, Class::KnownGood, &[2; 60]));
+        }
+        assert_eq!(rx.ring_full, [0, 0, 0]);
+        let mut total = 0;
+        while total < 28 {
+            let n = wk[0].round();
+            assert!(n <= 2, "weight 2 per class per round, got {n}");
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        assert_eq!(wk[0].report.stats.known_good, 28);
+        assert_eq!(rx.ring_size(Class::KnownGood), Some(32));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! empty and cannot be written.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::ring::RingItem;
@@ -50,6 +50,8 @@ struct Slot {
     len: AtomicU32,
     /// Length of the frame as received (may exceed BUF_SIZE: then the copy is cut).
     wire_len: AtomicU32,
+    /// When the rx core queued it (monotonic ns; 0 = not stamped), for queueing latency.
+    stamp: AtomicU64,
     data: UnsafeCell<[u8; BUF_SIZE]>,
 }
 
@@ -83,6 +85,7 @@ impl Pool {
             .map(|_| Slot {
                 len: AtomicU32::new(0),
                 wire_len: AtomicU32::new(0),
+                stamp: AtomicU64::new(0),
                 data: UnsafeCell::new([0; BUF_SIZE]),
             })
             .collect();
@@ -137,6 +140,21 @@ impl Pool {
         // writes the slot while the returned slice lives.
         let data = unsafe { &*slot.data.get() };
         &data[..n]
+    }
+
+    /// Stamp the buffer with the time it was queued (monotonic nanoseconds).
+    #[inline]
+    pub fn set_stamp(&self, buf: &PktBuf, ns: u64) {
+        if let Some(s) = self.slot(buf) {
+            s.stamp.store(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// The time the buffer was queued (0 = never stamped).
+    #[inline]
+    pub fn stamp(&self, buf: &PktBuf) -> u64 {
+        self.slot(buf)
+            .map_or(0, |s| s.stamp.load(Ordering::Relaxed))
     }
 
     /// Length of the frame as received (may exceed the bytes held).

@@ -47,6 +47,10 @@ pub struct RateMeter {
     buckets: Box<[Bucket]>,
     /// In-use flags, one per bucket (kept apart so a zero prefix is a valid key).
     used: Box<[bool]>,
+    /// New flows (admitted, limited) per bucket since the last [`RateMeter::top_sources`];
+    /// kept apart from the buckets so a bucket stays 32 bytes.
+    activity: Box<[(u32, u32)]>,
+    prefix_len: u8,
     set_mask: usize,
     prefix_mask: u128,
     rate: u64,
@@ -73,6 +77,8 @@ impl RateMeter {
             ]
             .into_boxed_slice(),
             used: vec![false; n].into_boxed_slice(),
+            activity: vec![(0, 0); n].into_boxed_slice(),
+            prefix_len: source_prefix_len,
             set_mask: sets - 1,
             prefix_mask: prefix_mask(source_prefix_len),
             rate,
@@ -131,6 +137,7 @@ impl RateMeter {
                 let b = &mut self.buckets[i];
                 b.tokens = if ok { tokens - NS_PER_S } else { tokens };
                 b.last_ns = b.last_ns.max(now_ns);
+                self.note(i, ok);
                 return ok;
             }
             // Rank candidates: empty (0) < refilled-to-full (1) < least recently used (2).
@@ -148,6 +155,7 @@ impl RateMeter {
             self.counters.evicted += 1;
         }
         self.used[victim] = true;
+        self.activity[victim] = (0, 0);
         let ok = self.capacity_units >= NS_PER_S;
         self.buckets[victim] = Bucket {
             prefix,
@@ -158,7 +166,62 @@ impl RateMeter {
             },
             last_ns: now_ns,
         };
+        self.note(victim, ok);
         ok
+    }
+
+    #[inline]
+    fn note(&mut self, i: usize, admitted: bool) {
+        if let Some(a) = self.activity.get_mut(i) {
+            if admitted {
+                a.0 = a.0.saturating_add(1);
+            } else {
+                a.1 = a.1.saturating_add(1);
+            }
+        }
+    }
+
+    /// The `n` prefixes with the most new-flow attempts since the last call, most limited
+    /// first: `(prefix, prefix length, admitted, limited)`. Resets the activity. Walks the
+    /// whole table, so it belongs off the packet path (a few times per second at most).
+    pub fn top_sources(&mut self, n: usize) -> Vec<(u128, u8, u32, u32)> {
+        let mut v: Vec<(u128, u8, u32, u32)> = Vec::new();
+        for (i, a) in self.activity.iter_mut().enumerate() {
+            if *a != (0, 0) && self.used[i] {
+                v.push((self.buckets[i].prefix, self.prefix_len, a.0, a.1));
+            }
+            *a = (0, 0);
+        }
+        v.sort_by(|x, y| (y.3, y.2).cmp(&(x.3, x.2)).then(x.0.cmp(&y.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// The metered prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// The rate (new flows per second per prefix).
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// Change the limits at run time. A new rate keeps every bucket (tokens are capped at
+    /// the new capacity); a new prefix length starts every bucket afresh (full), since the
+    /// old buckets count different prefixes.
+    pub fn set_limits(&mut self, source_prefix_len: u8, per_sec: u32) {
+        if source_prefix_len != self.prefix_len {
+            self.used.fill(false);
+            self.activity.fill((0, 0));
+            self.prefix_len = source_prefix_len;
+            self.prefix_mask = prefix_mask(source_prefix_len);
+        }
+        self.rate = u64::from(per_sec);
+        self.capacity_units = self.rate * NS_PER_S;
+        for b in self.buckets.iter_mut() {
+            b.tokens = b.tokens.min(self.capacity_units);
+        }
     }
 }
 
@@ -220,6 +283,34 @@ mod tests {
         }
         // 5 at start + 5 per second refill over ~1 s.
         assert!((9..=11).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn top_sources_rank_by_limited_and_reset() {
+        let mut m = RateMeter::new(64, 2, 64, 0);
+        for _ in 0..5 {
+            m.take(A, 0);
+        }
+        m.take(A + (1 << 64), 0);
+        let top = m.top_sources(10);
+        assert_eq!(top[0], (A & prefix_mask(64), 64, 2, 3));
+        assert_eq!(top[1].2, 1);
+        assert!(m.top_sources(10).is_empty());
+    }
+
+    #[test]
+    fn limits_change_live() {
+        let mut m = RateMeter::new(64, 10, 64, 0);
+        for _ in 0..10 {
+            assert!(m.take(A, 0));
+        }
+        m.set_limits(64, 2);
+        assert!(!m.take(A, 0));
+        // 0.5 s later: one token at 2/s.
+        assert!(m.take(A, 500_000_000));
+        // A new prefix length: buckets start afresh.
+        m.set_limits(48, 2);
+        assert!(m.take(A, 500_000_000));
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! The dataplane's control server: weir-cp (or a test) connects to `[dataplane]
+//! control_socket`, says hello, then sends [`DpRequest`]s.
+//!
+//! - `Apply`: the snapshot is validated completely ([`Policy::from_snapshot`]) before
+//!   anything changes; a bad one is answered with `Error` and the running policy stays.
+//!   A good one is installed whole (rx cores pick it up at their next burst) and ring
+//!   sizes/weights are handed to the rx core, which resizes without losing packets.
+//! - `Stats`: built from the reports the rx core and workers publish (see `live`).
+//! - A malformed, truncated or oversized frame is answered with `Error` (id 0), logged, and
+//!   the connection carries on; a peer that fails the hello (uid, magic, version) is
+//!   refused by the transport. Either way the dataplane keeps forwarding.
+//! - When weir-cp goes away the dataplane keeps its last policy and keeps counting; when
+//!   it returns it connects again and re-applies its snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hdrhistogram::serialization::{Serializer, V2Serializer};
+use tracing::{info, warn};
+use weir_control::proto::{
+    DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SourceRate, WorkerStats,
+};
+use weir_control::transport::{Conn, Listener, TransportError};
+use weir_ssa::Prefix;
+
+use crate::classify::Policy;
+use crate::live::Shared;
+use crate::verdict::{Class, Reason};
+
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 8;
+
+/// Serve `listener` on a thread until `shared.stop` is set.
+pub fn spawn(listener: Listener, shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("weir-control".into())
+        .spawn(move || serve(&listener, &shared))
+}
+
+fn serve(listener: &Listener, shared: &Arc<Shared>) {
+    let me = Hello::new(Role::Dataplane, "weir-dp");
+    let active = Arc::new(AtomicUsize::new(0));
+    while !shared.stop.load(Ordering::Relaxed) {
+        if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        match listener.accept(&me, Some(Duration::from_millis(200))) {
+            Ok((conn, peer)) => {
+                info!(peer = %peer.name, role = ?peer.role, "control connection");
+                active.fetch_add(1, Ordering::AcqRel);
+                let shared = Arc::clone(shared);
+                let active = Arc::clone(&active);
+                let spawned = std::thread::Builder::new()
+                    .name("weir-control-conn".into())
+                    .spawn(move || {
+                        handle(&conn, &shared);
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    warn!("cannot start a control connection thread: {e}");
+                }
+            }
+            Err(TransportError::Timeout) => {}
+            Err(e) => warn!("control connection refused: {e}"),
+        }
+    }
+}
+
+fn handle(conn: &Conn, shared: &Shared) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        match conn.recv::<DpRequest>(Some(Duration::from_millis(500))) {
+            Ok(env) => {
+                let body = dispatch(env.body, shared);
+                if let Err(e) = conn.send(&Envelope { id: env.id, body }) {
+                    warn!("control reply failed: {e}");
+                    return;
+                }
+            }
+            Err(TransportError::Timeout) => {}
+            Err(TransportError::Closed) => return,
+            Err(TransportError::Frame(e)) => {
+                warn!("bad control frame refused: {e}");
+                let body = DpReply::Error {
+                    message: format!("bad frame: {e}"),
+                };
+                if conn.send(&Envelope { id: 0, body }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!("control connection ended: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Answer one request.
+pub fn dispatch(req: DpRequest, shared: &Shared) -> DpReply {
+    match req {
+        DpRequest::Ping => DpReply::Pong {
+            version: current_version(shared),
+        },
+        DpRequest::Apply(snap) => match Policy::from_snapshot(&snap, shared.worker_count) {
+            Ok(policy) => {
+                let version = policy.version;
+                shared.set_policy(policy);
+                shared.set_rings(snap.rings);
+                info!(version, "policy applied");
+                DpReply::Applied { version }
+            }
+            Err(e) => {
+                warn!(version = snap.version, "policy refused: {e}");
+                DpReply::Error {
+                    message: format!("policy {} refused: {e}", snap.version),
+                }
+            }
+        },
+        DpRequest::Stats => DpReply::Stats(Box::new(stats(shared))),
+    }
+}
+
+fn current_version(shared: &Shared) -> u64 {
+    shared.policy.lock().map_or(0, |p| p.version)
+}
+
+/// Gather the published reports into [`DpStats`].
+pub fn stats(shared: &Shared) -> DpStats {
+    let rx = shared.rx.lock().map(|g| g.clone()).unwrap_or_default();
+    let c = &rx.counters;
+    let mut events = BTreeMap::new();
+    events.insert("flow-table-full".to_string(), rx.flow.table_full);
+    events.insert("rate-table-evicted".to_string(), rx.rate.evicted);
+    events.insert("oversize".to_string(), rx.oversize);
+    for class in Class::QUEUED {
+        events.insert(
+            format!("ring-full-{}", class.name()),
+            rx.ring_full[class.index()],
+        );
+    }
+    let mut workers = Vec::new();
+    let mut latency = BTreeMap::new();
+    let mut merged: Vec<Option<hdrhistogram::Histogram<u64>>> = vec![None, None, None];
+    for slot in &shared.workers {
+        let Ok(w) = slot.lock() else { continue };
+        workers.push(WorkerStats {
+            worker: w.stats.worker,
+            known_good: w.stats.known_good,
+            assumed_good: w.stats.assumed_good,
+            suspect: w.stats.suspect,
+            bytes: w.stats.bytes,
+        });
+        for (i, h) in w.latency.iter().enumerate() {
+            match &mut merged[i] {
+                Some(m) => {
+                    let _ = m.add(h);
+                }
+                none => *none = Some(h.clone()),
+            }
+        }
+    }
+    for (i, h) in merged.into_iter().enumerate() {
+        let (Some(h), Some(class)) = (h, Class::QUEUED.get(i)) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        if V2Serializer::new().serialize(&h, &mut bytes).is_ok() {
+            latency.insert(class.name().to_string(), bytes);
+        }
+    }
+    DpStats {
+        policy_version: rx.policy_version,
+        uptime_ns: u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        packets: c.packets(),
+        outbound: c.outbound(),
+        host: c.host(),
+        classes: Class::ALL
+            .iter()
+            .map(|&k| (k.name().to_string(), c.class(k)))
+            .collect(),
+        reasons: Reason::ALL
+            .iter()
+            .map(|&r| (r.name().to_string(), c.reason(r)))
+            .collect(),
+        events,
+        slices: rx
+            .slice_packets
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| (u32::try_from(i).unwrap_or(u32::MAX), n))
+            .collect(),
+        workers,
+        rings: rx
+            .rings
+            .iter()
+            .map(|&(worker, ci, size, len)| RingStats {
+                rx: 0,
+                worker,
+                class: Class::QUEUED.get(ci).map_or("?", |c| c.name()).to_string(),
+                size: u32::try_from(size).unwrap_or(u32::MAX),
+                occupancy: u32::try_from(len).unwrap_or(u32::MAX),
+                drops: rx.ring_full.get(ci).copied().unwrap_or(0),
+            })
+            .collect(),
+        half_open: rx.half_open,
+        established: rx.established,
+        top_sources: rx
+            .top_sources
+            .iter()
+            .map(|&(p, len, admitted, limited)| SourceRate {
+                prefix: Prefix::new(p, len)
+                    .map_or_else(|_| format!("{p:x}/{len}"), |p| p.to_string()),
+                admitted: u64::from(admitted),
+                limited: u64::from(limited),
+            })
+            .collect(),
+        latency,
+    }
+}
