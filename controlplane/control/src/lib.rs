@@ -4,5 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod frame;
 pub mod proto;
+pub mod transport;
 pub mod verdict;
