@@ -274,10 +274,9 @@ pub fn run(cfg: &Config, shared: &Arc<Shared>, opts: &RunOptions) -> Result<RxRe
                 }
             }
         }
-        if port.pps > 0 {
-            // Pace: the frames sent so far are due at sent / pps seconds.
-            let due = Duration::from_nanos(sent.saturating_mul(1_000_000_000) / port.pps);
-            if let Some(wait) = due.checked_sub(clock.elapsed()) {
+        // Pace (pps > 0): the frames sent so far are due at sent / pps seconds.
+        if let Some(due_ns) = sent.saturating_mul(1_000_000_000).checked_div(port.pps) {
+            if let Some(wait) = Duration::from_nanos(due_ns).checked_sub(clock.elapsed()) {
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
             }
         }
