@@ -1,0 +1,247 @@
+//! End to end with no fakes: a real weir-dp (the live engine, replaying the bundled mix
+//! in a loop, in this process), a real weir-cp (in this process) directing it over its
+//! control socket, and the real `weirctl` binary issuing every command. Each command's
+//! effect is checked where it lands: in the dataplane's own stats.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_control::transport::{current_uid, Listener};
+use weir_cp::daemon::Daemon;
+use weir_dp::config::Config;
+use weir_dp::live::{self, RunOptions};
+
+fn weirctl(sock: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weirctl"))
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("weirctl runs")
+}
+
+fn ok(sock: &Path, args: &[&str]) -> String {
+    let o = weirctl(sock, args);
+    assert!(
+        o.status.success(),
+        "weirctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(sock: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ok(sock, &a)).expect("weirctl --json prints JSON")
+}
+
+/// Wait until `f` holds (the daemons work asynchronously), or fail with `what`.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn dp_stats(sock: &Path) -> serde_json::Value {
+    json(sock, &["stats"])["dataplanes"][0]["stats"].clone()
+}
+
+#[test]
+fn every_weirctl_command_against_real_daemons() {
+    let dir = PathBuf::from(format!("/tmp/weir-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let dp_sock = dir.join("dp.sock");
+    let cp_sock = dir.join("cp.sock");
+    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcap-fixtures/mix.pcap");
+
+    // weir-dp.
+    let dp_cfg = Config::from_toml(
+        "dp",
+        &format!(
+            "[dataplane]\nworkers = 2\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {mix:?}\nloop = true\npps = 100000\n",
+            dp_sock.display().to_string()
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = live::shared_for(&dp_cfg, Arc::clone(&stop)).unwrap();
+    let control = weir_dp::control::spawn(
+        Listener::bind(&dp_sock, current_uid()).unwrap(),
+        Arc::clone(&shared),
+    )
+    .unwrap();
+    let run = {
+        let (c, s) = (dp_cfg.clone(), Arc::clone(&shared));
+        std::thread::spawn(move || live::run(&c, &s, &RunOptions::default()))
+    };
+
+    // weir-cp.
+    let cp_toml = dir.join("cp.toml");
+    let cp_text = format!(
+        "[dataplane]\nworkers = 2\n[control]\nsocket = {:?}\nstate_file = {:?}\nprometheus = \"127.0.0.1:0\"\npoll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n",
+        cp_sock.display().to_string(),
+        dir.join("state.json").display().to_string(),
+        dp_sock.display().to_string()
+    );
+    std::fs::write(&cp_toml, &cp_text).unwrap();
+    let cp = Daemon::start(&cp_toml).unwrap();
+
+    // status: the link comes up and the dataplane runs weir-cp's version.
+    eventually("dp0 connected and in sync", || {
+        let s = json(&cp_sock, &["status"]);
+        let link = &s["dataplanes"][0];
+        link["connected"] == true && link["applied_version"] == s["version"]
+    });
+    let table = ok(&cp_sock, &["status"]);
+    assert!(table.contains("dp0"), "{table}");
+
+    // stats: traffic is counted, with the interface's classes and reasons.
+    eventually("packets counted", || {
+        dp_stats(&cp_sock)["packets"].as_u64() > Some(0)
+    });
+    let s = dp_stats(&cp_sock);
+    assert!(s["reasons"]["ssa-violation"].as_u64().unwrap() > 0);
+    assert!(ok(&cp_sock, &["stats"]).contains("known_good"));
+    let watch = ok(&cp_sock, &["stats", "--watch", "0.3", "--count", "2"]);
+    assert!(watch.matches("dp0").count() >= 2, "{watch}");
+
+    // rings set: the dataplane's rings change size.
+    ok(
+        &cp_sock,
+        &["rings", "set", "suspect", "--size", "64", "--weight", "4"],
+    );
+    eventually("suspect rings resized to 64", || {
+        dp_stats(&cp_sock)["rings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["class"] == "suspect")
+            .all(|r| r["size"] == 64)
+    });
+    assert!(ok(&cp_sock, &["rings", "show"]).contains("64"));
+
+    // rules set any: ssa-violations stop growing in the dataplane.
+    ok(&cp_sock, &["rules", "set", "--rule", "any"]);
+    assert!(ok(&cp_sock, &["rules", "show"]).contains("any"));
+    let synced = |sock: &Path| {
+        let s = json(sock, &["status"]);
+        s["dataplanes"][0]["applied_version"] == s["version"]
+    };
+    eventually("rule applied", || synced(&cp_sock));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = dp_stats(&cp_sock)["reasons"]["ssa-violation"].clone();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(dp_stats(&cp_sock)["reasons"]["ssa-violation"], before);
+
+    // slices move: the whole table to worker 1; the dataplane's new flows go there.
+    let slices = json(&cp_sock, &["slices", "show"]);
+    let runs = slices["runs"].as_array().unwrap();
+    let last = runs.last().unwrap()["last"].as_u64().unwrap();
+    ok(&cp_sock, &["slices", "move", &format!("0..{last}"), "1"]);
+    eventually("slices moved", || {
+        json(&cp_sock, &["slices", "show"])["runs"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    });
+    eventually("moved policy applied", || synced(&cp_sock));
+    std::thread::sleep(Duration::from_millis(500));
+    let w0 = |s: &serde_json::Value| s["workers"][0]["assumed_good"].as_u64().unwrap();
+    let w1 = |s: &serde_json::Value| s["workers"][1]["assumed_good"].as_u64().unwrap();
+    let a = dp_stats(&cp_sock);
+    std::thread::sleep(Duration::from_millis(800));
+    let b = dp_stats(&cp_sock);
+    assert_eq!(w0(&b), w0(&a), "worker 0 gets no new flows after the move");
+    assert!(w1(&b) > w1(&a), "worker 1 gets the new flows");
+
+    // block add / list / del.
+    ok(
+        &cp_sock,
+        &["block", "add", "2001:db8:bad::/48", "--ttl", "5m"],
+    );
+    assert!(ok(&cp_sock, &["block", "list"]).contains("2001:db8:bad::/48"));
+    ok(&cp_sock, &["block", "del", "2001:db8:bad::/48"]);
+    assert!(!ok(&cp_sock, &["block", "list"]).contains("2001:db8:bad::/48"));
+    let o = weirctl(&cp_sock, &["block", "del", "2001:db8:bad::/48"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "deleting an absent block is an error"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
+
+    // config reload: an invalid file is refused with its position and nothing changes;
+    // a valid one applies.
+    let version = json(&cp_sock, &["status"])["version"].clone();
+    std::fs::write(
+        &cp_toml,
+        format!("{cp_text}\n[rings]\nsuspect = {{ size = 100, weight = 1 }}\n"),
+    )
+    .unwrap();
+    let o = weirctl(&cp_sock, &["config", "reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cp.toml:") && err.contains("power of two"),
+        "{err}"
+    );
+    assert_eq!(json(&cp_sock, &["status"])["version"], version);
+    std::fs::write(&cp_toml, &cp_text).unwrap();
+    ok(&cp_sock, &["config", "reload"]);
+    eventually("reloaded config applied", || synced(&cp_sock));
+
+    // ssa pick needs no daemon.
+    let addr = ok(
+        &dir.join("nonexistent.sock"),
+        &[
+            "ssa",
+            "pick",
+            "--apl",
+            "2:2001:db8:5::/64",
+            "--rule",
+            "src-bits",
+            "--src",
+            "2001:db8:c000:1::100",
+        ],
+    );
+    assert!(
+        addr.trim().starts_with("2001:db8:5:0:2001:db8:c000:1"),
+        "{addr}"
+    );
+
+    // Prometheus: the dataplane's counters, labelled.
+    let addr = cp.metrics_addr().expect("metrics listener");
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    };
+    assert!(
+        body.contains("weir_class_packets_total{dataplane=\"dp0\",class=\"known_good\"}"),
+        "{body}"
+    );
+
+    cp.stop();
+    stop.store(true, Ordering::Relaxed);
+    let _ = control.join();
+    run.join().unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
