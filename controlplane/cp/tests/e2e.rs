@@ -245,3 +245,128 @@ fn every_weirctl_command_against_real_daemons() {
     run.join().unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+struct Dp {
+    stop: Arc<AtomicBool>,
+    shared: Arc<live::Shared>,
+    control: std::thread::JoinHandle<()>,
+    run: std::thread::JoinHandle<anyhow::Result<live::RxReport>>,
+}
+
+fn start_dp(cfg: &Config, sock: &Path) -> Dp {
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = live::shared_for(cfg, Arc::clone(&stop)).unwrap();
+    let control = weir_dp::control::spawn(
+        Listener::bind(sock, current_uid()).unwrap(),
+        Arc::clone(&shared),
+    )
+    .unwrap();
+    let run = {
+        let (c, s) = (cfg.clone(), Arc::clone(&shared));
+        std::thread::spawn(move || live::run(&c, &s, &RunOptions::default()))
+    };
+    Dp {
+        stop,
+        shared,
+        control,
+        run,
+    }
+}
+
+impl Dp {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.control.join();
+        self.run.join().unwrap().unwrap();
+    }
+    fn version(&self) -> u64 {
+        self.shared.policy.lock().unwrap().version
+    }
+    fn packets(&self) -> u64 {
+        self.shared.rx.lock().unwrap().counters.packets()
+    }
+}
+
+#[test]
+fn weir_cp_sigkilled_and_weir_dp_restarted() {
+    let dir = PathBuf::from(format!("/tmp/weir-e2f-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let dp_sock = dir.join("dp.sock");
+    let cp_sock = dir.join("cp.sock");
+    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcap-fixtures/mix.pcap");
+    let dp_cfg = Config::from_toml(
+        "dp",
+        &format!(
+            "[dataplane]\nworkers = 2\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {mix:?}\nloop = true\npps = 100000\n",
+            dp_sock.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cp_toml = dir.join("cp.toml");
+    std::fs::write(
+        &cp_toml,
+        format!(
+            "[dataplane]\nworkers = 2\n[control]\nsocket = {:?}\nstate_file = {:?}\nprometheus = \"\"\npoll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n",
+            cp_sock.display().to_string(),
+            dir.join("state.json").display().to_string(),
+            dp_sock.display().to_string()
+        ),
+    )
+    .unwrap();
+    let spawn_cp = || {
+        Command::new(env!("CARGO_BIN_EXE_weir-cp"))
+            .arg("--config")
+            .arg(&cp_toml)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let dp = start_dp(&dp_cfg, &dp_sock);
+    let mut cp = spawn_cp();
+    eventually("weir-cp pushed its policy", || dp.version() >= 1);
+    ok(&cp_sock, &["block", "add", "2001:db8:bad::/48"]);
+    eventually("block applied", || {
+        dp.shared.policy.lock().unwrap().blocklist.len() == 1
+    });
+    let v = dp.version();
+
+    // SIGKILL: the dataplane keeps the last policy and keeps counting.
+    cp.kill().unwrap();
+    cp.wait().unwrap();
+    let p0 = dp.packets();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(dp.version(), v, "last policy kept");
+    assert!(dp.packets() > p0, "still counting without weir-cp");
+
+    // weir-cp returns (its socket file was left behind by SIGKILL: a stale socket is
+    // replaced) and re-syncs the dataplane with its persisted state.
+    let mut cp = spawn_cp();
+    eventually("re-synced after weir-cp restart", || dp.version() > v);
+    assert_eq!(
+        dp.shared.policy.lock().unwrap().blocklist.len(),
+        1,
+        "persisted block survives"
+    );
+
+    // weir-dp restarted: weir-cp pushes the state again.
+    dp.stop();
+    let dp = start_dp(&dp_cfg, &dp_sock);
+    assert_eq!(dp.version(), 0, "a fresh dataplane runs its own config");
+    eventually("pushed again after weir-dp restart", || dp.version() > v);
+    assert_eq!(dp.shared.policy.lock().unwrap().blocklist.len(), 1);
+
+    // SIGTERM: clean exit.
+    nix_kill_term(cp.id());
+    assert!(cp.wait().unwrap().success());
+    dp.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn nix_kill_term(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
