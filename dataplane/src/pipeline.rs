@@ -293,6 +293,10 @@ impl RxQueues {
         {
             self.oversize += 1;
         }
+        if let Some(base) = self.stamp_base {
+            let ns = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.pool.set_stamp(&buf, ns.max(1));
+        }
         let ring = &mut self.rings[usize::from(worker)][ci];
         loop {
             match ring.push(buf) {
@@ -575,6 +579,23 @@ mod tests {
         }
         assert_eq!(wk[0].report.stats.known_good, 28);
         assert_eq!(rx.ring_size(Class::KnownGood), Some(32));
+    }
+
+    #[test]
+    fn queueing_latency_is_recorded_per_class() {
+        let (mut rx, mut wk) = build(&small_rings(), 1, 1, Overflow::Drop);
+        enable_latency(&mut rx, &mut wk, Instant::now());
+        for _ in 0..3 {
+            assert!(rx[0].enqueue(0, Class::KnownGood, &[0; 60]));
+        }
+        assert!(rx[0].enqueue(0, Class::Suspect, &[0; 60]));
+        std::thread::sleep(Duration::from_millis(2));
+        wk[0].round();
+        let r = wk[0].report();
+        assert_eq!(r.latency[0].len(), 3);
+        assert_eq!(r.latency[1].len(), 0);
+        assert_eq!(r.latency[2].len(), 1);
+        assert!(r.latency[0].min() >= 1_000_000, "waited about 2 ms");
     }
 
     #[test]

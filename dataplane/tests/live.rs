@@ -127,6 +127,17 @@ fn snapshots_apply_atomically_and_bad_ones_are_refused() {
     assert!(s1.reasons["ssa-violation"] > 0, "the mix has violations");
     assert_eq!(s1.workers.len(), 2);
     assert!(!s1.latency.is_empty(), "latency histograms are published");
+    {
+        use hdrhistogram::serialization::Deserializer;
+        let bytes = &s1.latency["known_good"];
+        let h: hdrhistogram::Histogram<u64> =
+            Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+        assert!(
+            h.len() > 0,
+            "known-good latency recorded ({} bytes)",
+            bytes.len()
+        );
+    }
 
     // Rule `any`: no more ssa-violations from now on.
     let r = c
