@@ -52,44 +52,62 @@ fn dp_stats(sock: &Path) -> serde_json::Value {
     json(sock, &["stats"])["dataplanes"][0]["stats"].clone()
 }
 
-#[test]
-fn every_weirctl_command_against_real_daemons() {
-    let dir = PathBuf::from(format!("/tmp/weir-e2e-{}", std::process::id()));
+/// A fresh 0700 directory for one test's sockets and files (short path: unix socket paths
+/// are limited to 107 bytes).
+fn test_dir(tag: &str) -> PathBuf {
+    let dir = PathBuf::from(format!("/tmp/weir-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let dp_sock = dir.join("dp.sock");
-    let cp_sock = dir.join("cp.sock");
-    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcap-fixtures/mix.pcap");
+    dir
+}
 
-    // weir-dp.
-    let dp_cfg = Config::from_toml(
+/// A bundled fixture's path.
+fn fixture(name: &str) -> String {
+    format!("{}/../../pcap-fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// weir-dp's config: `extra` sections, then two workers, the control socket and a looped
+/// pcap port.
+fn dp_config(extra: &str, sock: &Path, pcap: &str, pps: u64) -> Config {
+    Config::from_toml(
         "dp",
         &format!(
-            "[dataplane]\nworkers = 2\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {mix:?}\nloop = true\npps = 100000\n",
-            dp_sock.display().to_string()
+            "{extra}[dataplane]\nworkers = 2\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {pcap:?}\nloop = true\npps = {pps}\n",
+            sock.display().to_string()
         ),
     )
-    .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let shared = live::shared_for(&dp_cfg, Arc::clone(&stop)).unwrap();
-    let control = weir_dp::control::spawn(
-        Listener::bind(&dp_sock, current_uid()).unwrap(),
-        Arc::clone(&shared),
-    )
-    .unwrap();
-    let run = {
-        let (c, s) = (dp_cfg.clone(), Arc::clone(&shared));
-        std::thread::spawn(move || live::run(&c, &s, &RunOptions::default()))
-    };
+    .unwrap()
+}
 
-    // weir-cp.
-    let cp_toml = dir.join("cp.toml");
-    let cp_text = format!(
-        "[dataplane]\nworkers = 2\n[control]\nsocket = {:?}\nstate_file = {:?}\nprometheus = \"127.0.0.1:0\"\npoll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n",
+/// weir-cp's config text: `extra` sections first, then one dataplane link; `[control]`
+/// keys in `control` (state_file, prometheus).
+fn cp_config(extra: &str, control: &str, cp_sock: &Path, dp_sock: &Path) -> String {
+    format!(
+        "{extra}[dataplane]\nworkers = 2\n[control]\nsocket = {:?}\n{control}poll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n",
         cp_sock.display().to_string(),
-        dir.join("state.json").display().to_string(),
         dp_sock.display().to_string()
+    )
+}
+
+#[test]
+fn every_weirctl_command_against_real_daemons() {
+    let dir = test_dir("e2e");
+    let dp_sock = dir.join("dp.sock");
+    let cp_sock = dir.join("cp.sock");
+    let dp = start_dp(
+        &dp_config("", &dp_sock, &fixture("mix.pcap"), 100_000),
+        &dp_sock,
+    );
+    let cp_toml = dir.join("cp.toml");
+    let cp_text = cp_config(
+        "",
+        &format!(
+            "state_file = {:?}\nprometheus = \"127.0.0.1:0\"\n",
+            dir.join("state.json").display().to_string()
+        ),
+        &cp_sock,
+        &dp_sock,
     );
     std::fs::write(&cp_toml, &cp_text).unwrap();
     let cp = Daemon::start(&cp_toml).unwrap();
@@ -240,9 +258,7 @@ fn every_weirctl_command_against_real_daemons() {
     );
 
     cp.stop();
-    stop.store(true, Ordering::Relaxed);
-    let _ = control.join();
-    run.join().unwrap().unwrap();
+    dp.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -289,32 +305,16 @@ impl Dp {
 
 #[test]
 fn weir_cp_sigkilled_and_weir_dp_restarted() {
-    let dir = PathBuf::from(format!("/tmp/weir-e2f-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let dir = test_dir("e2f");
     let dp_sock = dir.join("dp.sock");
     let cp_sock = dir.join("cp.sock");
-    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcap-fixtures/mix.pcap");
-    let dp_cfg = Config::from_toml(
-        "dp",
-        &format!(
-            "[dataplane]\nworkers = 2\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {mix:?}\nloop = true\npps = 100000\n",
-            dp_sock.display().to_string()
-        ),
-    )
-    .unwrap();
+    let dp_cfg = dp_config("", &dp_sock, &fixture("mix.pcap"), 100_000);
     let cp_toml = dir.join("cp.toml");
-    std::fs::write(
-        &cp_toml,
-        format!(
-            "[dataplane]\nworkers = 2\n[control]\nsocket = {:?}\nstate_file = {:?}\nprometheus = \"\"\npoll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n",
-            cp_sock.display().to_string(),
-            dir.join("state.json").display().to_string(),
-            dp_sock.display().to_string()
-        ),
-    )
-    .unwrap();
+    let state = format!(
+        "state_file = {:?}\nprometheus = \"\"\n",
+        dir.join("state.json").display().to_string()
+    );
+    std::fs::write(&cp_toml, cp_config("", &state, &cp_sock, &dp_sock)).unwrap();
     let spawn_cp = || {
         Command::new(env!("CARGO_BIN_EXE_weir-cp"))
             .arg("--config")
@@ -373,29 +373,21 @@ fn nix_kill_term(pid: u32) {
 
 #[test]
 fn the_policy_loop_blocks_a_flooding_prefix_in_the_dataplane() {
-    let dir = PathBuf::from(format!("/tmp/weir-e2p-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let dir = test_dir("e2p");
     let dp_sock = dir.join("dp.sock");
     let cp_sock = dir.join("cp.sock");
-    let rate = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcap-fixtures/rate.pcap");
     let limits = "[limits]\nsource_prefix_len = 64\nnew_flows_per_sec = 20\n";
-    let dp_cfg = Config::from_toml(
-        "dp",
-        &format!(
-            "{limits}[dataplane]\nworkers = 2\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {rate:?}\nloop = true\npps = 5000\n",
-            dp_sock.display().to_string()
-        ),
-    )
-    .unwrap();
+    let dp_cfg = dp_config(limits, &dp_sock, &fixture("rate.pcap"), 5000);
     let cp_toml = dir.join("cp.toml");
+    let policy =
+        "[policy]\nenabled = true\nblock_after_s = 1\nblock_ttl_s = 60\nmin_limited_per_poll = 5\n";
     std::fs::write(
         &cp_toml,
-        format!(
-            "{limits}[dataplane]\nworkers = 2\n[control]\nsocket = {:?}\nprometheus = \"\"\npoll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n[policy]\nenabled = true\nblock_after_s = 1\nblock_ttl_s = 60\nmin_limited_per_poll = 5\n",
-            cp_sock.display().to_string(),
-            dp_sock.display().to_string()
+        cp_config(
+            &format!("{policy}{limits}"),
+            "prometheus = \"\"\n",
+            &cp_sock,
+            &dp_sock,
         ),
     )
     .unwrap();
