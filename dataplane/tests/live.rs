@@ -133,7 +133,7 @@ fn snapshots_apply_atomically_and_bad_ones_are_refused() {
         let h: hdrhistogram::Histogram<u64> =
             Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
         assert!(
-            h.len() > 0,
+            !h.is_empty(),
             "known-good latency recorded ({} bytes)",
             bytes.len()
         );
