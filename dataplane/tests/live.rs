@@ -255,3 +255,36 @@ fn rings_resize_under_load_and_nothing_queued_is_lost() {
         "drained {drained} + ring-full {full} = queued {queued}"
     );
 }
+
+#[test]
+fn a_bad_frame_is_refused_and_the_dataplane_keeps_running() {
+    use weir_control::proto::{CtlRequest, Envelope};
+    let d = dir("badframe");
+    let sock = d.join("dp.sock");
+    let dp = Running::start(&config(&sock));
+    let c = connect(&sock);
+    // A frame of the operator protocol is not a DpRequest: `Status` (variant 0) reads as
+    // `Apply` with its snapshot missing — a truncated frame.
+    c.send(&Envelope {
+        id: 41,
+        body: CtlRequest::Status,
+    })
+    .unwrap();
+    match c.recv::<DpReply>(Some(Duration::from_secs(5))).unwrap() {
+        Envelope {
+            id: 0,
+            body: DpReply::Error { message },
+        } => assert!(message.contains("bad frame"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // The same connection and the dataplane carry on.
+    let before = settled(&c, 42).packets;
+    assert!(matches!(
+        c.request::<_, DpReply>(43, DpRequest::Ping, Duration::from_secs(5))
+            .unwrap(),
+        DpReply::Pong { .. }
+    ));
+    assert!(settled(&c, 44).packets > before, "still forwarding");
+    drop(c);
+    dp.stop();
+}
