@@ -2,6 +2,9 @@
 //! ring, and the worker's dequeue — driven on one thread, so that a benchmark (or
 //! callgrind) sees the whole per-packet cost in one place.
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+
 use weir_dp::classify::Limits;
 use weir_dp::config::Config;
 use weir_dp::pipeline::{self, Overflow, RxQueues, WorkerQueues};

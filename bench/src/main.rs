@@ -41,6 +41,26 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// weir's rx core on a DPDK vdev for a while (built with `--features dpdk`); prints
+    /// `weir-dpdk: <Mpps> Mpps ...` (scripts/bench-vs-testpmd.sh reads it).
+    Dpdk {
+        /// The vdev, as DPDK device arguments (`net_null0`, `net_pcap0,rx_pcap=F,infinite_rx=1`).
+        #[arg(long)]
+        vdev: String,
+        /// Seconds to poll.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// EAL arguments as one string (must give a worker lcore).
+        #[arg(
+            long,
+            allow_hyphen_values = true,
+            default_value = "--no-huge -m 1024 --no-pci --no-telemetry -l 0,1 --log-level lib.eal:error"
+        )]
+        eal: String,
+        /// Mbufs in the pool.
+        #[arg(long, default_value_t = 32768)]
+        mbufs: u32,
+    },
     /// Run a capture through parse + classify + enqueue + dequeue on one core.
     Run {
         /// The capture.
@@ -65,6 +85,12 @@ fn main() -> Result<()> {
             weir_fixtures::write_pcap(&out, &frames)
                 .with_context(|| format!("writing {}", out.display()))?;
         }
+        Cmd::Dpdk {
+            vdev,
+            seconds,
+            eal,
+            mbufs,
+        } => dpdk(&vdev, seconds, &eal, mbufs)?,
         Cmd::Run { file, flow_table } => {
             let mut p = Pipeline::new(flow_table);
             let mut cap = Capture::open(&file)?;
@@ -93,4 +119,30 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "dpdk")]
+fn dpdk(vdev: &str, seconds: f64, eal: &str, mbufs: u32) -> Result<()> {
+    let mut eal: Vec<String> = eal.split_whitespace().map(str::to_string).collect();
+    if !eal.iter().any(|a| a.starts_with("--file-prefix")) {
+        eal.push(format!("--file-prefix=weir-bench-{}", std::process::id()));
+    }
+    let r = weir_bench::dpdk::run(&eal, vdev, seconds, mbufs)?;
+    println!(
+        "weir-dpdk: {:.3} Mpps ({} packets in {:.3} s; drained {}, rejected {}, ring-full {})",
+        r.packets as f64 / r.secs / 1e6,
+        r.packets,
+        r.secs,
+        r.drained,
+        r.rejected,
+        r.ring_full
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk(_: &str, _: f64, _: &str, _: u32) -> Result<()> {
+    anyhow::bail!(
+        "weir-bench was built without DPDK: cargo build --release -p weir-bench --features dpdk"
+    )
 }

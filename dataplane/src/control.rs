@@ -130,12 +130,15 @@ fn current_version(shared: &Shared) -> u64 {
 
 /// Gather the published reports into [`DpStats`].
 pub fn stats(shared: &Shared) -> DpStats {
-    let rx = shared.rx.lock().map(|g| g.clone()).unwrap_or_default();
+    let rx = shared.rx_report();
     let c = &rx.counters;
     let mut events = BTreeMap::new();
     events.insert("flow-table-full".to_string(), rx.flow.table_full);
     events.insert("rate-table-evicted".to_string(), rx.rate.evicted);
     events.insert("oversize".to_string(), rx.oversize);
+    events.insert("port-imissed".to_string(), rx.port.imissed);
+    events.insert("port-ierrors".to_string(), rx.port.ierrors);
+    events.insert("port-rx-nombuf".to_string(), rx.port.rx_nombuf);
     for class in Class::QUEUED {
         events.insert(
             format!("ring-full-{}", class.name()),
@@ -198,8 +201,8 @@ pub fn stats(shared: &Shared) -> DpStats {
         rings: rx
             .rings
             .iter()
-            .map(|&(worker, ci, size, len)| RingStats {
-                rx: 0,
+            .map(|&(rx_core, worker, ci, size, len)| RingStats {
+                rx: rx_core,
                 worker,
                 class: Class::QUEUED.get(ci).map_or("?", |c| c.name()).to_string(),
                 size: u32::try_from(size).unwrap_or(u32::MAX),

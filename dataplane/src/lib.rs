@@ -9,6 +9,10 @@ pub mod blocklist;
 pub mod capture;
 pub mod classify;
 pub mod control;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_port;
 pub mod flow;
 pub mod live;
 pub mod pipeline;

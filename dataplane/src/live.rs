@@ -13,10 +13,12 @@
 //!   per second with `try_lock` (never waiting), and the control thread reads those. Flow
 //!   occupancy needs a walk of the flow table, done by the rx core every 2 s.
 //!
-//! The port here is a capture replayed as a live source (`[port] kind = "pcap"`): its
-//! frames in order, optionally looped and paced, on the dataplane's own clock (wall time
-//! at start + a monotonic clock), so rate buckets and expiry run in real time. TAP and
-//! DPDK ports plug into the same loop.
+//! Ports: a capture replayed as a live source (`[port] kind = "pcap"`, here): its frames
+//! in order, optionally looped and paced, on the dataplane's own clock (wall time at start
+//! plus a monotonic clock), so rate buckets and expiry run in real time; and DPDK ports
+//! (`kind = "dpdk"`, `dpdk_port`), with one rx core per rx queue. Every rx core keeps its
+//! own [`RxCore`] (classifier, flow table, rate meter, rings) and publishes its own report;
+//! RSS sends a client's packets to one rx core, so per-core flow tables see whole flows.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +31,8 @@ use crate::capture::Capture;
 use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
 use crate::config::{Config, PortConfig, RingsConfig};
 use crate::flow::FlowCounters;
-use crate::pipeline::{self, Overflow, WorkerReport};
+use crate::pipeline::{self, Backing, Overflow, RxQueues, WorkerReport};
+use crate::pool::Pool;
 use crate::rate::RateCounters;
 use crate::verdict::{Class, Disposition};
 
@@ -51,8 +54,8 @@ pub struct RxReport {
     pub ring_full: [u64; 3],
     /// Frames longer than a buffer.
     pub oversize: u64,
-    /// (worker, class index, size, occupancy) of every ring.
-    pub rings: Vec<(u16, usize, usize, usize)>,
+    /// (rx core, worker, class index, size, occupancy) of every ring.
+    pub rings: Vec<(u16, u16, usize, usize, usize)>,
     /// Packets per slice.
     pub slice_packets: Vec<u64>,
     /// Top source prefixes of the last interval: (prefix, len, admitted, limited).
@@ -63,6 +66,62 @@ pub struct RxReport {
     pub established: u64,
     /// Policy version in force on the rx core.
     pub policy_version: u64,
+    /// DPDK ports, at exit: (mempool capacity, mbufs back in it). Equal = nothing leaked.
+    pub mempool: Option<(u32, u32)>,
+    /// Drops before weir saw the frame, as the ports count them (DPDK ports).
+    pub port: PortDrops,
+}
+
+/// Frames a port dropped before an rx core saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortDrops {
+    /// The NIC's rx ring was full (the rx core fell behind).
+    pub imissed: u64,
+    /// Bad frames the NIC dropped.
+    pub ierrors: u64,
+    /// No mbuf to receive into.
+    pub rx_nombuf: u64,
+}
+
+impl RxReport {
+    /// Add another rx core's report: counts add up, the policy version is the oldest one
+    /// still in force anywhere, and top sources are merged by prefix.
+    pub fn merge(&mut self, o: &RxReport) {
+        self.counters.add(&o.counters);
+        self.flow.table_full += o.flow.table_full;
+        self.flow.half_open_created += o.flow.half_open_created;
+        self.flow.established += o.flow.established;
+        self.flow.reset += o.flow.reset;
+        self.rate.evicted += o.rate.evicted;
+        for (a, b) in self.ring_full.iter_mut().zip(o.ring_full) {
+            *a += b;
+        }
+        self.oversize += o.oversize;
+        self.port.imissed += o.port.imissed;
+        self.port.ierrors += o.port.ierrors;
+        self.port.rx_nombuf += o.port.rx_nombuf;
+        self.rings.extend_from_slice(&o.rings);
+        if self.slice_packets.len() < o.slice_packets.len() {
+            self.slice_packets.resize(o.slice_packets.len(), 0);
+        }
+        for (a, b) in self.slice_packets.iter_mut().zip(&o.slice_packets) {
+            *a += b;
+        }
+        for &(p, len, admitted, limited) in &o.top_sources {
+            match self.top_sources.iter_mut().find(|t| t.0 == p && t.1 == len) {
+                Some(t) => {
+                    t.2 = t.2.saturating_add(admitted);
+                    t.3 = t.3.saturating_add(limited);
+                }
+                None => self.top_sources.push((p, len, admitted, limited)),
+            }
+        }
+        self.top_sources
+            .sort_by_key(|t| std::cmp::Reverse(u64::from(t.2) + u64::from(t.3)));
+        self.half_open += o.half_open;
+        self.established += o.established;
+        self.policy_version = self.policy_version.min(o.policy_version);
+    }
 }
 
 /// State shared between the rx core, the workers and the control thread.
@@ -76,8 +135,8 @@ pub struct Shared {
     pub rings: Mutex<RingsConfig>,
     /// Bumped after `rings` changes.
     pub rings_version: AtomicU64,
-    /// The rx core's report.
-    pub rx: Mutex<RxReport>,
+    /// Each rx core's report.
+    pub rx: Vec<Mutex<RxReport>>,
     /// Each worker's report.
     pub workers: Vec<Arc<Mutex<WorkerReport>>>,
     /// Start time.
@@ -95,6 +154,19 @@ impl Shared {
             *g = Arc::new(policy);
         }
         self.policy_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Every rx core's report, merged.
+    pub fn rx_report(&self) -> RxReport {
+        let mut merged: Option<RxReport> = None;
+        for slot in &self.rx {
+            let Ok(r) = slot.lock() else { continue };
+            match &mut merged {
+                Some(m) => m.merge(&r),
+                None => merged = Some(r.clone()),
+            }
+        }
+        merged.unwrap_or_default()
     }
 
     /// Install new ring sizes and weights.
@@ -174,7 +246,9 @@ pub fn shared_for(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Arc<Shared>> {
         policy_version: AtomicU64::new(0),
         rings: Mutex::new(cfg.rings),
         rings_version: AtomicU64::new(0),
-        rx: Mutex::new(RxReport::default()),
+        rx: (0..cfg.port.as_ref().map_or(1, PortConfig::rx_cores))
+            .map(|_| Mutex::new(RxReport::default()))
+            .collect(),
         workers: (0..workers)
             .map(|w| Arc::new(Mutex::new(WorkerReport::new(w))))
             .collect(),
@@ -186,91 +260,51 @@ pub fn shared_for(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Arc<Shared>> {
 
 /// Run the dataplane until `shared.stop` is set (or the port ends, or `opts.duration`).
 pub fn run(cfg: &Config, shared: &Arc<Shared>, opts: &RunOptions) -> Result<RxReport> {
-    let Some(PortConfig::Pcap { path, r#loop, pps }) = cfg.port.clone() else {
-        bail!("`weir-dp run` needs a [port] section (kind = \"pcap\")");
-    };
-    let mut port = PcapPort::open(&path, r#loop, pps)?;
-    let policy = shared
-        .policy
-        .lock()
-        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
-        .clone();
-    let mut clf = Classifier::new(
-        (*policy).clone(),
-        Limits::from_config(cfg),
-        Vantage::Replay,
-        seed(),
-    );
-    let mut rings_now = cfg.rings;
-    let (mut rxs, mut wks) = pipeline::build(&rings_now, 1, shared.worker_count, Overflow::Drop);
-    let base = Instant::now();
-    pipeline::enable_latency(&mut rxs, &mut wks, base);
-    let mut rx = rxs.pop().context("no rx queues")?;
-    let handles: Vec<_> = wks
-        .into_iter()
-        .zip(&shared.workers)
-        .map(|(mut w, slot)| {
-            w.publish_to(Arc::clone(slot));
-            std::thread::Builder::new()
-                .name(format!("weir-worker-{}", w.index()))
-                .spawn(move || w.run())
-        })
-        .collect::<std::io::Result<_>>()
-        .context("cannot start worker threads")?;
+    match cfg.port.clone() {
+        Some(PortConfig::Pcap { path, r#loop, pps }) => {
+            run_pcap(cfg, shared, opts, PcapPort::open(&path, r#loop, pps)?)
+        }
+        #[cfg(feature = "dpdk")]
+        Some(PortConfig::Dpdk(d)) => crate::dpdk_port::run(cfg, &d, shared, opts),
+        #[cfg(not(feature = "dpdk"))]
+        Some(PortConfig::Dpdk(_)) => bail!(
+            "[port] kind = \"dpdk\" needs a weir-dp built with DPDK: cargo build --release --features dpdk (DPDK 22.11: scripts/setup-dpdk.sh)"
+        ),
+        None => bail!("`weir-dp run` needs a [port] section"),
+    }
+}
 
-    let unix_start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let clock = Instant::now();
-    let now_ns =
-        || unix_start.saturating_add(u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX));
-    let mut policy_seen = u64::MAX;
-    let mut rings_seen = 0;
-    let mut last_publish = Instant::now();
-    let mut last_walk = Instant::now();
-    let mut last_top = Instant::now();
-    let mut report = RxReport::default();
+fn run_pcap(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+    opts: &RunOptions,
+    mut port: PcapPort,
+) -> Result<RxReport> {
+    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, shared.worker_count, Overflow::Drop);
+    let rx = rxs.pop().context("no rx queues")?;
+    let clock = Clock::new();
+    let mut core = RxCore::new(0, cfg, shared, rx, clock.base)?;
+    let mut wks = wks;
+    pipeline::enable_latency(&mut [], &mut wks, clock.base);
+    let handles = pipeline::spawn_workers(wks, Some(&shared.workers))?;
     let mut sent: u64 = 0;
     let mut ended = false;
     while !shared.stop.load(Ordering::Relaxed) && !ended {
         if opts.duration.is_some_and(|d| clock.elapsed() >= d) {
             break;
         }
-        // Policy and rings: one atomic load each per burst.
-        let v = shared.policy_version.load(Ordering::Acquire);
-        if v != policy_seen {
-            if let Ok(p) = shared.policy.lock() {
-                clf.set_policy(Arc::clone(&p));
-            }
-            policy_seen = v;
-        }
-        let rv = shared.rings_version.load(Ordering::Acquire);
-        if rv != rings_seen {
-            rings_seen = rv;
-            if let Ok(r) = shared.rings.lock() {
-                let new = *r;
-                for class in Class::QUEUED {
-                    if let (Some(a), Some(b)) = (rings_now.of(class), new.of(class)) {
-                        if a.size != b.size {
-                            rx.resize(class, b.size as usize);
-                        }
-                    }
-                }
-                rx.set_weights(Class::QUEUED.map(|c| new.of(c).map_or(1, |r| r.weight as usize)));
-                rings_now = new;
-            }
-        }
-        let now = now_ns();
+        core.sync(shared);
+        let now = clock.now_ns();
         for _ in 0..BURST {
             let Some(frame) = port.next_frame() else {
                 ended = true;
                 break;
             };
             sent += 1;
-            if let Disposition::Classified { verdict, worker } = clf.classify(frame, now) {
+            if let Disposition::Classified { verdict, worker } = core.clf.classify(frame, now) {
                 let class = verdict.class();
                 if class != Class::Reject {
-                    rx.enqueue(worker, class, frame);
+                    core.rx.enqueue(worker, class, frame);
                 }
             }
         }
@@ -280,57 +314,200 @@ pub fn run(cfg: &Config, shared: &Arc<Shared>, opts: &RunOptions) -> Result<RxRe
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
             }
         }
-        if last_walk.elapsed() >= Duration::from_secs(2) {
-            let (h, e) = clf.flows().occupancy(now);
-            report.half_open = h as u64;
-            report.established = e as u64;
-            last_walk = Instant::now();
-        }
-        if last_top.elapsed() >= Duration::from_secs(1) {
-            report.top_sources = clf.top_sources(16);
-            last_top = Instant::now();
-        }
-        if last_publish.elapsed() >= Duration::from_millis(100) {
-            fill_report(&mut report, &clf, &rx);
-            if let Ok(mut g) = shared.rx.try_lock() {
-                g.clone_from(&report);
-            }
-            last_publish = Instant::now();
-        }
+        core.housekeeping(shared, now);
     }
-    rx.finish();
-    for h in handles {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
-    }
-    let (h, e) = clf.flows().occupancy(now_ns());
-    report.half_open = h as u64;
-    report.established = e as u64;
-    fill_report(&mut report, &clf, &rx);
-    if let Ok(mut g) = shared.rx.lock() {
-        g.clone_from(&report);
-    }
-    Ok(report)
+    core.rx.finish();
+    pipeline::join_workers(handles)?;
+    Ok(core.finish(shared, clock.now_ns()))
 }
 
-fn fill_report(r: &mut RxReport, clf: &Classifier, rx: &pipeline::RxQueues) {
-    r.counters = *clf.counters();
-    r.flow = clf.flow_counters();
-    r.rate = clf.rate_counters();
-    r.ring_full = rx.ring_full;
-    r.oversize = rx.oversize;
-    r.rings.clear();
-    for w in 0..rx.workers() {
-        let w = u16::try_from(w).unwrap_or(u16::MAX);
-        for class in Class::QUEUED {
-            if let (Some(size), Some(len)) = (rx.ring_size(class), rx.occupancy(w, class)) {
-                r.rings.push((w, class.index(), size, len));
+/// The dataplane's clock: wall time at start plus a monotonic clock, in ns since the Unix
+/// epoch (what the classifier's rate buckets, blocks and expiry run on).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    unix_start: u64,
+    /// The monotonic start (also the base of queueing-latency stamps).
+    pub base: Instant,
+}
+
+impl Clock {
+    /// Start now.
+    pub fn new() -> Clock {
+        Clock {
+            unix_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, in ns since the epoch.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.unix_start
+            .saturating_add(u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Time since start.
+    pub fn elapsed(&self) -> Duration {
+        self.base.elapsed()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// One rx core: its classifier and queues, and the between-bursts work every port's loop
+/// shares: taking up new policy and ring sizes, walking the flow table, publishing the
+/// report.
+#[derive(Debug)]
+pub struct RxCore<B: Backing = Pool> {
+    index: usize,
+    /// The classifier (flow table, rate meter) of this core.
+    pub clf: Classifier,
+    /// Rings towards every worker.
+    pub rx: RxQueues<B>,
+    rings_now: RingsConfig,
+    policy_seen: u64,
+    rings_seen: u64,
+    last_publish: Instant,
+    last_walk: Instant,
+    last_top: Instant,
+    report: RxReport,
+}
+
+impl<B: Backing> RxCore<B> {
+    /// Rx core `index` over `rx`, with the policy in force in `shared`; queued packets are
+    /// stamped relative to `base` for the latency histograms.
+    pub fn new(
+        index: usize,
+        cfg: &Config,
+        shared: &Shared,
+        mut rx: RxQueues<B>,
+        base: Instant,
+    ) -> Result<RxCore<B>> {
+        let policy = shared
+            .policy
+            .lock()
+            .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
+            .clone();
+        let clf = Classifier::new(
+            (*policy).clone(),
+            Limits::from_config(cfg),
+            Vantage::Replay,
+            seed(),
+        );
+        pipeline::enable_latency(std::slice::from_mut(&mut rx), &mut [], base);
+        let now = Instant::now();
+        Ok(RxCore {
+            index,
+            clf,
+            rx,
+            rings_now: cfg.rings,
+            policy_seen: u64::MAX,
+            rings_seen: 0,
+            last_publish: now,
+            last_walk: now,
+            last_top: now,
+            report: RxReport::default(),
+        })
+    }
+
+    /// Before a burst: take up a new policy or new ring sizes (one atomic load each when
+    /// nothing changed).
+    #[inline]
+    pub fn sync(&mut self, shared: &Shared) {
+        let v = shared.policy_version.load(Ordering::Acquire);
+        if v != self.policy_seen {
+            if let Ok(p) = shared.policy.lock() {
+                self.clf.set_policy(Arc::clone(&p));
+            }
+            self.policy_seen = v;
+        }
+        let rv = shared.rings_version.load(Ordering::Acquire);
+        if rv != self.rings_seen {
+            self.rings_seen = rv;
+            if let Ok(r) = shared.rings.lock() {
+                let new = *r;
+                for class in Class::QUEUED {
+                    if let (Some(a), Some(b)) = (self.rings_now.of(class), new.of(class)) {
+                        if a.size != b.size {
+                            self.rx.resize(class, b.size as usize);
+                        }
+                    }
+                }
+                self.rx
+                    .set_weights(Class::QUEUED.map(|c| new.of(c).map_or(1, |r| r.weight as usize)));
+                self.rings_now = new;
             }
         }
     }
-    r.slice_packets.clear();
-    r.slice_packets.extend_from_slice(clf.slice_packets());
-    r.policy_version = clf.policy().version;
+
+    /// After a burst: flow-table walk every 2 s, top sources every 1 s, publish every
+    /// 100 ms (never waiting for the lock).
+    #[inline]
+    pub fn housekeeping(&mut self, shared: &Shared, now_ns: u64) {
+        if self.last_walk.elapsed() >= Duration::from_secs(2) {
+            let (h, e) = self.clf.flows().occupancy(now_ns);
+            self.report.half_open = h as u64;
+            self.report.established = e as u64;
+            self.last_walk = Instant::now();
+        }
+        if self.last_top.elapsed() >= Duration::from_secs(1) {
+            self.report.top_sources = self.clf.top_sources(16);
+            self.last_top = Instant::now();
+        }
+        if self.last_publish.elapsed() >= Duration::from_millis(100) {
+            self.fill_report();
+            if let Some(Ok(mut g)) = shared.rx.get(self.index).map(Mutex::try_lock) {
+                g.clone_from(&self.report);
+            }
+            self.last_publish = Instant::now();
+        }
+    }
+
+    /// Set the ports' drop counters (reported by one rx core for all ports).
+    pub fn set_port_drops(&mut self, drops: PortDrops) {
+        self.report.port = drops;
+    }
+
+    /// At the end (after the workers stopped): the final report, published.
+    pub fn finish(mut self, shared: &Shared, now_ns: u64) -> RxReport {
+        let (h, e) = self.clf.flows().occupancy(now_ns);
+        self.report.half_open = h as u64;
+        self.report.established = e as u64;
+        self.fill_report();
+        if let Some(Ok(mut g)) = shared.rx.get(self.index).map(Mutex::lock) {
+            g.clone_from(&self.report);
+        }
+        self.report
+    }
+
+    fn fill_report(&mut self) {
+        let r = &mut self.report;
+        let (clf, rx) = (&self.clf, &self.rx);
+        r.counters = *clf.counters();
+        r.flow = clf.flow_counters();
+        r.rate = clf.rate_counters();
+        r.ring_full = rx.ring_full;
+        r.oversize = rx.oversize;
+        r.rings.clear();
+        let me = u16::try_from(self.index).unwrap_or(u16::MAX);
+        for w in 0..rx.workers() {
+            let w = u16::try_from(w).unwrap_or(u16::MAX);
+            for class in Class::QUEUED {
+                if let (Some(size), Some(len)) = (rx.ring_size(class), rx.occupancy(w, class)) {
+                    r.rings.push((me, w, class.index(), size, len));
+                }
+            }
+        }
+        r.slice_packets.clear();
+        r.slice_packets.extend_from_slice(clf.slice_packets());
+        r.policy_version = clf.policy().version;
+    }
 }
 
 /// A per-process seed for the table hashes: live ports face the network, so the slot

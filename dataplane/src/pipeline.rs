@@ -21,6 +21,12 @@
 //! packet queued before the resize is drained, in order. Weights travel by the same
 //! mailbox. The mailbox is read once per drain round, never per packet.
 //!
+//! **Buffers.** The queues are generic over a [`Backing`]: where a queued packet's bytes
+//! live. Software ports copy each frame into a buffer of a fixed [`Pool`] and the workers
+//! hand the buffers back to their rx core through return rings ([`Backing::RECYCLES`]).
+//! DPDK ports queue the received mbuf itself (zero copy); a worker that is done with it
+//! drops it, which frees it to its mempool, so there are no return rings.
+//!
 //! **Latency.** When stamping is on, the rx core stamps each buffer with a monotonic time
 //! as it queues it, and the worker records (drain time − stamp) per class in an
 //! hdrhistogram: the time a packet waited in its ring.
@@ -36,8 +42,41 @@ use hdrhistogram::Histogram;
 
 use crate::config::RingsConfig;
 use crate::pool::{PktBuf, Pool};
-use crate::ring::{ring, Consumer, Producer};
+use crate::ring::{ring, Consumer, Producer, RingItem};
 use crate::verdict::Class;
+
+/// Where queued packets live: the handle type the rings carry and how a worker reads a
+/// handle's length and queueing stamp.
+pub trait Backing: Send + Sync + 'static {
+    /// The owned handle the rings carry.
+    type Buf: RingItem + Send + std::fmt::Debug + 'static;
+    /// True when spent buffers go back to the rx core (return rings); false when
+    /// dropping a handle releases its buffer.
+    const RECYCLES: bool;
+    /// Length of the frame as received.
+    fn wire_len(&self, buf: &Self::Buf) -> u32;
+    /// When the rx core queued it (monotonic ns, 0 = not stamped).
+    fn stamp(&self, buf: &Self::Buf) -> u64;
+    /// Stamp it as queued now.
+    fn set_stamp(&self, buf: &mut Self::Buf, ns: u64);
+}
+
+impl Backing for Pool {
+    type Buf = PktBuf;
+    const RECYCLES: bool = true;
+    #[inline]
+    fn wire_len(&self, buf: &PktBuf) -> u32 {
+        Pool::wire_len(self, buf)
+    }
+    #[inline]
+    fn stamp(&self, buf: &PktBuf) -> u64 {
+        Pool::stamp(self, buf)
+    }
+    #[inline]
+    fn set_stamp(&self, buf: &mut PktBuf, ns: u64) {
+        Pool::set_stamp(self, buf, ns);
+    }
+}
 
 /// What the rx side does when a ring is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +89,13 @@ pub enum Overflow {
 
 /// The rx core's end: producers into every worker's rings, a stock of free buffers.
 #[derive(Debug)]
-pub struct RxQueues {
-    pool: Arc<Pool>,
+pub struct RxQueues<B: Backing = Pool> {
+    pool: Arc<B>,
     /// `rings[worker][class]`
-    rings: Vec<[Producer<PktBuf>; 3]>,
-    /// Buffers coming back from each worker.
-    returns: Vec<Consumer<PktBuf>>,
-    free: Vec<PktBuf>,
+    rings: Vec<[Producer<B::Buf>; 3]>,
+    /// Buffers coming back from each worker (empty unless `B::RECYCLES`).
+    returns: Vec<Consumer<B::Buf>>,
+    free: Vec<B::Buf>,
     overflow: Overflow,
     /// `ring-full` drops per class.
     pub ring_full: [u64; 3],
@@ -66,7 +105,7 @@ pub struct RxQueues {
     /// Enqueues since buffers were last reclaimed.
     since_reclaim: u32,
     /// Each worker's mailbox.
-    mailboxes: Vec<Sender<WorkerMsg>>,
+    mailboxes: Vec<Sender<WorkerMsg<B::Buf>>>,
     /// Current ring sizes per queued class.
     sizes: [usize; 3],
     /// Stamp queued buffers relative to this instant (latency measurement).
@@ -77,7 +116,7 @@ pub struct RxQueues {
 
 /// What an rx core mails to a worker.
 #[derive(Debug)]
-pub enum WorkerMsg {
+pub enum WorkerMsg<T: RingItem> {
     /// A new ring for (rx core, class): drain the old one to empty, then use this.
     Ring {
         /// Rx core.
@@ -85,7 +124,7 @@ pub enum WorkerMsg {
         /// Class index (0 known-good, 1 assumed-good, 2 suspect).
         class: usize,
         /// The new ring's consumer.
-        consumer: Consumer<PktBuf>,
+        consumer: Consumer<T>,
     },
     /// New drain weights per class.
     Weights([usize; 3]),
@@ -144,41 +183,59 @@ impl WorkerReport {
 
 /// A worker's end: consumers of its rings from every rx core, in class order.
 #[derive(Debug)]
-pub struct WorkerQueues {
+pub struct WorkerQueues<B: Backing = Pool> {
     index: u16,
-    /// The pool of each rx core.
-    pools: Vec<Arc<Pool>>,
+    /// The backing of each rx core.
+    pools: Vec<Arc<B>>,
     /// `rings[rx][class]`
-    rings: Vec<[Consumer<PktBuf>; 3]>,
+    rings: Vec<[Consumer<B::Buf>; 3]>,
     /// Rings mailed by resizes, oldest first, each taken up once the one before it is
     /// empty: `pending[rx][class]`.
-    pending: Vec<[VecDeque<Consumer<PktBuf>>; 3]>,
-    /// Buffers back to each rx core.
-    returns: Vec<Producer<PktBuf>>,
+    pending: Vec<[VecDeque<Consumer<B::Buf>>; 3]>,
+    /// Buffers back to each rx core (empty unless `B::RECYCLES`).
+    returns: Vec<Producer<B::Buf>>,
     weights: [usize; 3],
     stop: Arc<AtomicBool>,
-    mailbox: Receiver<WorkerMsg>,
+    mailbox: Receiver<WorkerMsg<B::Buf>>,
     report: WorkerReport,
     stamp_base: Option<Instant>,
     published: Option<Arc<Mutex<WorkerReport>>>,
     last_publish: Option<Instant>,
 }
 
-/// Build the rings for `rx_cores` rx cores and `workers` workers.
+/// Build the rings for `rx_cores` rx cores and `workers` workers, with a software
+/// [`Pool`] per rx core sized to fill every ring.
 pub fn build(
     rings: &RingsConfig,
     rx_cores: usize,
     workers: u16,
     overflow: Overflow,
 ) -> (Vec<RxQueues>, Vec<WorkerQueues>) {
-    let size = |c: Class| rings.of(c).map_or(2, |r| r.size as usize);
+    let pool_size = pool_size_for(ring_sizes(rings), workers);
+    build_with(rings, rx_cores, workers, overflow, |_| {
+        Pool::new(u32::try_from(pool_size).unwrap_or(u32::MAX))
+    })
+}
+
+fn ring_sizes(rings: &RingsConfig) -> [usize; 3] {
+    Class::QUEUED.map(|c| rings.of(c).map_or(2, |r| r.size as usize))
+}
+
+/// Build the rings over any [`Backing`]: `backing(rx)` gives rx core `rx`'s backing and
+/// its free buffers (none for a backing that does not recycle).
+pub fn build_with<B: Backing>(
+    rings: &RingsConfig,
+    rx_cores: usize,
+    workers: u16,
+    overflow: Overflow,
+    mut backing: impl FnMut(usize) -> (Arc<B>, Vec<B::Buf>),
+) -> (Vec<RxQueues<B>>, Vec<WorkerQueues<B>>) {
     let weight = |c: Class| rings.of(c).map_or(1, |r| r.weight as usize);
-    let sizes = Class::QUEUED.map(size);
-    let pool_size = pool_size_for(sizes, workers);
+    let sizes = ring_sizes(rings);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut rx: Vec<RxQueues> = Vec::with_capacity(rx_cores);
+    let mut rx: Vec<RxQueues<B>> = Vec::with_capacity(rx_cores);
     let mut mailboxes = Vec::with_capacity(usize::from(workers));
-    let mut wk: Vec<WorkerQueues> = (0..workers)
+    let mut wk: Vec<WorkerQueues<B>> = (0..workers)
         .map(|w| {
             let (tx, mailbox) = channel();
             mailboxes.push(tx);
@@ -199,20 +256,23 @@ pub fn build(
         })
         .collect();
     for rx_index in 0..rx_cores {
-        let (pool, free) = Pool::new(u32::try_from(pool_size).unwrap_or(u32::MAX));
+        let (pool, free) = backing(rx_index);
+        let pool_size = free.len();
         let mut producers = Vec::with_capacity(usize::from(workers));
         let mut returns = Vec::with_capacity(usize::from(workers));
         for w in wk.iter_mut() {
-            let [(p0, c0), (p1, c1), (p2, c2)] = sizes.map(ring::<PktBuf>);
+            let [(p0, c0), (p1, c1), (p2, c2)] = sizes.map(ring::<B::Buf>);
             producers.push([p0, p1, p2]);
             w.rings.push([c0, c1, c2]);
             w.pending
                 .push([VecDeque::new(), VecDeque::new(), VecDeque::new()]);
-            // A return ring can hold every buffer of the pool: pushing never fails.
-            let (rp, rc) = ring::<PktBuf>(pool_size);
-            w.returns.push(rp);
             w.pools.push(Arc::clone(&pool));
-            returns.push(rc);
+            if B::RECYCLES {
+                // A return ring can hold every buffer of the pool: pushing never fails.
+                let (rp, rc) = ring::<B::Buf>(pool_size);
+                w.returns.push(rp);
+                returns.push(rc);
+            }
         }
         rx.push(RxQueues {
             pool,
@@ -240,8 +300,46 @@ fn pool_size_for(sizes: [usize; 3], workers: u16) -> usize {
     sizes.iter().sum::<usize>() * usize::from(workers) + 64
 }
 
+/// Start each worker on a thread of its own (publishing its report into `slots[i]` when
+/// given).
+pub fn spawn_workers<B: Backing>(
+    wks: Vec<WorkerQueues<B>>,
+    slots: Option<&[Arc<Mutex<WorkerReport>>]>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<WorkerStats>>> {
+    use anyhow::Context;
+    wks.into_iter()
+        .enumerate()
+        .map(|(i, mut w)| {
+            if let Some(slot) = slots.and_then(|s| s.get(i)) {
+                w.publish_to(Arc::clone(slot));
+            }
+            std::thread::Builder::new()
+                .name(format!("weir-worker-{}", w.index()))
+                .spawn(move || w.run())
+        })
+        .collect::<std::io::Result<_>>()
+        .context("cannot start worker threads")
+}
+
+/// Wait for the workers; their counts in worker order.
+pub fn join_workers(
+    handles: Vec<std::thread::JoinHandle<WorkerStats>>,
+) -> anyhow::Result<Vec<WorkerStats>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))
+        })
+        .collect()
+}
+
 /// Turn on queueing-latency stamps for every rx core and worker, relative to `base`.
-pub fn enable_latency(rx: &mut [RxQueues], workers: &mut [WorkerQueues], base: Instant) {
+pub fn enable_latency<B: Backing>(
+    rx: &mut [RxQueues<B>],
+    workers: &mut [WorkerQueues<B>],
+    base: Instant,
+) {
     for r in rx {
         r.stamp_base = Some(base);
     }
@@ -250,15 +348,7 @@ pub fn enable_latency(rx: &mut [RxQueues], workers: &mut [WorkerQueues], base: I
     }
 }
 
-impl RxQueues {
-    /// Take buffers that workers gave back.
-    #[inline]
-    fn reclaim(&mut self) {
-        for r in &mut self.returns {
-            r.drain(usize::MAX, |b| self.free.push(b));
-        }
-    }
-
+impl RxQueues<Pool> {
     /// Queue a copy of `frame` for `worker` in `class`'s ring. Returns false when it was
     /// dropped (ring full under [`Overflow::Drop`], or no such ring).
     #[inline]
@@ -293,19 +383,51 @@ impl RxQueues {
         {
             self.oversize += 1;
         }
+        self.push(worker, class, buf)
+    }
+}
+
+impl<B: Backing> RxQueues<B> {
+    /// Take buffers that workers gave back.
+    #[inline]
+    fn reclaim(&mut self) {
+        for r in &mut self.returns {
+            r.drain(usize::MAX, |b| self.free.push(b));
+        }
+    }
+
+    /// A buffer the rings did not take: back to the free list, or released.
+    #[inline]
+    fn give_back(&mut self, buf: B::Buf) {
+        if B::RECYCLES {
+            self.free.push(buf);
+        }
+        // Otherwise dropping the handle releases the buffer (a DPDK mbuf is freed).
+    }
+
+    /// Queue `buf` (already holding its frame) for `worker` in `class`'s ring. Returns
+    /// false when it was dropped (ring full under [`Overflow::Drop`], or no such ring);
+    /// a dropped buffer goes back to the free list or is released.
+    #[inline]
+    pub fn push(&mut self, worker: u16, class: Class, mut buf: B::Buf) -> bool {
+        let ci = class.index();
+        if ci >= 3 || usize::from(worker) >= self.rings.len() {
+            self.give_back(buf);
+            return false;
+        }
         if let Some(base) = self.stamp_base {
             let ns = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.pool.set_stamp(&buf, ns.max(1));
+            self.pool.set_stamp(&mut buf, ns.max(1));
         }
-        let ring = &mut self.rings[usize::from(worker)][ci];
+        let backoff = Backoff::new();
         loop {
-            match ring.push(buf) {
+            match self.rings[usize::from(worker)][ci].push(buf) {
                 Ok(()) => return true,
                 Err(back) => {
                     buf = back;
                     if self.overflow == Overflow::Drop {
                         self.ring_full[ci] += 1;
-                        self.free.push(buf);
+                        self.give_back(buf);
                         return false;
                     }
                     backoff.snooze();
@@ -346,7 +468,7 @@ impl RxQueues {
             return;
         }
         for (w, rings) in self.rings.iter_mut().enumerate() {
-            let (p, c) = ring::<PktBuf>(size);
+            let (p, c) = ring::<B::Buf>(size);
             rings[ci] = p;
             if let Some(mb) = self.mailboxes.get(w) {
                 // A worker that has exited no longer drains anything; nothing to lose.
@@ -368,7 +490,7 @@ impl RxQueues {
     }
 }
 
-impl WorkerQueues {
+impl<B: Backing> WorkerQueues<B> {
     /// This worker's index.
     pub fn index(&self) -> u16 {
         self.index
@@ -415,9 +537,10 @@ impl WorkerQueues {
             for (rx, rings) in self.rings.iter_mut().enumerate() {
                 let stats = &mut self.report.stats;
                 let hist = &mut self.report.latency[ci];
-                let (Some(ret), Some(pool)) = (self.returns.get_mut(rx), self.pools.get(rx)) else {
+                let Some(pool) = self.pools.get(rx) else {
                     continue;
                 };
+                let mut ret = self.returns.get_mut(rx);
                 total += rings[ci].drain(weight, |buf| {
                     stats.bytes += u64::from(pool.wire_len(&buf));
                     match ci {
@@ -433,7 +556,10 @@ impl WorkerQueues {
                     }
                     // The return ring holds the whole pool, so this cannot fail; were it
                     // to, the buffer would be lost to the pool, never to the count above.
-                    let _ = ret.push(buf);
+                    // Without return rings, dropping the handle releases the buffer.
+                    if let Some(ret) = ret.as_deref_mut() {
+                        let _ = ret.push(buf);
+                    }
                 });
                 // The resized ring takes over once the old one is empty (no more pushes
                 // reach the old one, so empty stays empty).

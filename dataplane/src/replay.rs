@@ -185,29 +185,104 @@ impl Tee {
     }
 }
 
+/// The rx side of a replay, whatever the port: the classifier (on capture time) and the
+/// tee. The software replay feeds it records read by [`Capture`]; `replay --dpdk` feeds
+/// it mbufs received from DPDK's `net_pcap`.
+#[derive(Debug)]
+pub struct Session {
+    /// The classifier.
+    pub clf: Classifier,
+    tee: Option<Tee>,
+    policy: PolicyReport,
+    files: Vec<FileReport>,
+}
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tee").field("dir", &self.dir).finish()
+    }
+}
+
+impl Session {
+    /// A session under `cfg`.
+    pub fn new(cfg: &Config, opts: &ReplayOptions) -> Result<Session> {
+        let policy = Policy::from_config(cfg).context("invalid policy")?;
+        let report_policy = PolicyReport {
+            apl: cfg.service().apl.to_string(),
+            rule: policy.checker.rule().name().to_string(),
+            workers: cfg.dataplane.workers,
+            slices: policy.slices.len(),
+        };
+        let tee = opts.out_dir.as_deref().map(Tee::new).transpose()?;
+        let clf = Classifier::new(
+            policy,
+            Limits::from_config(cfg),
+            Vantage::Replay,
+            REPLAY_SEED,
+        );
+        Ok(Session {
+            clf,
+            tee,
+            policy: report_policy,
+            files: Vec::new(),
+        })
+    }
+
+    /// Classify one frame (and tee it); `Some((worker, class))` when it is to be queued.
+    #[inline]
+    pub fn frame(&mut self, data: &[u8], ts_ns: u64, orig_len: u32) -> Option<(u16, Class)> {
+        let d = self.clf.classify(data, ts_ns);
+        if let Some(t) = self.tee.as_mut() {
+            t.tee(d, ts_ns, data, orig_len);
+        }
+        match d {
+            Disposition::Classified { verdict, worker } if verdict.class() != Class::Reject => {
+                Some((worker, verdict.class()))
+            }
+            _ => None,
+        }
+    }
+
+    /// A file was replayed whole.
+    pub fn file_done(&mut self, path: &str, packets: u64) {
+        self.files.push(FileReport {
+            path: path.to_string(),
+            packets,
+        });
+    }
+
+    /// The report, once the workers have stopped.
+    pub fn finish(
+        self,
+        ring_full: &[u64; 3],
+        oversize: u64,
+        workers: Vec<WorkerStats>,
+        elapsed: Duration,
+    ) -> Result<Report> {
+        if let Some(t) = self.tee {
+            t.finish()?;
+        }
+        Ok(build_report(
+            &self.clf,
+            ring_full,
+            oversize,
+            workers,
+            self.files,
+            elapsed,
+            self.policy,
+        ))
+    }
+}
+
 /// Replay `files` under `cfg`.
 pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<Report> {
-    let policy = Policy::from_config(cfg).context("invalid policy")?;
-    let workers = cfg.dataplane.workers;
-    let report_policy = PolicyReport {
-        apl: cfg.service().apl.to_string(),
-        rule: policy.checker.rule().name().to_string(),
-        workers,
-        slices: policy.slices.len(),
-    };
     // Open every file first: a missing one fails before any work.
     let mut captures = files
         .iter()
         .map(|p| Capture::open(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut tee = opts.out_dir.as_deref().map(Tee::new).transpose()?;
-    let mut clf = Classifier::new(
-        policy,
-        Limits::from_config(cfg),
-        Vantage::Replay,
-        REPLAY_SEED,
-    );
-    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, workers, Overflow::Wait);
+    let mut session = Session::new(cfg, opts)?;
+    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Wait);
     let mut rx = rxs.pop().context("no rx queues")?;
     let total_bytes: u64 = captures.iter().map(|c| c.size).sum();
     let bar = if opts.progress && std::io::stderr().is_terminal() {
@@ -224,31 +299,15 @@ pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<R
     };
 
     let start = Instant::now();
-    let handles: Vec<_> = wks
-        .into_iter()
-        .map(|w| {
-            std::thread::Builder::new()
-                .name(format!("weir-worker-{}", w.index()))
-                .spawn(move || w.run())
-        })
-        .collect::<Result<_, _>>()
-        .context("cannot start worker threads")?;
-    let mut file_reports = Vec::with_capacity(captures.len());
+    let handles = pipeline::spawn_workers(wks, None)?;
     let mut done_bytes = 0;
     let mut result = Ok(());
     for cap in &mut captures {
         let mut since_tick = 0u32;
         let progress = cap.progress.clone();
         let r = cap.for_each(|rec| {
-            let d = clf.classify(rec.data, rec.ts_ns);
-            if let Some(t) = tee.as_mut() {
-                t.tee(d, rec.ts_ns, rec.data, rec.orig_len);
-            }
-            if let Disposition::Classified { verdict, worker } = d {
-                let class = verdict.class();
-                if class != Class::Reject {
-                    rx.enqueue(worker, class, rec.data);
-                }
+            if let Some((worker, class)) = session.frame(rec.data, rec.ts_ns, rec.orig_len) {
+                rx.enqueue(worker, class, rec.data);
             }
             since_tick += 1;
             if since_tick == 4096 {
@@ -261,10 +320,7 @@ pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<R
             }
         });
         match r {
-            Ok(n) => file_reports.push(FileReport {
-                path: cap.path().to_string(),
-                packets: n,
-            }),
+            Ok(n) => session.file_done(cap.path(), n),
             Err(e) => {
                 result = Err(e);
                 break;
@@ -273,30 +329,13 @@ pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<R
         done_bytes += cap.size;
     }
     rx.finish();
-    let mut worker_stats = Vec::with_capacity(handles.len());
-    for h in handles {
-        worker_stats.push(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?,
-        );
-    }
+    let worker_stats = pipeline::join_workers(handles)?;
     let elapsed = start.elapsed();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     result?;
-    if let Some(t) = tee {
-        t.finish()?;
-    }
-    Ok(build_report(
-        &clf,
-        &rx.ring_full,
-        rx.oversize,
-        worker_stats,
-        file_reports,
-        elapsed,
-        report_policy,
-    ))
+    session.finish(&rx.ring_full, rx.oversize, worker_stats, elapsed)
 }
 
 fn build_report(

@@ -68,7 +68,7 @@ pub struct Producer<T> {
 
 /// The consuming end.
 #[derive(Debug)]
-pub struct Consumer<T> {
+pub struct Consumer<T: RingItem> {
     shared: Arc<Shared>,
     head: u64,
     cached_tail: u64,
@@ -188,6 +188,16 @@ impl<T: RingItem> Consumer<T> {
     /// True when nothing is queued (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<T: RingItem> Drop for Consumer<T> {
+    /// Items still queued are taken back and dropped, so a handle that owns something (a
+    /// DPDK mbuf) is freed rather than forgotten in the slots.
+    fn drop(&mut self) {
+        while let Some(item) = self.pop() {
+            drop(item);
+        }
     }
 }
 

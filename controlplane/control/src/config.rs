@@ -121,6 +121,98 @@ pub enum PortConfig {
         #[serde(default)]
         pps: u64,
     },
+    /// DPDK ports (weir-dp built with `--features dpdk`): NICs bound to vfio-pci, or
+    /// vdevs (`net_tap`, `net_pcap`, `net_null`).
+    Dpdk(DpdkPortConfig),
+}
+
+/// `[port] kind = "dpdk"`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkPortConfig {
+    /// EAL arguments, passed to `rte_eal_init` as given (`-l 0-3`, `-a 0000:3b:00.0`,
+    /// `--file-prefix weir`, `--no-huge -m 512` for tests, …). The first EAL lcore (the
+    /// main lcore) runs the control thread; the next `rx_queues` are rx cores, the next
+    /// `[dataplane] workers` are workers.
+    #[serde(default)]
+    pub eal: Vec<String>,
+    /// Ports to receive on, as DPDK device arguments: a PCI address (`0000:3b:00.0`, also
+    /// allowed with `-a` in `eal`) or a vdev (`net_tap0,iface=weir0`). A device the EAL
+    /// does not know yet is hot-plugged.
+    pub devices: Vec<String>,
+    /// Rx queues per device, one rx core each; RSS spreads flows over them by address.
+    #[serde(default = "DpdkPortConfig::default_rx_queues")]
+    pub rx_queues: u16,
+    /// Rx descriptors per queue.
+    #[serde(default = "DpdkPortConfig::default_desc")]
+    pub rx_desc: u16,
+    /// Tx descriptors per queue.
+    #[serde(default = "DpdkPortConfig::default_desc")]
+    pub tx_desc: u16,
+    /// Mbufs in the pool (all rx cores share it).
+    #[serde(default = "DpdkPortConfig::default_mbufs")]
+    pub mbufs: u32,
+    /// Per-lcore mbuf cache.
+    #[serde(default = "DpdkPortConfig::default_mbuf_cache")]
+    pub mbuf_cache: u32,
+}
+
+impl DpdkPortConfig {
+    fn default_rx_queues() -> u16 {
+        1
+    }
+    fn default_desc() -> u16 {
+        1024
+    }
+    fn default_mbufs() -> u32 {
+        65_535
+    }
+    fn default_mbuf_cache() -> u32 {
+        256
+    }
+}
+
+impl PortConfig {
+    fn validate(&self) -> Result<(), String> {
+        let PortConfig::Dpdk(d) = self else {
+            return Ok(());
+        };
+        if d.devices.is_empty() {
+            return Err("devices must name at least one DPDK device".into());
+        }
+        if !(1..=64).contains(&d.rx_queues) {
+            return Err(format!(
+                "rx_queues must be from 1 to 64, got {}",
+                d.rx_queues
+            ));
+        }
+        for (name, n) in [("rx_desc", d.rx_desc), ("tx_desc", d.tx_desc)] {
+            if !(64..=16384).contains(&n) {
+                return Err(format!("{name} must be from 64 to 16384, got {n}"));
+            }
+        }
+        if !(1024..=1 << 24).contains(&d.mbufs) {
+            return Err(format!(
+                "mbufs must be from 1024 to 16777216, got {}",
+                d.mbufs
+            ));
+        }
+        if d.mbuf_cache > 512 {
+            return Err(format!(
+                "mbuf_cache must be at most 512, got {}",
+                d.mbuf_cache
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rx cores this port is read by.
+    pub fn rx_cores(&self) -> usize {
+        match self {
+            PortConfig::Pcap { .. } => 1,
+            PortConfig::Dpdk(d) => usize::from(d.rx_queues.max(1)),
+        }
+    }
 }
 
 /// `[control]`
@@ -628,6 +720,9 @@ impl Config {
                 .validate()
                 .map_err(|m| fail(l.span(), "limits", m))?;
         }
+        if let Some(Err(m)) = cfg.port.as_ref().map(PortConfig::validate) {
+            return Err(ConfigError::at(origin, text, None, format!("[port] {m}")));
+        }
         if cfg.blocks.len() > MAX_BLOCKS {
             return Err(ConfigError::at(
                 origin,
@@ -721,6 +816,34 @@ flow_table_capacity = 1048576
         assert_eq!(c.dataplane.workers, d.dataplane.workers);
         assert_eq!(c.rings, d.rings);
         assert_eq!(c.limits(), d.limits());
+    }
+
+    #[test]
+    fn dpdk_ports_parse_and_bad_ones_are_named() {
+        let c = Config::from_toml(
+            "f.toml",
+            "[port]\nkind = \"dpdk\"\neal = [\"-l\", \"0-3\"]\ndevices = [\"0000:3b:00.0\"]\nrx_queues = 2\n",
+        )
+        .unwrap();
+        let Some(PortConfig::Dpdk(d)) = &c.port else {
+            panic!("dpdk port expected: {:?}", c.port);
+        };
+        assert_eq!((d.rx_queues, d.rx_desc, d.mbufs), (2, 1024, 65_535));
+        assert_eq!(c.port.as_ref().map(PortConfig::rx_cores), Some(2));
+        for (body, needle) in [
+            ("devices = []", "devices must name"),
+            (
+                "devices = [\"x\"]\nrx_queues = 0",
+                "rx_queues must be from 1 to 64, got 0",
+            ),
+            ("devices = [\"x\"]\nrx_desc = 8", "rx_desc must be from 64"),
+            ("devices = [\"x\"]\nmbufs = 10", "mbufs must be from 1024"),
+            ("devices = [\"x\"]\nlcores = 3", "unknown field `lcores`"),
+        ] {
+            let text = format!("[port]\nkind = \"dpdk\"\n{body}\n");
+            let e = Config::from_toml("f.toml", &text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -299,7 +299,7 @@ impl Dp {
         self.shared.policy.lock().unwrap().version
     }
     fn packets(&self) -> u64 {
-        self.shared.rx.lock().unwrap().counters.packets()
+        self.shared.rx_report().counters.packets()
     }
 }
 
@@ -414,9 +414,7 @@ fn the_policy_loop_blocks_a_flooding_prefix_in_the_dataplane() {
     assert!(text.contains("policy: over new-flow limit"), "{text}");
     eventually("blocked verdicts counted", || {
         dp.shared
-            .rx
-            .lock()
-            .unwrap()
+            .rx_report()
             .counters
             .reason(weir_dp::Reason::Blocked)
             > 0

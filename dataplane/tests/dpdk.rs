@@ -1,0 +1,273 @@
+//! weir on DPDK 22.11 (`cargo test -p weir-dp --features dpdk --test dpdk`).
+//!
+//! EAL starts once per process, with `dpdk::test_eal_args()` (`--no-huge --no-pci`, a
+//! per-process file prefix); every test attaches vdevs of its own names. Tests that launch
+//! lcores take `LCORES` so two runs never ask for the same lcore.
+//!
+//! - Every bundled fixture replayed through `net_pcap` gives the software replay's
+//!   report, count for count (classes, reasons, events, flows, per worker), and every
+//!   mbuf is back in its pool afterwards.
+//! - `weir-dp run` on DPDK lcores over `net_pcap` with two rx queues (two rx lcores)
+//!   classifies what the software replay does, and its mempool is full again after
+//!   shutdown.
+//! - A Linux process (`tcpreplay`) sends a capture into the TAP device that DPDK's
+//!   `net_tap` creates, and weir classifies it (root; CI sets `WEIR_REQUIRE_ROOT_TESTS=1`
+//!   so a missing privilege or tool fails instead of skipping).
+#![cfg(feature = "dpdk")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir_dp::config::{Config, DpdkPortConfig, PortConfig};
+use weir_dp::dpdk;
+use weir_dp::dpdk_port;
+use weir_dp::live::{self, RunOptions, RxReport};
+use weir_dp::replay::{replay, ReplayOptions, Report};
+use weir_dp::{Class, Reason};
+
+static LCORES: Mutex<()> = Mutex::new(());
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcap-fixtures")
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn config_for(pcap: &Path) -> Config {
+    let toml = pcap.with_extension("toml");
+    if toml.exists() {
+        Config::load(&toml).unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        Config::default()
+    }
+}
+
+/// The parts of a report that must not depend on the port (all but the timings).
+fn counts(r: &Report) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap();
+    let o = v.as_object_mut().unwrap();
+    for k in ["elapsed_s", "mpps", "ns_per_packet"] {
+        o.remove(k);
+    }
+    // Drain rounds depend on thread timing; every packet count must not.
+    for w in o["workers"].as_array_mut().unwrap() {
+        w.as_object_mut().unwrap().remove("rounds");
+    }
+    v
+}
+
+#[test]
+fn every_fixture_replays_identically_through_net_pcap() {
+    let eal = dpdk::test_eal_args();
+    let opts = ReplayOptions::default();
+    let mut checked = 0;
+    for pcap in fixtures() {
+        let cfg = config_for(&pcap);
+        let files = vec![pcap.clone()];
+        let soft = replay(&cfg, &files, &opts).unwrap();
+        let hard = dpdk_port::replay(&cfg, &files, &opts, &eal)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", pcap.display()));
+        assert!(soft.packets > 0);
+        assert_eq!(
+            counts(&soft),
+            counts(&hard),
+            "{}: software and DPDK replays differ",
+            pcap.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "all fixtures checked ({checked})");
+}
+
+#[test]
+fn several_files_replay_as_one_capture_through_net_pcap() {
+    let eal = dpdk::test_eal_args();
+    let files: Vec<PathBuf> = ["mix.pcap", "ssa-violation.pcap", "syn-flood.pcap"]
+        .iter()
+        .map(|f| fixture_dir().join(f))
+        .collect();
+    let cfg = Config::default();
+    let out = tempdir("out");
+    let opts = ReplayOptions {
+        out_dir: Some(out.clone()),
+        progress: false,
+    };
+    let soft = replay(&cfg, &files, &ReplayOptions::default()).unwrap();
+    let hard = dpdk_port::replay(&cfg, &files, &opts, &eal).unwrap();
+    assert_eq!(counts(&soft), counts(&hard));
+    assert_eq!(hard.files.len(), 3);
+    // The tee works on the DPDK path too: one frame per suspect verdict.
+    let suspect = weir_dp::capture::Capture::open(&out.join("suspect.pcap"))
+        .unwrap()
+        .for_each(|_| {})
+        .unwrap();
+    assert_eq!(suspect, hard.classes["suspect"]);
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-dpdk-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `weir-dp run` with a DPDK port built from `devices`, for `secs`, on the test EAL.
+fn run_dpdk(
+    devices: Vec<String>,
+    rx_queues: u16,
+    workers: u16,
+    secs: f64,
+) -> anyhow::Result<RxReport> {
+    let _lcores = LCORES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = Config::default();
+    cfg.dataplane.workers = workers;
+    cfg.port = Some(PortConfig::Dpdk(DpdkPortConfig {
+        eal: dpdk::test_eal_args(),
+        devices,
+        rx_queues,
+        rx_desc: 256,
+        tx_desc: 256,
+        mbufs: 8191,
+        mbuf_cache: 32,
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = live::shared_for(&cfg, stop).unwrap();
+    let opts = RunOptions {
+        duration: Some(Duration::from_secs_f64(secs)),
+    };
+    live::run(&cfg, &shared, &opts)
+}
+
+#[test]
+fn run_on_two_rx_lcores_classifies_and_leaks_nothing() {
+    // net_pcap with two rx queues: one file per queue, read once each.
+    let a = fixture_dir().join("mix.pcap");
+    let b = fixture_dir().join("ssa-violation.pcap");
+    let name = format!("net_pcap_run{}", std::process::id());
+    let dev = format!("{name},rx_pcap={},rx_pcap={}", a.display(), b.display());
+    let report = run_dpdk(vec![dev], 2, 1, 3.0).unwrap();
+    let soft_b = replay(&Config::default(), &[b], &ReplayOptions::default()).unwrap();
+    let c = &report.counters;
+    // Both queues were polled: the ssa-violation file's violations are all there (the
+    // live clock differs from capture time, so only time-independent counts compare).
+    assert_eq!(
+        c.reason(Reason::SsaViolation),
+        soft_b.reasons["ssa-violation"]
+            + replay(&Config::default(), &[a], &ReplayOptions::default())
+                .unwrap()
+                .reasons["ssa-violation"]
+    );
+    assert!(c.class(Class::AssumedGood) > 0);
+    // Rings of both rx cores were reported.
+    assert!(report.rings.iter().any(|r| r.0 == 0) && report.rings.iter().any(|r| r.0 == 1));
+    let (capacity, available) = report.mempool.expect("DPDK runs report their mempool");
+    assert_eq!(available, capacity, "every mbuf is back in the pool");
+}
+
+#[test]
+fn too_many_lcores_wanted_is_a_clear_error() {
+    let name = format!("net_null_lc{}", std::process::id());
+    let e = run_dpdk(vec![name], 1, 8, 0.5).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("worker lcore") && msg.contains("need 9"),
+        "{msg}"
+    );
+}
+
+fn root_tests_required() -> bool {
+    std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some()
+}
+
+fn can_run_as_root(tools: &[&str]) -> bool {
+    // SAFETY-free check: `id -u` prints 0 for root.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let have = tools.iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !(root && have) {
+        assert!(
+            !root_tests_required(),
+            "WEIR_REQUIRE_ROOT_TESTS is set but root={root} tools {tools:?} present={have}"
+        );
+        eprintln!("skipped: needs root and {tools:?}");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_linux_process_sends_into_net_tap_and_weir_classifies() {
+    if !can_run_as_root(&["tcpreplay", "ip"]) {
+        return;
+    }
+    let iface = format!("weirt{}", std::process::id() % 10000);
+    let dev = format!("net_tap_t{},iface={iface}", std::process::id());
+    let pcap = fixture_dir().join("ssa-violation.pcap");
+    let expected = replay(
+        &Config::default(),
+        std::slice::from_ref(&pcap),
+        &ReplayOptions::default(),
+    )
+    .unwrap();
+    let sender = {
+        let iface = iface.clone();
+        std::thread::spawn(move || {
+            // Wait for DPDK to create the interface, keep the kernel's own IPv6 chatter
+            // (router solicitations, MLD) off it, bring it up, send the capture.
+            let t0 = Instant::now();
+            while !Path::new(&format!("/sys/class/net/{iface}")).exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "{iface} never appeared"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1");
+            let up = Command::new("ip")
+                .args(["link", "set", &iface, "up"])
+                .status()
+                .unwrap();
+            assert!(up.success());
+            std::thread::sleep(Duration::from_millis(300));
+            let out = Command::new("tcpreplay")
+                .args(["-q", "--topspeed", "-i", &iface])
+                .arg(&pcap)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "tcpreplay: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+    };
+    let report = run_dpdk(vec![dev], 1, 1, 4.0).unwrap();
+    sender.join().unwrap();
+    let c = &report.counters;
+    assert_eq!(
+        c.reason(Reason::SsaViolation),
+        expected.reasons["ssa-violation"],
+        "every non-conforming frame sent through the TAP was rejected as such"
+    );
+    assert!(c.packets() >= expected.packets);
+    let (capacity, available) = report.mempool.unwrap();
+    assert_eq!(available, capacity);
+}
