@@ -128,6 +128,20 @@ fn current_version(shared: &Shared) -> u64 {
     shared.policy.lock().map_or(0, |p| p.version)
 }
 
+/// Add every number of a counters struct (as JSON) into `into`, named `prefix-field`
+/// (`term-established`, `term-http-requests`, …), nested structs flattened.
+fn add_counters(into: &mut BTreeMap<String, u64>, prefix: &str, v: &serde_json::Value) {
+    if let Some(obj) = v.as_object() {
+        for (k, v) in obj {
+            let name = format!("{prefix}-{}", k.replace('_', "-"));
+            match v.as_u64() {
+                Some(n) => *into.entry(name).or_default() += n,
+                None => add_counters(into, &name, v),
+            }
+        }
+    }
+}
+
 /// Gather the published reports into [`DpStats`].
 pub fn stats(shared: &Shared) -> DpStats {
     let rx = shared.rx_report();
@@ -139,6 +153,10 @@ pub fn stats(shared: &Shared) -> DpStats {
     events.insert("port-imissed".to_string(), rx.port.imissed);
     events.insert("port-ierrors".to_string(), rx.port.ierrors);
     events.insert("port-rx-nombuf".to_string(), rx.port.rx_nombuf);
+    events.insert("host-answered".to_string(), rx.tx.host_answered);
+    events.insert("host-ignored".to_string(), rx.tx.host_ignored);
+    events.insert("tx-sent".to_string(), rx.tx.sent);
+    events.insert("tx-send-failed".to_string(), rx.tx.send_failed);
     for class in Class::QUEUED {
         events.insert(
             format!("ring-full-{}", class.name()),
@@ -148,8 +166,19 @@ pub fn stats(shared: &Shared) -> DpStats {
     let mut workers = Vec::new();
     let mut latency = BTreeMap::new();
     let mut merged: Vec<Option<hdrhistogram::Histogram<u64>>> = vec![None, None, None];
+    let mut term_totals: BTreeMap<String, u64> = BTreeMap::new();
     for slot in &shared.workers {
         let Ok(w) = slot.lock() else { continue };
+        if let Some(t) = &w.terminator {
+            add_counters(
+                &mut term_totals,
+                "term",
+                &serde_json::to_value(t).unwrap_or_default(),
+            );
+            *term_totals
+                .entry("term-tx-ring-dropped".into())
+                .or_default() += w.tx_dropped;
+        }
         workers.push(WorkerStats {
             worker: w.stats.worker,
             known_good: w.stats.known_good,
@@ -175,6 +204,7 @@ pub fn stats(shared: &Shared) -> DpStats {
             latency.insert(class.name().to_string(), bytes);
         }
     }
+    events.extend(term_totals);
     DpStats {
         policy_version: rx.policy_version,
         uptime_ns: u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX),

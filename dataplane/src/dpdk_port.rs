@@ -56,6 +56,10 @@ impl Backing for Mbufs {
         buf.pkt_len()
     }
     #[inline]
+    fn bytes<'a>(&'a self, buf: &'a Mbuf) -> &'a [u8] {
+        buf.data()
+    }
+    #[inline]
     fn stamp(&self, buf: &Mbuf) -> u64 {
         buf.stamp()
     }

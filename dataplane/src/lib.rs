@@ -14,12 +14,15 @@ pub mod dpdk;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_port;
 pub mod flow;
+pub mod l2;
 pub mod live;
 pub mod pipeline;
 pub mod pool;
 pub mod rate;
 pub mod replay;
 pub mod ring;
+pub mod serve;
+pub mod tap;
 
 pub use weir_control::{config, verdict};
 

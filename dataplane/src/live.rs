@@ -31,9 +31,12 @@ use crate::capture::Capture;
 use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
 use crate::config::{Config, PortConfig, RingsConfig};
 use crate::flow::FlowCounters;
-use crate::pipeline::{self, Backing, Overflow, RxQueues, WorkerReport};
+use crate::pipeline::{
+    self, Backing, Overflow, RxQueues, TxReceiver, WorkerQueues, WorkerReport, WorkerStats,
+};
 use crate::pool::Pool;
 use crate::rate::RateCounters;
+use crate::serve::{Serve, Wake};
 use crate::verdict::{Class, Disposition};
 
 /// Frames per burst.
@@ -70,6 +73,8 @@ pub struct RxReport {
     pub mempool: Option<(u32, u32)>,
     /// Drops before weir saw the frame, as the ports count them (DPDK ports).
     pub port: PortDrops,
+    /// Host path and the terminators' way out (software ports).
+    pub tx: TxCounts,
 }
 
 /// Frames a port dropped before an rx core saw them.
@@ -100,6 +105,10 @@ impl RxReport {
         self.port.imissed += o.port.imissed;
         self.port.ierrors += o.port.ierrors;
         self.port.rx_nombuf += o.port.rx_nombuf;
+        self.tx.host_answered += o.tx.host_answered;
+        self.tx.host_ignored += o.tx.host_ignored;
+        self.tx.sent += o.tx.sent;
+        self.tx.send_failed += o.tx.send_failed;
         self.rings.extend_from_slice(&o.rings);
         if self.slice_packets.len() < o.slice_packets.len() {
             self.slice_packets.resize(o.slice_packets.len(), 0);
@@ -264,6 +273,13 @@ pub fn run(cfg: &Config, shared: &Arc<Shared>, opts: &RunOptions) -> Result<RxRe
         Some(PortConfig::Pcap { path, r#loop, pps }) => {
             run_pcap(cfg, shared, opts, PcapPort::open(&path, r#loop, pps)?)
         }
+        Some(PortConfig::Tap { name, mac }) => {
+            let mac = match mac {
+                Some(m) => crate::config::parse_mac(&m).map_err(|e| anyhow::anyhow!("[port] mac: {e}"))?,
+                None => DEFAULT_MAC,
+            };
+            run_tap(cfg, shared, opts, &name, mac)
+        }
         #[cfg(feature = "dpdk")]
         Some(PortConfig::Dpdk(d)) => crate::dpdk_port::run(cfg, &d, shared, opts),
         #[cfg(not(feature = "dpdk"))]
@@ -319,6 +335,218 @@ fn run_pcap(
     core.rx.finish();
     pipeline::join_workers(handles)?;
     Ok(core.finish(shared, clock.now_ns()))
+}
+
+/// weir's link address when `[port] mac` is not given (locally administered).
+pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x77, 0x65, 0x69, 0x72, 0x01];
+
+/// What the rx core did on the host path and the way out (software ports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxCounts {
+    /// NDP / ARP requests answered.
+    pub host_answered: u64,
+    /// Host-path frames not answered (not for us, DAD, invalid).
+    pub host_ignored: u64,
+    /// Frames sent from the terminators.
+    pub sent: u64,
+    /// Frames the port refused (queue full or error).
+    pub send_failed: u64,
+}
+
+/// Start the workers for `wks`: terminators when `[terminator] enabled`, else counting
+/// workers. Returns their threads and the rx core's ends of their tx paths.
+fn start_workers<B: Backing>(
+    cfg: &Config,
+    shared: &Shared,
+    wks: Vec<WorkerQueues<B>>,
+    our_mac: [u8; 6],
+    idle_sleep: Duration,
+    wake: Option<Arc<Wake>>,
+) -> Result<(Vec<std::thread::JoinHandle<WorkerStats>>, Vec<TxReceiver>)> {
+    if !cfg.terminator.enabled {
+        return Ok((
+            pipeline::spawn_workers(wks, Some(&shared.workers))?,
+            Vec::new(),
+        ));
+    }
+    let prefixes: Vec<(u128, u8)> = shared
+        .policy
+        .lock()
+        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
+        .prefixes
+        .prefixes()
+        .iter()
+        .map(|p| (p.addr, p.len))
+        .collect();
+    let cpus = allowed_cpus();
+    let mut handles = Vec::new();
+    let mut receivers = Vec::new();
+    for (i, mut w) in wks.into_iter().enumerate() {
+        if let Some(slot) = shared.workers.get(i) {
+            w.publish_to(Arc::clone(slot));
+        }
+        let adapter = weir_terminator::adapter::build(&cfg.terminator.adapter)
+            .context("[terminator.adapter]")?;
+        let term = weir_terminator::tcp::Terminator::new(&cfg.terminator, &prefixes, adapter);
+        let (tx, rx) = pipeline::tx_path(4096);
+        receivers.push(rx);
+        let serve = Serve::new(term, tx, our_mac, idle_sleep, wake.clone());
+        // Worker i on the CPU after the rx core's (the rx core keeps the first one).
+        let cpu = (cfg.terminator.pin && cpus.len() > 1).then(|| cpus[(i + 1) % cpus.len()]);
+        let h = std::thread::Builder::new()
+            .name(format!("weir-term-{i}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
+                serve.run(w)
+            })
+            .context("cannot start terminator threads")?;
+        handles.push(h);
+    }
+    Ok((handles, receivers))
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pin the calling thread to `cpu` (best effort: a failure is logged).
+fn pin_to(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            tracing::warn!(cpu, "cannot pin a terminator thread: {e}");
+        }
+    }
+}
+
+/// `weir-dp run` on a TAP device: the rx core reads frames from it, answers NDP/ARP for
+/// weir's addresses, classifies and queues the rest, and writes what the terminators
+/// send (after the flow tracker has seen it).
+fn run_tap(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+    opts: &RunOptions,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<RxReport> {
+    let tap = crate::tap::Tap::open(name).with_context(|| format!("[port] tap {name}"))?;
+    tap.set_up().with_context(|| format!("[port] tap {name}"))?;
+    let prefixes = shared
+        .policy
+        .lock()
+        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
+        .prefixes
+        .clone();
+    let responder = crate::l2::HostResponder::new(mac, prefixes);
+    tracing::info!(tap = tap.name(), mac = ?mac, link_local = %std::net::Ipv6Addr::from(responder.link_local()), "tap port ready");
+    let (mut rxs, mut wks) = pipeline::build(&cfg.rings, 1, shared.worker_count, Overflow::Drop);
+    let rx = rxs.pop().context("no rx queues")?;
+    let clock = Clock::new();
+    let mut core = RxCore::new(0, cfg, shared, rx, clock.base)?;
+    pipeline::enable_latency(&mut [], &mut wks, clock.base);
+    let wake = Arc::new(Wake::new().context("eventfd")?);
+    let (handles, mut tx_paths) = start_workers(
+        cfg,
+        shared,
+        wks,
+        mac,
+        Duration::from_micros(50),
+        Some(Arc::clone(&wake)),
+    )?;
+    let mut frame = vec![0u8; 65_536];
+    let mut reply = [0u8; 256];
+    let mut counts = TxCounts::default();
+    while !shared.stop.load(Ordering::Relaxed) {
+        if opts.duration.is_some_and(|d| clock.elapsed() >= d) {
+            break;
+        }
+        core.sync(shared);
+        let now = clock.now_ns();
+        let mut busy = false;
+        for _ in 0..BURST {
+            let n = match tap.recv(&mut frame) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("tap read: {e}");
+                    break;
+                }
+            };
+            busy = true;
+            let f = &frame[..n];
+            match core.clf.classify(f, now) {
+                Disposition::Classified { verdict, worker } if verdict.class() != Class::Reject => {
+                    core.rx.enqueue(worker, verdict.class(), f);
+                }
+                Disposition::Host => match responder.answer(f, &mut reply) {
+                    Ok(len) => {
+                        counts.host_answered += 1;
+                        if !matches!(tap.send(&reply[..len]), Ok(true)) {
+                            counts.send_failed += 1;
+                        }
+                    }
+                    Err(_) => counts.host_ignored += 1,
+                },
+                _ => {}
+            }
+        }
+        for (w, path) in tx_paths.iter_mut().enumerate() {
+            let worker = u16::try_from(w).ok();
+            let clf = &mut core.clf;
+            let moved = path.drain(256, |f| {
+                clf.observe_tx(f, worker, now);
+                match tap.send(f) {
+                    Ok(true) => counts.sent += 1,
+                    _ => counts.send_failed += 1,
+                }
+            });
+            busy |= moved > 0;
+        }
+        core.set_tx_counts(counts);
+        core.housekeeping(shared, now);
+        if !busy {
+            // Idle: sleep until the kernel has a frame or a worker has queued one (the
+            // eventfd is a counter, so a wake-up written before this poll is not lost).
+            wait_either(&tap, &wake, 10);
+        }
+    }
+    core.rx.finish();
+    pipeline::join_workers(handles)?;
+    // Replies the terminators queued while stopping.
+    for path in &mut tx_paths {
+        path.drain(usize::MAX, |f| {
+            let _ = tap.send(f);
+        });
+    }
+    Ok(core.finish(shared, clock.now_ns()))
+}
+
+/// Sleep until `tap` is readable or `wake` fires, at most `ms` milliseconds.
+fn wait_either(tap: &crate::tap::Tap, wake: &Wake, ms: u16) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [
+        PollFd::new(tap.as_fd(), PollFlags::POLLIN),
+        PollFd::new(wake.fd(), PollFlags::POLLIN),
+    ];
+    if let Ok(n) = poll(&mut fds, PollTimeout::from(ms)) {
+        if n > 0
+            && fds[1]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            wake.clear();
+        }
+    }
 }
 
 /// The dataplane's clock: wall time at start plus a monotonic clock, in ns since the Unix
@@ -467,6 +695,11 @@ impl<B: Backing> RxCore<B> {
             }
             self.last_publish = Instant::now();
         }
+    }
+
+    /// Set the host-path and tx counters.
+    pub fn set_tx_counts(&mut self, counts: TxCounts) {
+        self.report.tx = counts;
     }
 
     /// Set the ports' drop counters (reported by one rx core for all ports).

@@ -55,6 +55,8 @@ pub trait Backing: Send + Sync + 'static {
     const RECYCLES: bool;
     /// Length of the frame as received.
     fn wire_len(&self, buf: &Self::Buf) -> u32;
+    /// The frame's bytes.
+    fn bytes<'a>(&'a self, buf: &'a Self::Buf) -> &'a [u8];
     /// When the rx core queued it (monotonic ns, 0 = not stamped).
     fn stamp(&self, buf: &Self::Buf) -> u64;
     /// Stamp it as queued now.
@@ -67,6 +69,10 @@ impl Backing for Pool {
     #[inline]
     fn wire_len(&self, buf: &PktBuf) -> u32 {
         Pool::wire_len(self, buf)
+    }
+    #[inline]
+    fn bytes<'a>(&'a self, buf: &'a PktBuf) -> &'a [u8] {
+        Pool::bytes(self, buf)
     }
     #[inline]
     fn stamp(&self, buf: &PktBuf) -> u64 {
@@ -162,6 +168,10 @@ pub struct WorkerReport {
     pub stats: WorkerStats,
     /// Queueing latency per queued class, in nanoseconds.
     pub latency: [Histogram<u64>; 3],
+    /// The worker's terminator, when it runs one.
+    pub terminator: Option<weir_terminator::tcp::TerminatorStats>,
+    /// Frames the terminator sent that its tx path dropped (ring full).
+    pub tx_dropped: u64,
 }
 
 impl WorkerReport {
@@ -177,7 +187,20 @@ impl WorkerReport {
                 ..WorkerStats::default()
             },
             latency: [h(), h(), h()],
+            terminator: None,
+            tx_dropped: 0,
         }
+    }
+}
+
+/// What a worker does with what it drains.
+pub trait Drain {
+    /// One packet of `class`, in priority order.
+    fn packet(&mut self, class: Class, frame: &[u8]);
+    /// After every drain round (`busy`: the round found packets); `report` is this
+    /// worker's report, to add counters to before it is published.
+    fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+        let _ = (busy, report);
     }
 }
 
@@ -298,6 +321,93 @@ pub fn build_with<B: Backing>(
 /// core then counts the shortfall as `ring-full` rather than allocate.
 fn pool_size_for(sizes: [usize; 3], workers: u16) -> usize {
     sizes.iter().sum::<usize>() * usize::from(workers) + 64
+}
+
+/// The way back: frames a worker's terminator sends, to the rx core that owns the port
+/// and the flow tracker (which must see the terminators' SYN-ACKs). A fixed pool of
+/// buffers per worker, a ring to the rx core and a ring of spent buffers back, so sending
+/// never allocates; a full ring or an empty pool drops the frame and counts it (TCP
+/// retransmits).
+#[derive(Debug)]
+pub struct TxSender {
+    pool: Arc<Pool>,
+    free: Vec<PktBuf>,
+    ring: Producer<PktBuf>,
+    back: Consumer<PktBuf>,
+    /// Frames dropped because the ring was full or no buffer was free.
+    pub dropped: u64,
+    /// Frames queued.
+    pub sent: u64,
+}
+
+/// The rx core's end of a [`TxSender`].
+#[derive(Debug)]
+pub struct TxReceiver {
+    pool: Arc<Pool>,
+    ring: Consumer<PktBuf>,
+    back: Producer<PktBuf>,
+}
+
+/// A worker → rx core path of `slots` frames.
+pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
+    let slots = slots.max(2).next_power_of_two();
+    let (pool, free) = Pool::new(u32::try_from(slots).unwrap_or(u32::MAX));
+    let (p, c) = ring::<PktBuf>(slots);
+    let (bp, bc) = ring::<PktBuf>(slots);
+    (
+        TxSender {
+            pool: Arc::clone(&pool),
+            free,
+            ring: p,
+            back: bc,
+            dropped: 0,
+            sent: 0,
+        },
+        TxReceiver {
+            pool,
+            ring: c,
+            back: bp,
+        },
+    )
+}
+
+impl TxSender {
+    /// Queue `frame` for transmission; false when it was dropped (counted).
+    #[inline]
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        if self.free.is_empty() {
+            self.back.drain(usize::MAX, |b| self.free.push(b));
+        }
+        let Some(mut buf) = self.free.pop() else {
+            self.dropped += 1;
+            return false;
+        };
+        self.pool.fill(&mut buf, frame);
+        match self.ring.push(buf) {
+            Ok(()) => {
+                self.sent += 1;
+                true
+            }
+            Err(buf) => {
+                self.free.push(buf);
+                self.dropped += 1;
+                false
+            }
+        }
+    }
+}
+
+impl TxReceiver {
+    /// Hand up to `max` queued frames to `f`; returns how many.
+    #[inline]
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let (pool, back) = (&self.pool, &mut self.back);
+        self.ring.drain(max, |buf| {
+            f(pool.bytes(&buf));
+            // The back ring holds the whole pool: this cannot fail.
+            let _ = back.push(buf);
+        })
+    }
 }
 
 /// Start each worker on a thread of its own (publishing its report into `slots[i]` when
@@ -524,9 +634,22 @@ impl<B: Backing> WorkerQueues<B> {
     }
 
     /// One drain round over all rx cores' rings, class by class up to each class's weight;
-    /// returns the packets handled.
+    /// returns the packets handled. The packets are counted and released.
     #[inline]
     pub fn round(&mut self) -> usize {
+        self.round_with(&mut |_, _| {})
+    }
+
+    /// What this worker has counted, for a terminator to add its own counters before the
+    /// next publication.
+    pub fn report_mut(&mut self) -> &mut WorkerReport {
+        &mut self.report
+    }
+
+    /// [`WorkerQueues::round`], handing every packet's class and bytes to `on_packet`
+    /// before the buffer is released.
+    #[inline]
+    pub fn round_with(&mut self, on_packet: &mut dyn FnMut(Class, &[u8])) -> usize {
         self.read_mailbox();
         let now = self
             .stamp_base
@@ -541,7 +664,9 @@ impl<B: Backing> WorkerQueues<B> {
                     continue;
                 };
                 let mut ret = self.returns.get_mut(rx);
+                let class = Class::QUEUED[ci];
                 total += rings[ci].drain(weight, |buf| {
+                    on_packet(class, pool.bytes(&buf));
                     stats.bytes += u64::from(pool.wire_len(&buf));
                     match ci {
                         0 => stats.known_good += 1,
@@ -603,14 +728,30 @@ impl<B: Backing> WorkerQueues<B> {
     }
 
     /// Drain until the rx side has finished and every ring is empty.
-    pub fn run(mut self) -> WorkerStats {
+    pub fn run(self) -> WorkerStats {
+        struct Count;
+        impl Drain for Count {
+            fn packet(&mut self, _: Class, _: &[u8]) {}
+        }
+        self.run_with(&mut Count)
+    }
+
+    /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `between`
+    /// after every round — a terminator's timers and transmissions.
+    pub fn run_with(mut self, drain: &mut dyn Drain) -> WorkerStats {
         let backoff = Backoff::new();
         loop {
-            if self.round() > 0 {
+            let n = self.round_with(&mut |c, f| drain.packet(c, f));
+            drain.between(n > 0, &mut self.report);
+            if n > 0 {
                 backoff.reset();
                 continue;
             }
-            if self.stop.load(Ordering::Acquire) && self.round() == 0 && self.pending_empty() {
+            if self.stop.load(Ordering::Acquire)
+                && self.round_with(&mut |c, f| drain.packet(c, f)) == 0
+                && self.pending_empty()
+            {
+                drain.between(false, &mut self.report);
                 self.last_publish = None;
                 self.maybe_publish();
                 return self.report.stats;

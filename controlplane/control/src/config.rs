@@ -97,6 +97,9 @@ pub struct Config {
     /// `[port]`: where `weir-dp run` takes packets from.
     #[serde(default)]
     pub port: Option<PortConfig>,
+    /// `[terminator]`: what the workers do with the packets they drain (`weir-dp run`).
+    #[serde(default)]
+    pub terminator: TerminatorConfig,
     /// `[control]`: weir-cp's sockets, dataplanes, state file and metrics listener.
     #[serde(default)]
     pub control: Option<ControlConfig>,
@@ -124,6 +127,39 @@ pub enum PortConfig {
     /// DPDK ports (weir-dp built with `--features dpdk`): NICs bound to vfio-pci, or
     /// vdevs (`net_tap`, `net_pcap`, `net_null`).
     Dpdk(DpdkPortConfig),
+    /// A Linux TAP device (root): the kernel on the other side is the network.
+    Tap {
+        /// Interface name (created if missing).
+        #[serde(default = "default_tap_name")]
+        name: String,
+        /// weir's link address on it (default 02:77:65:69:72:01).
+        #[serde(default)]
+        mac: Option<String>,
+    },
+}
+
+fn default_tap_name() -> String {
+    "weir0".into()
+}
+
+/// Parse a MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!("`{s}` is a multicast address"));
+    }
+    Ok(mac)
 }
 
 /// `[port] kind = "dpdk"`
@@ -174,6 +210,17 @@ impl DpdkPortConfig {
 
 impl PortConfig {
     fn validate(&self) -> Result<(), String> {
+        if let PortConfig::Tap { name, mac } = self {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err(format!(
+                    "name `{name}` is not an interface name (1-15 characters)"
+                ));
+            }
+            if let Some(m) = mac {
+                parse_mac(m)?;
+            }
+            return Ok(());
+        }
         let PortConfig::Dpdk(d) = self else {
             return Ok(());
         };
@@ -209,7 +256,7 @@ impl PortConfig {
     /// Rx cores this port is read by.
     pub fn rx_cores(&self) -> usize {
         match self {
-            PortConfig::Pcap { .. } => 1,
+            PortConfig::Pcap { .. } | PortConfig::Tap { .. } => 1,
             PortConfig::Dpdk(d) => usize::from(d.rx_queues.max(1)),
         }
     }
@@ -257,6 +304,219 @@ pub struct DataplaneLink {
     pub name: String,
     /// The dataplane's control socket.
     pub socket: std::path::PathBuf,
+}
+
+/// `[terminator]`: userspace TCP and HTTP/1.1 in the workers. Off, the workers drain
+/// and count (the filter alone).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminatorConfig {
+    /// Terminate TCP in the workers.
+    #[serde(default)]
+    pub enabled: bool,
+    /// TCP ports served (on every address of the worker's slices).
+    #[serde(default = "TerminatorConfig::default_ports")]
+    pub ports: Vec<u16>,
+    /// smoltcp interfaces per worker; connections are spread over them by a hash of
+    /// their addresses and ports, so a packet visits only its shard's sockets.
+    #[serde(default = "TerminatorConfig::default_shards")]
+    pub shards: u32,
+    /// Connections per worker (sockets are allocated up to this and then recycled).
+    #[serde(default = "TerminatorConfig::default_max_connections")]
+    pub max_connections: u32,
+    /// Receive buffer per connection, bytes.
+    #[serde(default = "TerminatorConfig::default_rx_buffer")]
+    pub rx_buffer: u32,
+    /// Send buffer per connection, bytes.
+    #[serde(default = "TerminatorConfig::default_tx_buffer")]
+    pub tx_buffer: u32,
+    /// Half-open connections per worker; past half of it new suspect SYNs are dropped,
+    /// past all of it assumed-good ones too.
+    #[serde(default = "TerminatorConfig::default_half_open_budget")]
+    pub half_open_budget: u32,
+    /// New connections taken per poll per worker; further SYNs wait for the next poll.
+    #[serde(default = "TerminatorConfig::default_syn_per_poll")]
+    pub syn_per_poll: u32,
+    /// A connection idle this long is closed.
+    #[serde(default = "TerminatorConfig::default_idle_timeout_s")]
+    pub idle_timeout_s: u64,
+    /// Pin each worker thread to a CPU (worker i on the i-th CPU this process may use,
+    /// after the rx core's).
+    #[serde(default = "default_true")]
+    pub pin: bool,
+    /// HTTP/1.1 limits.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// What requests are handed to.
+    #[serde(default)]
+    pub adapter: AdapterConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl TerminatorConfig {
+    fn default_ports() -> Vec<u16> {
+        vec![80]
+    }
+    fn default_shards() -> u32 {
+        1024
+    }
+    fn default_max_connections() -> u32 {
+        16_384
+    }
+    fn default_rx_buffer() -> u32 {
+        4096
+    }
+    fn default_tx_buffer() -> u32 {
+        8192
+    }
+    fn default_half_open_budget() -> u32 {
+        2048
+    }
+    fn default_syn_per_poll() -> u32 {
+        256
+    }
+    fn default_idle_timeout_s() -> u64 {
+        60
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.ports.is_empty() || self.ports.contains(&0) {
+            return Err("ports must list TCP ports from 1 to 65535".into());
+        }
+        if !(1..=65_536).contains(&self.shards) {
+            return Err(format!(
+                "shards must be from 1 to 65536, got {}",
+                self.shards
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.max_connections) {
+            return Err(format!(
+                "max_connections must be from 1 to 1048576, got {}",
+                self.max_connections
+            ));
+        }
+        for (name, n) in [("rx_buffer", self.rx_buffer), ("tx_buffer", self.tx_buffer)] {
+            if !(536..=1 << 20).contains(&n) {
+                return Err(format!("{name} must be from 536 to 1048576 bytes, got {n}"));
+            }
+        }
+        if self.half_open_budget == 0 || self.syn_per_poll == 0 {
+            return Err("half_open_budget and syn_per_poll must be at least 1".into());
+        }
+        self.http.validate()
+    }
+}
+
+impl Default for TerminatorConfig {
+    fn default() -> Self {
+        TerminatorConfig {
+            enabled: false,
+            ports: Self::default_ports(),
+            shards: Self::default_shards(),
+            max_connections: Self::default_max_connections(),
+            rx_buffer: Self::default_rx_buffer(),
+            tx_buffer: Self::default_tx_buffer(),
+            half_open_budget: Self::default_half_open_budget(),
+            syn_per_poll: Self::default_syn_per_poll(),
+            idle_timeout_s: Self::default_idle_timeout_s(),
+            pin: true,
+            http: HttpConfig::default(),
+            adapter: AdapterConfig::default(),
+        }
+    }
+}
+
+/// `[terminator.http]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Request line + headers, bytes (larger → 431).
+    #[serde(default = "HttpConfig::default_max_header_bytes")]
+    pub max_header_bytes: u32,
+    /// Header lines (more → 431).
+    #[serde(default = "HttpConfig::default_max_headers")]
+    pub max_headers: u32,
+    /// Request body, bytes (larger → 413).
+    #[serde(default = "HttpConfig::default_max_body_bytes")]
+    pub max_body_bytes: u32,
+}
+
+impl HttpConfig {
+    fn default_max_header_bytes() -> u32 {
+        8192
+    }
+    fn default_max_headers() -> u32 {
+        64
+    }
+    fn default_max_body_bytes() -> u32 {
+        1 << 20
+    }
+    fn validate(&self) -> Result<(), String> {
+        if !(256..=1 << 20).contains(&self.max_header_bytes) {
+            return Err(format!(
+                "http.max_header_bytes must be from 256 to 1048576, got {}",
+                self.max_header_bytes
+            ));
+        }
+        if !(1..=1024).contains(&self.max_headers) {
+            return Err(format!(
+                "http.max_headers must be from 1 to 1024, got {}",
+                self.max_headers
+            ));
+        }
+        if self.max_body_bytes > 1 << 26 {
+            return Err(format!(
+                "http.max_body_bytes must be at most 67108864, got {}",
+                self.max_body_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_header_bytes: Self::default_max_header_bytes(),
+            max_headers: Self::default_max_headers(),
+            max_body_bytes: Self::default_max_body_bytes(),
+        }
+    }
+}
+
+/// `[terminator.adapter]`: what each request is handed to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AdapterConfig {
+    /// Files under `dir` (GET/HEAD), or one fixed `body` for every path.
+    Static {
+        /// Serve files from here (no `..`, no symlinks out of it).
+        #[serde(default)]
+        dir: Option<std::path::PathBuf>,
+        /// Or answer every request with this body.
+        #[serde(default)]
+        body: Option<String>,
+        /// Content type of `body` (files: from the extension).
+        #[serde(default)]
+        content_type: Option<String>,
+    },
+    /// The request back as the body.
+    Echo,
+    /// `200 ok` on every path (load balancers' checks).
+    Health,
+}
+
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        AdapterConfig::Static {
+            dir: None,
+            body: Some("hello from weir\n".into()),
+            content_type: None,
+        }
+    }
 }
 
 /// `[policy]`: when a source prefix over its new-flow limit gets a temporary block.
@@ -722,6 +982,14 @@ impl Config {
         }
         if let Some(Err(m)) = cfg.port.as_ref().map(PortConfig::validate) {
             return Err(ConfigError::at(origin, text, None, format!("[port] {m}")));
+        }
+        if let Err(m) = cfg.terminator.validate() {
+            return Err(ConfigError::at(
+                origin,
+                text,
+                None,
+                format!("[terminator] {m}"),
+            ));
         }
         if cfg.blocks.len() > MAX_BLOCKS {
             return Err(ConfigError::at(

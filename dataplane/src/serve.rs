@@ -1,0 +1,186 @@
+//! Terminator workers: a worker that drains its rings into a [`Terminator`] instead of
+//! only counting, and sends the terminator's packets back through its rx core.
+//!
+//! ```text
+//!  rings (by class priority and weight) ──► strip Ethernet/VLAN ──► Terminator (smoltcp shards, HTTP)
+//!                                                                       │ IP packets
+//!  rx core: flow tracker sees them, port sends ◄── TxSender ◄── Ethernet header (our MAC → peer MAC)
+//! ```
+//! The terminators speak IP (`Medium::Ip`); link addresses are the dataplane's business:
+//! replies go to the link address the client's packets came from (the router, or the host
+//! behind a TAP), learned per worker from the last frame received, and leave untagged.
+//! Everything the terminator sends goes through the rx core, because the flow tracker
+//! must see the SYN-ACKs for a client's next packets to be known-good.
+
+use std::time::{Duration, Instant};
+
+use weir_terminator::tcp::{Terminator, Trust};
+
+use crate::pipeline::{Backing, Drain, TxSender, WorkerQueues, WorkerReport, WorkerStats};
+use crate::verdict::Class;
+
+/// Ethernet header length (untagged).
+const ETH: usize = 14;
+
+/// The IP packet inside `frame` and the frame's source MAC: Ethernet with up to two VLAN
+/// tags, IPv4 or IPv6. `None` for anything else.
+pub fn strip_l2(frame: &[u8]) -> Option<(&[u8], [u8; 6])> {
+    let src: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
+    let mut at = 12;
+    loop {
+        let ty = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
+        match ty {
+            0x8100 | 0x88a8 if at < 20 => at += 4,
+            0x86dd | 0x0800 => return Some((frame.get(at + 2..)?, src)),
+            _ => return None,
+        }
+    }
+}
+
+/// Write an Ethernet frame around `ip` into `buf`; its length (0 when it does not fit).
+pub fn frame_into(buf: &mut [u8], src: [u8; 6], dst: [u8; 6], ip: &[u8]) -> usize {
+    let len = ETH + ip.len();
+    let Some(out) = buf.get_mut(..len) else {
+        return 0;
+    };
+    out[..6].copy_from_slice(&dst);
+    out[6..12].copy_from_slice(&src);
+    let ty: u16 = if ip.first().is_some_and(|b| b >> 4 == 4) {
+        0x0800
+    } else {
+        0x86dd
+    };
+    out[12..14].copy_from_slice(&ty.to_be_bytes());
+    out[ETH..].copy_from_slice(ip);
+    len
+}
+
+fn trust(class: Class) -> Trust {
+    match class {
+        Class::KnownGood => Trust::KnownGood,
+        Class::AssumedGood => Trust::AssumedGood,
+        _ => Trust::Suspect,
+    }
+}
+
+/// Wakes a sleeping rx core when a worker has queued frames to send (software ports,
+/// whose rx core sleeps in poll(2) while its port is quiet). An eventfd: one write per
+/// drain round that queued something, one read per rx-core wake-up.
+#[derive(Debug)]
+pub struct Wake(nix::sys::eventfd::EventFd);
+
+impl Wake {
+    /// A non-blocking eventfd.
+    pub fn new() -> std::io::Result<Wake> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map(Wake)
+            .map_err(std::io::Error::from)
+    }
+
+    /// Signal the rx core.
+    pub fn wake(&self) {
+        let _ = self.0.write(1);
+    }
+
+    /// Clear pending signals (after waking).
+    pub fn clear(&self) {
+        let _ = self.0.read();
+    }
+
+    /// The fd to poll on.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.0.as_fd()
+    }
+}
+
+/// A worker's terminator and its way out.
+#[derive(Debug)]
+pub struct Serve {
+    term: Terminator,
+    tx: TxSender,
+    our_mac: [u8; 6],
+    peer: [u8; 6],
+    scratch: Vec<u8>,
+    /// Frames that were not Ethernet + IP (dropped, counted).
+    pub bad_frames: u64,
+    idle_sleep: Duration,
+    last_report: Instant,
+    wake: Option<std::sync::Arc<Wake>>,
+    sent_seen: u64,
+}
+
+impl Serve {
+    /// `term` replying from `our_mac` through `tx`; `idle_sleep`: how long to sleep when a
+    /// round found nothing (software ports; zero keeps polling).
+    pub fn new(
+        term: Terminator,
+        tx: TxSender,
+        our_mac: [u8; 6],
+        idle_sleep: Duration,
+        wake: Option<std::sync::Arc<Wake>>,
+    ) -> Serve {
+        Serve {
+            term,
+            tx,
+            our_mac,
+            peer: [0xff; 6],
+            scratch: vec![0; ETH + weir_terminator::tcp::MTU],
+            bad_frames: 0,
+            idle_sleep,
+            last_report: Instant::now(),
+            wake,
+            sent_seen: 0,
+        }
+    }
+
+    /// Run worker `wq` until its rx core finishes.
+    pub fn run<B: Backing>(mut self, wq: WorkerQueues<B>) -> WorkerStats {
+        wq.run_with(&mut self)
+    }
+}
+
+impl Drain for Serve {
+    fn packet(&mut self, class: Class, frame: &[u8]) {
+        let Some((ip, src)) = strip_l2(frame) else {
+            self.bad_frames += 1;
+            return;
+        };
+        self.peer = src;
+        let (tx, scratch, our, peer) = (&mut self.tx, &mut self.scratch, self.our_mac, self.peer);
+        self.term
+            .receive(ip, trust(class), Instant::now(), &mut |p| {
+                let n = frame_into(scratch, our, peer, p);
+                if n > 0 {
+                    tx.send(&scratch[..n]);
+                }
+            });
+    }
+
+    fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+        let (tx, scratch, our, peer) = (&mut self.tx, &mut self.scratch, self.our_mac, self.peer);
+        self.term.poll(Instant::now(), &mut |p| {
+            let n = frame_into(scratch, our, peer, p);
+            if n > 0 {
+                tx.send(&scratch[..n]);
+            }
+        });
+        if self.tx.sent != self.sent_seen {
+            self.sent_seen = self.tx.sent;
+            if let Some(w) = &self.wake {
+                w.wake();
+            }
+        }
+        if self.last_report.elapsed() >= Duration::from_millis(50) {
+            let mut s = self.term.stats();
+            s.unparsable += self.bad_frames;
+            report.terminator = Some(s);
+            report.tx_dropped = self.tx.dropped;
+            self.last_report = Instant::now();
+        }
+        if !busy && !self.idle_sleep.is_zero() {
+            std::thread::sleep(self.idle_sleep);
+        }
+    }
+}
