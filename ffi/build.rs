@@ -166,6 +166,8 @@ fn main() {
         .allowlist_function("rte_eth_stats_get")
         .allowlist_function("rte_eth_find_next")
         .allowlist_function("rte_eth_dev_is_valid_port")
+        .allowlist_function("rte_eth_macaddr_get")
+        .allowlist_type("rte_ether_addr")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_mempool")
         .allowlist_type("rte_eth_conf")

@@ -1,9 +1,11 @@
 //! The software pipeline as one rx core runs it — parse, classify, enqueue to the worker's
 //! ring, and the worker's dequeue — driven on one thread, so that a benchmark (or
-//! callgrind) sees the whole per-packet cost in one place.
+//! callgrind) sees the whole per-packet cost in one place. [`terminator`] does the same for
+//! a worker's terminator (smoltcp + HTTP/1.1).
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod terminator;
 
 use weir_dp::classify::Limits;
 use weir_dp::config::Config;

@@ -1,7 +1,9 @@
 //! `weir-bench`: writes benchmark captures and runs the single-core software pipeline over
 //! a capture, for wall-clock figures and for callgrind's instruction counts
 //! (`scripts/bench-instructions.sh` runs it on N and 2N packets and takes the
-//! difference, which cancels start-up and table initialisation).
+//! difference, which cancels start-up and table initialisation); and the terminator's
+//! per-packet cost curve, connection rate and memory per connection (`weir-bench
+//! terminator`, see `weir_bench::terminator`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,6 +63,30 @@ enum Cmd {
         #[arg(long, default_value_t = 32768)]
         mbufs: u32,
     },
+    /// The terminator on one thread: ns per request packet for 16…10,000 keep-alive
+    /// connections with shards 1024 and 1, connections/s, memory per connection. The last
+    /// line reads `terminator per-packet cost 10000/16 connections: <r> (shards 1024), <r>
+    /// (shards 1)`.
+    Terminator {
+        /// Request packets per point (at most).
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+        /// Time cap per point, seconds (shards 1 with many connections stops here).
+        #[arg(long, default_value_t = 2.0)]
+        max_seconds: f64,
+        /// Connections opened and closed one after the other for connections/s.
+        #[arg(long, default_value_t = 20_000)]
+        sequential: u32,
+        /// Connection counts of the curve.
+        #[arg(long, value_delimiter = ',', default_value = "16,100,1000,10000")]
+        connections: Vec<u32>,
+        /// Shard counts of the curve.
+        #[arg(long, value_delimiter = ',', default_value = "1024,1")]
+        shards: Vec<u32>,
+        /// Print the report as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a capture through parse + classify + enqueue + dequeue on one core.
     Run {
         /// The capture.
@@ -91,6 +117,24 @@ fn main() -> Result<()> {
             eal,
             mbufs,
         } => dpdk(&vdev, seconds, &eal, mbufs)?,
+        Cmd::Terminator {
+            packets,
+            max_seconds,
+            sequential,
+            connections,
+            shards,
+            json,
+        } => {
+            let plan = weir_bench::terminator::Plan {
+                connections,
+                shards,
+                packets,
+                max_secs: max_seconds,
+                sequential,
+                ..Default::default()
+            };
+            terminator(&plan, json)?;
+        }
         Cmd::Run { file, flow_table } => {
             let mut p = Pipeline::new(flow_table);
             let mut cap = Capture::open(&file)?;
@@ -118,6 +162,66 @@ fn main() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
+    let r = weir_bench::terminator::run(plan, &mut |line| eprintln!("weir-bench: {line}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "terminator, one thread, static adapter: request packet {} bytes (IPv6+TCP+GET), \
+         response {} bytes; requests round-robin over keep-alive connections, poll every {} packets",
+        r.request_packet_bytes,
+        r.response_bytes,
+        weir_bench::BURST
+    );
+    println!(
+        "{:>6} {:>11} {:>8} {:>9} {:>7} {:>10} {:>11} {:>7}",
+        "shards", "connections", "setup s", "packets", "secs", "ns/packet", "requests/s", "out/req"
+    );
+    for p in &r.curve {
+        println!(
+            "{:>6} {:>11} {:>8.2} {:>9} {:>7.3} {:>10.0} {:>11.0} {:>7.2}{}",
+            p.shards,
+            p.connections,
+            p.setup_secs,
+            p.packets,
+            p.secs,
+            p.ns_per_packet,
+            p.requests_per_sec,
+            p.out_per_request,
+            if p.capped { "  (time cap)" } else { "" }
+        );
+    }
+    let c = &r.connection_rate;
+    println!(
+        "connections/s (shards {}, {} sequential: SYN, ACK, GET Connection: close, FIN; terminator time only): \
+         {:.0} ({:.2} µs each; {:.1} packets in, {:.1} out per connection)",
+        c.shards,
+        c.connections,
+        c.per_sec,
+        c.secs * 1e6 / f64::from(c.connections),
+        c.packets_in_per_connection,
+        c.packets_out_per_connection
+    );
+    let m = &r.memory;
+    println!(
+        "memory per connection ({} connections, shards 1024): bound {} bytes; resident {:.0} bytes \
+         established, {:.0} bytes after one request each",
+        m.connections, m.bound_bytes, m.established_bytes, m.after_request_bytes
+    );
+    let ratio = |shards| {
+        r.growth(shards, 16, 10_000)
+            .map_or("n/a".to_string(), |g| format!("{g:.2}"))
+    };
+    println!(
+        "terminator per-packet cost 10000/16 connections: {} (shards 1024), {} (shards 1)",
+        ratio(1024),
+        ratio(1)
+    );
     Ok(())
 }
 

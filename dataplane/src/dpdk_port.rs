@@ -33,9 +33,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::capture::Capture;
 use crate::config::{Config, DpdkPortConfig};
-use crate::dpdk::{self, Burst, Mbuf, Mempool, Port, PortSetup};
-use crate::live::{Clock, PortDrops, RunOptions, RxCore, RxReport, Shared};
-use crate::pipeline::{self, Backing, Overflow};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, Port, PortSetup, TxBurst, BURST};
+use crate::l2::HostResponder;
+use crate::live::{Clock, PortDrops, RunOptions, RxCore, RxReport, Shared, TxCounts};
+use crate::pipeline::{self, Backing, Overflow, TxReceiver};
 use crate::replay::{ReplayOptions, Report, Session};
 use crate::verdict::{Class, Disposition};
 
@@ -247,6 +248,32 @@ pub fn run(
     pipeline::enable_latency(&mut [], &mut wks, clock.base);
     let (rx_lcores, worker_lcores) = lcores.split_at(usize::from(rx_queues));
 
+    // Terminators (when enabled): one per worker, a way back per (worker, rx core); the
+    // rx cores answer NDP/ARP for weir's addresses and send what the terminators queue.
+    let our_mac = ports
+        .first()
+        .and_then(Port::mac)
+        .unwrap_or(crate::live::DEFAULT_MAC);
+    let (mut serves, mut ways_back) = if cfg.terminator.enabled {
+        let (s, b) = crate::live::build_serves(
+            cfg,
+            shared,
+            usize::from(rx_queues),
+            our_mac,
+            Duration::ZERO,
+            None,
+        )?;
+        (s.into_iter().map(Some).collect::<Vec<_>>(), b)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let prefixes = shared
+        .policy
+        .lock()
+        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
+        .prefixes
+        .clone();
+
     // Rx lcores first: they only poll once started, and hand their state back on stop.
     let (back_tx, back_rx) = mpsc::channel();
     let mut launched_rx = Vec::new();
@@ -256,8 +283,15 @@ pub fn run(
         let (ports, shared, back) = (Arc::clone(&ports), Arc::clone(shared), back_tx.clone());
         let duration = opts.duration;
         let queue = u16::try_from(q).unwrap_or(u16::MAX);
+        let out = TxSide {
+            responder: HostResponder::new(our_mac, prefixes.clone()),
+            ways_back: ways_back.get_mut(q).map(std::mem::take).unwrap_or_default(),
+            pool: pool.clone(),
+            burst: TxBurst::new(),
+            counts: TxCounts::default(),
+        };
         match dpdk::launch(lcore, move || {
-            let core = rx_loop(core, &ports, queue, &shared, clock, duration);
+            let core = rx_loop(core, &ports, queue, &shared, clock, duration, out);
             let _ = back.send(core);
             0
         }) {
@@ -276,8 +310,14 @@ pub fn run(
             if let Some(slot) = shared.workers.get(usize::from(w.index())) {
                 w.publish_to(Arc::clone(slot));
             }
+            let serve = serves
+                .get_mut(usize::from(w.index()))
+                .and_then(Option::take);
             match dpdk::launch(lcore, move || {
-                w.run();
+                match serve {
+                    Some(serve) => serve.run(w),
+                    None => w.run(),
+                };
                 0
             }) {
                 Ok(()) => launched_workers.push(lcore),
@@ -345,6 +385,7 @@ fn rx_loop(
     shared: &Shared,
     clock: Clock,
     duration: Option<Duration>,
+    mut out: TxSide,
 ) -> RxCore<Mbufs> {
     let mut burst = Burst::new();
     let mut last_port_read = Instant::now();
@@ -364,9 +405,26 @@ fn rx_loop(
                 continue;
             }
             for m in burst.by_ref() {
-                classify_and_queue(&mut core, m, now);
+                classify_and_queue(&mut core, m, now, &mut out, ports, queue);
             }
         }
+        // What the terminators queued: seen by the flow tracker, then sent.
+        let TxSide {
+            ways_back,
+            pool,
+            burst: txb,
+            counts,
+            ..
+        } = &mut out;
+        for (w, path) in ways_back.iter_mut() {
+            let clf = &mut core.clf;
+            path.drain(BURST, |f| {
+                clf.observe_tx(f, Some(*w), now);
+                send_frame(f, pool, txb, counts, ports, queue);
+            });
+        }
+        flush(txb, counts, ports, queue);
+        core.set_tx_counts(out.counts);
         core.housekeeping(shared, now);
     }
     if queue == 0 {
@@ -386,20 +444,92 @@ fn port_drops(ports: &[Port]) -> PortDrops {
     d
 }
 
-/// Classify `m` and queue it, or let it go (freed) with its verdict counted.
+/// An rx core's sending side: NDP/ARP answers and the terminators' ways back, sent on
+/// its own tx queue of the first device.
+struct TxSide {
+    responder: HostResponder,
+    ways_back: Vec<(u16, TxReceiver)>,
+    pool: Mempool,
+    burst: TxBurst,
+    counts: TxCounts,
+}
+
+/// Copy `frame` into an mbuf and add it to the tx burst (sent when full).
+fn send_frame(
+    frame: &[u8],
+    pool: &Mempool,
+    txb: &mut TxBurst,
+    counts: &mut TxCounts,
+    ports: &[Port],
+    queue: u16,
+) {
+    let Some(mut m) = Mbuf::alloc(pool) else {
+        counts.send_failed += 1;
+        return;
+    };
+    if !m.append(frame) {
+        counts.send_failed += 1;
+        return;
+    }
+    if let Err(m) = txb.push(m) {
+        flush(txb, counts, ports, queue);
+        if txb.push(m).is_err() {
+            counts.send_failed += 1;
+        }
+    }
+}
+
+/// Send the tx burst on the first device (retrying partial sends; the rest is counted).
+fn flush(txb: &mut TxBurst, counts: &mut TxCounts, ports: &[Port], queue: u16) {
+    if txb.is_empty() {
+        return;
+    }
+    let Some(port) = ports.first() else {
+        return;
+    };
+    let r = port.tx_flush(queue, txb, 4);
+    counts.sent += u64::from(r.sent);
+    counts.send_failed += u64::from(r.dropped);
+}
+
+/// Classify `m` and queue it, answer it (NDP/ARP), or let it go (freed) with its verdict
+/// counted.
 #[inline]
-fn classify_and_queue(core: &mut RxCore<Mbufs>, m: Mbuf, now_ns: u64) {
+fn classify_and_queue(
+    core: &mut RxCore<Mbufs>,
+    m: Mbuf,
+    now_ns: u64,
+    out: &mut TxSide,
+    ports: &[Port],
+    queue: u16,
+) {
     if m.segments() > 1 {
         // Ports run without scatter, so a chained mbuf is a frame larger than a buffer:
         // not classified on a cut copy; counted.
         core.rx.oversize += 1;
         return;
     }
-    if let Disposition::Classified { verdict, worker } = core.clf.classify(m.data(), now_ns) {
-        let class = verdict.class();
-        if class != Class::Reject {
-            core.rx.push(worker, class, m);
+    match core.clf.classify(m.data(), now_ns) {
+        Disposition::Classified { verdict, worker } if verdict.class() != Class::Reject => {
+            core.rx.push(worker, verdict.class(), m);
         }
+        Disposition::Host => {
+            let mut reply = [0u8; 128];
+            match out.responder.answer(m.data(), &mut reply) {
+                Ok(len) => {
+                    out.counts.host_answered += 1;
+                    let TxSide {
+                        pool,
+                        burst,
+                        counts,
+                        ..
+                    } = out;
+                    send_frame(&reply[..len], pool, burst, counts, ports, queue);
+                }
+                Err(_) => out.counts.host_ignored += 1,
+            }
+        }
+        _ => {}
     }
 }
 

@@ -353,22 +353,19 @@ pub struct TxCounts {
     pub send_failed: u64,
 }
 
-/// Start the workers for `wks`: terminators when `[terminator] enabled`, else counting
-/// workers. Returns their threads and the rx core's ends of their tx paths.
-fn start_workers<B: Backing>(
+/// An rx core's ends of its workers' ways back, tagged with the worker.
+pub type WaysBack = Vec<(u16, TxReceiver)>;
+
+/// One terminator per worker, with a way back per (worker, rx core). Returns the
+/// terminators and, per rx core, the rx ends of the ways back (tagged with their worker).
+pub fn build_serves(
     cfg: &Config,
     shared: &Shared,
-    wks: Vec<WorkerQueues<B>>,
+    rx_cores: usize,
     our_mac: [u8; 6],
     idle_sleep: Duration,
     wake: Option<Arc<Wake>>,
-) -> Result<(Vec<std::thread::JoinHandle<WorkerStats>>, Vec<TxReceiver>)> {
-    if !cfg.terminator.enabled {
-        return Ok((
-            pipeline::spawn_workers(wks, Some(&shared.workers))?,
-            Vec::new(),
-        ));
-    }
+) -> Result<(Vec<Serve>, Vec<WaysBack>)> {
     let prefixes: Vec<(u128, u8)> = shared
         .policy
         .lock()
@@ -378,19 +375,46 @@ fn start_workers<B: Backing>(
         .iter()
         .map(|p| (p.addr, p.len))
         .collect();
-    let cpus = allowed_cpus();
-    let mut handles = Vec::new();
-    let mut receivers = Vec::new();
-    for (i, mut w) in wks.into_iter().enumerate() {
-        if let Some(slot) = shared.workers.get(i) {
-            w.publish_to(Arc::clone(slot));
-        }
+    let mut serves = Vec::new();
+    let mut receivers: Vec<WaysBack> = (0..rx_cores).map(|_| Vec::new()).collect();
+    for w in 0..shared.worker_count {
         let adapter = weir_terminator::adapter::build(&cfg.terminator.adapter)
             .context("[terminator.adapter]")?;
         let term = weir_terminator::tcp::Terminator::new(&cfg.terminator, &prefixes, adapter);
-        let (tx, rx) = pipeline::tx_path(4096);
-        receivers.push(rx);
-        let serve = Serve::new(term, tx, our_mac, idle_sleep, wake.clone());
+        let mut senders = Vec::with_capacity(rx_cores);
+        for r in &mut receivers {
+            let (tx, rx) = pipeline::tx_path(4096);
+            senders.push(tx);
+            r.push((w, rx));
+        }
+        serves.push(Serve::new(term, senders, our_mac, idle_sleep, wake.clone()));
+    }
+    Ok((serves, receivers))
+}
+
+/// Start the workers for `wks` on threads: terminators when `[terminator] enabled`, else
+/// counting workers. Returns their threads and the rx core's ends of their ways back.
+fn start_workers<B: Backing>(
+    cfg: &Config,
+    shared: &Shared,
+    wks: Vec<WorkerQueues<B>>,
+    our_mac: [u8; 6],
+    idle_sleep: Duration,
+    wake: Option<Arc<Wake>>,
+) -> Result<(Vec<std::thread::JoinHandle<WorkerStats>>, WaysBack)> {
+    if !cfg.terminator.enabled {
+        return Ok((
+            pipeline::spawn_workers(wks, Some(&shared.workers))?,
+            Vec::new(),
+        ));
+    }
+    let (serves, mut receivers) = build_serves(cfg, shared, 1, our_mac, idle_sleep, wake)?;
+    let cpus = allowed_cpus();
+    let mut handles = Vec::new();
+    for (i, (mut w, serve)) in wks.into_iter().zip(serves).enumerate() {
+        if let Some(slot) = shared.workers.get(i) {
+            w.publish_to(Arc::clone(slot));
+        }
         // Worker i on the CPU after the rx core's (the rx core keeps the first one).
         let cpu = (cfg.terminator.pin && cpus.len() > 1).then(|| cpus[(i + 1) % cpus.len()]);
         let h = std::thread::Builder::new()
@@ -404,7 +428,7 @@ fn start_workers<B: Backing>(
             .context("cannot start terminator threads")?;
         handles.push(h);
     }
-    Ok((handles, receivers))
+    Ok((handles, receivers.pop().unwrap_or_default()))
 }
 
 /// The CPUs this process may run on.
@@ -499,8 +523,8 @@ fn run_tap(
                 _ => {}
             }
         }
-        for (w, path) in tx_paths.iter_mut().enumerate() {
-            let worker = u16::try_from(w).ok();
+        for (w, path) in &mut tx_paths {
+            let worker = Some(*w);
             let clf = &mut core.clf;
             let moved = path.drain(256, |f| {
                 clf.observe_tx(f, worker, now);
@@ -522,7 +546,7 @@ fn run_tap(
     core.rx.finish();
     pipeline::join_workers(handles)?;
     // Replies the terminators queued while stopping.
-    for path in &mut tx_paths {
+    for (_, path) in &mut tx_paths {
         path.drain(usize::MAX, |f| {
             let _ = tap.send(f);
         });

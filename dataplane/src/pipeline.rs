@@ -195,8 +195,8 @@ impl WorkerReport {
 
 /// What a worker does with what it drains.
 pub trait Drain {
-    /// One packet of `class`, in priority order.
-    fn packet(&mut self, class: Class, frame: &[u8]);
+    /// One packet of `class` from rx core `rx`, in priority order.
+    fn packet(&mut self, rx: usize, class: Class, frame: &[u8]);
     /// After every drain round (`busy`: the round found packets); `report` is this
     /// worker's report, to add counters to before it is published.
     fn between(&mut self, busy: bool, report: &mut WorkerReport) {
@@ -637,7 +637,7 @@ impl<B: Backing> WorkerQueues<B> {
     /// returns the packets handled. The packets are counted and released.
     #[inline]
     pub fn round(&mut self) -> usize {
-        self.round_with(&mut |_, _| {})
+        self.round_with(&mut |_, _, _| {})
     }
 
     /// What this worker has counted, for a terminator to add its own counters before the
@@ -649,7 +649,7 @@ impl<B: Backing> WorkerQueues<B> {
     /// [`WorkerQueues::round`], handing every packet's class and bytes to `on_packet`
     /// before the buffer is released.
     #[inline]
-    pub fn round_with(&mut self, on_packet: &mut dyn FnMut(Class, &[u8])) -> usize {
+    pub fn round_with(&mut self, on_packet: &mut dyn FnMut(usize, Class, &[u8])) -> usize {
         self.read_mailbox();
         let now = self
             .stamp_base
@@ -666,7 +666,7 @@ impl<B: Backing> WorkerQueues<B> {
                 let mut ret = self.returns.get_mut(rx);
                 let class = Class::QUEUED[ci];
                 total += rings[ci].drain(weight, |buf| {
-                    on_packet(class, pool.bytes(&buf));
+                    on_packet(rx, class, pool.bytes(&buf));
                     stats.bytes += u64::from(pool.wire_len(&buf));
                     match ci {
                         0 => stats.known_good += 1,
@@ -731,7 +731,7 @@ impl<B: Backing> WorkerQueues<B> {
     pub fn run(self) -> WorkerStats {
         struct Count;
         impl Drain for Count {
-            fn packet(&mut self, _: Class, _: &[u8]) {}
+            fn packet(&mut self, _: usize, _: Class, _: &[u8]) {}
         }
         self.run_with(&mut Count)
     }
@@ -741,14 +741,14 @@ impl<B: Backing> WorkerQueues<B> {
     pub fn run_with(mut self, drain: &mut dyn Drain) -> WorkerStats {
         let backoff = Backoff::new();
         loop {
-            let n = self.round_with(&mut |c, f| drain.packet(c, f));
+            let n = self.round_with(&mut |r, c, f| drain.packet(r, c, f));
             drain.between(n > 0, &mut self.report);
             if n > 0 {
                 backoff.reset();
                 continue;
             }
             if self.stop.load(Ordering::Acquire)
-                && self.round_with(&mut |c, f| drain.packet(c, f)) == 0
+                && self.round_with(&mut |r, c, f| drain.packet(r, c, f)) == 0
                 && self.pending_empty()
             {
                 drain.between(false, &mut self.report);

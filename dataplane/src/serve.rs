@@ -99,7 +99,13 @@ impl Wake {
 #[derive(Debug)]
 pub struct Serve {
     term: Terminator,
-    tx: TxSender,
+    /// One way back per rx core: a flow's packets must pass the rx core that tracks it.
+    tx: Vec<TxSender>,
+    /// Which rx core a client address was last seen on (hashed, fixed size): replies go
+    /// back through it. A collision between clients of different rx cores sends a reply
+    /// through the other core, whose tracker then misses that SYN-ACK (the client's next
+    /// packets are `no-flow` suspects, still served) — never a loss.
+    route: Box<[u8]>,
     our_mac: [u8; 6],
     peer: [u8; 6],
     scratch: Vec<u8>,
@@ -116,7 +122,7 @@ impl Serve {
     /// round found nothing (software ports; zero keeps polling).
     pub fn new(
         term: Terminator,
-        tx: TxSender,
+        tx: Vec<TxSender>,
         our_mac: [u8; 6],
         idle_sleep: Duration,
         wake: Option<std::sync::Arc<Wake>>,
@@ -124,6 +130,7 @@ impl Serve {
         Serve {
             term,
             tx,
+            route: vec![0; ROUTES].into_boxed_slice(),
             our_mac,
             peer: [0xff; 6],
             scratch: vec![0; ETH + weir_terminator::tcp::MTU],
@@ -141,33 +148,84 @@ impl Serve {
     }
 }
 
+/// Slots of the client → rx core table.
+const ROUTES: usize = 1 << 16;
+
+/// The route slot of an IP packet's address (IPv6 at `v6_at`, 16 bytes; IPv4 at `v4_at`, 4).
+fn route_slot(ip: &[u8], v6_at: usize, v4_at: usize) -> usize {
+    let addr = match ip.first().map(|b| b >> 4) {
+        Some(6) => ip.get(v6_at..v6_at + 16),
+        _ => ip.get(v4_at..v4_at + 4),
+    };
+    let h = addr.map_or(0, |a| {
+        a.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    });
+    (h as usize) & (ROUTES - 1)
+}
+
+impl Serve {
+    /// Frame `p` and queue it through the rx core its client was seen on.
+    fn emit(
+        tx: &mut [TxSender],
+        route: &[u8],
+        scratch: &mut [u8],
+        our: [u8; 6],
+        peer: [u8; 6],
+        p: &[u8],
+    ) {
+        // The client is the destination: IPv6 dst at 24, IPv4 dst at 16.
+        let rx = route
+            .get(route_slot(p, 24, 16))
+            .map_or(0, |&r| usize::from(r));
+        let n = frame_into(scratch, our, peer, p);
+        if n == 0 {
+            return;
+        }
+        let t = if rx < tx.len() {
+            tx.get_mut(rx)
+        } else {
+            tx.first_mut()
+        };
+        if let Some(t) = t {
+            t.send(&scratch[..n]);
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        self.tx.iter().map(|t| t.sent).sum()
+    }
+}
+
 impl Drain for Serve {
-    fn packet(&mut self, class: Class, frame: &[u8]) {
+    fn packet(&mut self, rx: usize, class: Class, frame: &[u8]) {
         let Some((ip, src)) = strip_l2(frame) else {
             self.bad_frames += 1;
             return;
         };
         self.peer = src;
-        let (tx, scratch, our, peer) = (&mut self.tx, &mut self.scratch, self.our_mac, self.peer);
+        // The client is the source: IPv6 src at 8, IPv4 src at 12.
+        if let Some(slot) = self.route.get_mut(route_slot(ip, 8, 12)) {
+            *slot = u8::try_from(rx).unwrap_or(0);
+        }
+        let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
+        let (our, peer) = (self.our_mac, self.peer);
         self.term
             .receive(ip, trust(class), Instant::now(), &mut |p| {
-                let n = frame_into(scratch, our, peer, p);
-                if n > 0 {
-                    tx.send(&scratch[..n]);
-                }
+                Serve::emit(tx, route, scratch, our, peer, p);
             });
     }
 
     fn between(&mut self, busy: bool, report: &mut WorkerReport) {
-        let (tx, scratch, our, peer) = (&mut self.tx, &mut self.scratch, self.our_mac, self.peer);
+        let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
+        let (our, peer) = (self.our_mac, self.peer);
         self.term.poll(Instant::now(), &mut |p| {
-            let n = frame_into(scratch, our, peer, p);
-            if n > 0 {
-                tx.send(&scratch[..n]);
-            }
+            Serve::emit(tx, route, scratch, our, peer, p);
         });
-        if self.tx.sent != self.sent_seen {
-            self.sent_seen = self.tx.sent;
+        let sent = self.sent();
+        if sent != self.sent_seen {
+            self.sent_seen = sent;
             if let Some(w) = &self.wake {
                 w.wake();
             }
@@ -176,7 +234,7 @@ impl Drain for Serve {
             let mut s = self.term.stats();
             s.unparsable += self.bad_frames;
             report.terminator = Some(s);
-            report.tx_dropped = self.tx.dropped;
+            report.tx_dropped = self.tx.iter().map(|t| t.dropped).sum();
             self.last_report = Instant::now();
         }
         if !busy && !self.idle_sleep.is_zero() {

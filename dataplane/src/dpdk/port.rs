@@ -593,6 +593,15 @@ impl Port {
         }
     }
 
+    /// The port's link address.
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        let mut a = weir_ffi::rte_ether_addr::default();
+        // SAFETY: `a` is a live out-parameter of the right type; the port id is valid for
+        // as long as this Port exists.
+        let ret = unsafe { weir_ffi::rte_eth_macaddr_get(self.id, &mut a) };
+        (ret == 0).then_some(a.addr_bytes)
+    }
+
     /// The port's counters (zero if DPDK cannot read them).
     pub fn stats(&self) -> PortStats {
         let mut s = weir_ffi::rte_eth_stats::default();
