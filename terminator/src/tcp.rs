@@ -34,9 +34,12 @@
 //! **Recycling.** A closed connection's socket and HTTP state go back to free lists and
 //! are reused in place (buffers kept), so memory is fixed at `max_connections` ×
 //! (`rx_buffer` + `tx_buffer` + state). TIME-WAIT is not kept: a socket reaching it is
-//! recycled at once (the peer has our FIN and our ACK of its FIN; a retransmitted FIN
-//! meets a listener and is answered by smoltcp). Idle connections close after
-//! `idle_timeout_s`.
+//! recycled right after the egress that sends the ACK of the peer's FIN (the peer then
+//! has our FIN and our ACK of its FIN; should that ACK be lost, its retransmitted FIN
+//! meets no connection and gets a RST, which closes it too). Idle connections close
+//! after `idle_timeout_s`. Per connection: `rx_buffer + tx_buffer` of socket buffers
+//! (12 KiB by default) plus the HTTP buffer, which holds at most a request's head and
+//! body (bounded by `[terminator.http]`) and shrinks back to 4 KiB after a large one.
 //!
 //! SYN cookies: not used. smoltcp keeps per-connection state from the SYN on and has no
 //! hook to accept a connection from a cookie-bearing ACK; the dataplane's classifier
@@ -530,7 +533,7 @@ impl Terminator {
                 shard.sockets.get_mut::<tcp::Socket>(h).abort();
             }
             self.stats.half_open_evicted += 1;
-            self.serve(s, ms);
+            self.serve(s, ms, false);
             return true;
         }
         false
@@ -541,7 +544,7 @@ impl Terminator {
     fn step(&mut self, s: usize, ms: u64, sink: &mut dyn FnMut(&[u8])) {
         let t = Instant::from_millis(i64::try_from(ms).unwrap_or(i64::MAX));
         self.take_listeners(s, ms);
-        self.serve(s, ms);
+        self.serve(s, ms, false);
         if let Some(shard) = self.shards.get_mut(s) {
             let mut dev = StepDevice {
                 rx: None,
@@ -550,8 +553,9 @@ impl Terminator {
             let _ = shard.iface.poll_egress(t, &mut dev, &mut shard.sockets);
         }
         self.stats.packets_out += self.tx.drain(sink);
-        // Sending may have finished a close: serve once more for recycling.
-        self.serve(s, ms);
+        // Sending may have finished a close: serve once more for recycling (TIME-WAIT
+        // sockets only now, after egress has sent the ACK of the peer's FIN).
+        self.serve(s, ms, true);
         self.schedule(s, t);
     }
 
@@ -623,7 +627,7 @@ impl Terminator {
     }
 
     /// Move data between the sockets of shard `s` and HTTP; recycle finished connections.
-    fn serve(&mut self, s: usize, ms: u64) {
+    fn serve(&mut self, s: usize, ms: u64, after_egress: bool) {
         let Some(shard) = self.shards.get_mut(s) else {
             return;
         };
@@ -689,7 +693,7 @@ impl Terminator {
                 }
             }
             let state = sock.state();
-            if matches!(state, State::Closed | State::TimeWait) {
+            if state == State::Closed || (after_egress && state == State::TimeWait) {
                 // Done: recycle the socket and the HTTP state in place.
                 sock.abort();
                 if conn.half_open {

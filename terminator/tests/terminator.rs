@@ -59,7 +59,11 @@ fn a_request_over_a_handshake_is_answered_and_the_socket_recycled() {
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.ends_with("hello from weir\n"), "{text}");
         assert!(c.fin_seen, "Connection: close closes");
-        c.send(&mut t, TcpControl::Fin, &[], Trust::KnownGood);
+        let fin_ack = c.send(&mut t, TcpControl::Fin, &[], Trust::KnownGood);
+        assert!(
+            fin_ack.iter().any(|s| s.ack == Some(c.next_seq)),
+            "round {round}: our FIN is acknowledged before the socket is recycled: {fin_ack:?}"
+        );
         poll(&mut t, std::slice::from_mut(&mut c));
     }
     let s: TerminatorStats = t.stats();
