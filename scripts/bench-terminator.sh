@@ -44,6 +44,7 @@ CLIENT=2001:db8:ff::1
 dp_pid=""
 ngx_pid=""
 cleanup() {
+  dp_pid=${dp_pid:-${WEIR_PID:-}}   # set by weir_tap_start even when its setup fails
   if [ -n "$dp_pid" ]; then kill -INT "$dp_pid" 2>/dev/null || true; wait "$dp_pid" 2>/dev/null || true; fi
   if [ -n "$ngx_pid" ]; then kill -QUIT "$ngx_pid" 2>/dev/null || true; wait "$ngx_pid" 2>/dev/null || true; fi
   rm -rf "$run" "$ngx"
@@ -79,37 +80,10 @@ nginx -e "$ngx/error.log" -p "$ngx" -c "$ngx/nginx.conf" -g 'daemon off;' &
 ngx_pid=$!
 
 # --- weir-dp on a TAP ------------------------------------------------------------------------
-cat > "$run/dp.toml" <<TOML
-[service]
-apl = "2:2001:db8:5::/64"
-
-[dataplane]
-workers = 1
-control_socket = "$run/dp.sock"
-
-[port]
-kind = "tap"
-name = "$IF"
-mac = "02:77:65:69:72:01"
-
-[terminator]
-enabled = true
-
-[terminator.adapter]
-kind = "static"
-body = "hello from weir\n"
-TOML
-"$bin/weir-dp" run --config "$run/dp.toml" --json >"$run/stats.json" 2>"$run/dp.log" &
-dp_pid=$!
-for _ in $(seq 100); do [ -e "/sys/class/net/$IF" ] && break; sleep 0.05; done
-[ -e "/sys/class/net/$IF" ] || { cat "$run/dp.log"; exit 1; }
-# The client's address, and the service prefix via weir's link-local address (EUI-64 of
-# weir's MAC), as in scripts/demo-tap.sh.
-WEIR_LL=fe80::77:65ff:fe69:7201
-ip link set "$IF" up
-ip -6 addr add "$CLIENT/64" dev "$IF" nodad
-ip -6 route replace 2001:db8:5::/64 via "$WEIR_LL" dev "$IF"
-good=$("$bin/weirctl" ssa pick --apl "2:2001:db8:5::/64" --rule src-bits --src "$CLIENT")
+. "$(dirname "$0")/lib-tap.sh"
+weir_tap_start "$bin" "$run" "$IF" "$CLIENT"
+dp_pid=$WEIR_PID
+good=$WEIR_GOOD
 
 NGINX_URL="http://[::1]:8080/"
 WEIR_URL="http://[$good]/"

@@ -21,45 +21,16 @@ IF=weirdemo0
 CLIENT=2001:db8:ff::1
 pid=""
 cleanup() {
+  pid=${pid:-${WEIR_PID:-}}   # set by weir_tap_start even when its setup fails
   [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   rm -rf "$run"
 }
 trap cleanup EXIT
 
-cat > "$run/dp.toml" <<TOML
-[service]
-apl = "2:2001:db8:5::/64"
-
-[dataplane]
-workers = 1
-control_socket = "$run/dp.sock"
-
-[port]
-kind = "tap"
-name = "$IF"
-mac = "02:77:65:69:72:01"
-
-[terminator]
-enabled = true
-
-[terminator.adapter]
-kind = "static"
-body = "hello from weir\n"
-TOML
-
-"$bin/weir-dp" run --config "$run/dp.toml" --json >"$run/stats.json" 2>"$run/dp.log" &
-pid=$!
-for _ in $(seq 100); do [ -e "/sys/class/net/$IF" ] && break; sleep 0.05; done
-[ -e "/sys/class/net/$IF" ] || { cat "$run/dp.log"; exit 1; }
-
-# The host side: the client's address, and the service prefix via weir's link-local
-# address (EUI-64 of weir's MAC 02:77:65:69:72:01).
-WEIR_LL=fe80::77:65ff:fe69:7201
-ip link set "$IF" up
-ip -6 addr add "$CLIENT/64" dev "$IF" nodad
-ip -6 route replace 2001:db8:5::/64 via "$WEIR_LL" dev "$IF"
-
-good=$("$bin/weirctl" ssa pick --apl "2:2001:db8:5::/64" --rule src-bits --src "$CLIENT")
+. "$(dirname "$0")/lib-tap.sh"
+weir_tap_start "$bin" "$run" "$IF" "$CLIENT"
+pid=$WEIR_PID
+good=$WEIR_GOOD
 bad=2001:db8:5::dead
 echo "client $CLIENT; conforming destination $good (weirctl ssa pick), non-conforming $bad"
 echo

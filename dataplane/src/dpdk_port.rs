@@ -267,12 +267,7 @@ pub fn run(
     } else {
         (Vec::new(), Vec::new())
     };
-    let prefixes = shared
-        .policy
-        .lock()
-        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
-        .prefixes
-        .clone();
+    let prefixes = shared.prefixes()?;
 
     // Rx lcores first: they only poll once started, and hand their state back on stop.
     let (back_tx, back_rx) = mpsc::channel();

@@ -165,6 +165,16 @@ impl Shared {
         self.policy_version.fetch_add(1, Ordering::Release);
     }
 
+    /// The service prefixes of the policy in force.
+    pub fn prefixes(&self) -> Result<weir_ssa::ServicePrefixes> {
+        Ok(self
+            .policy
+            .lock()
+            .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
+            .prefixes
+            .clone())
+    }
+
     /// Every rx core's report, merged.
     pub fn rx_report(&self) -> RxReport {
         let mut merged: Option<RxReport> = None;
@@ -367,10 +377,7 @@ pub fn build_serves(
     wake: Option<Arc<Wake>>,
 ) -> Result<(Vec<Serve>, Vec<WaysBack>)> {
     let prefixes: Vec<(u128, u8)> = shared
-        .policy
-        .lock()
-        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
-        .prefixes
+        .prefixes()?
         .prefixes()
         .iter()
         .map(|p| (p.addr, p.len))
@@ -464,12 +471,7 @@ fn run_tap(
 ) -> Result<RxReport> {
     let tap = crate::tap::Tap::open(name).with_context(|| format!("[port] tap {name}"))?;
     tap.set_up().with_context(|| format!("[port] tap {name}"))?;
-    let prefixes = shared
-        .policy
-        .lock()
-        .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
-        .prefixes
-        .clone();
+    let prefixes = shared.prefixes()?;
     let responder = crate::l2::HostResponder::new(mac, prefixes);
     tracing::info!(tap = tap.name(), mac = ?mac, link_local = %std::net::Ipv6Addr::from(responder.link_local()), "tap port ready");
     let (mut rxs, mut wks) = pipeline::build(&cfg.rings, 1, shared.worker_count, Overflow::Drop);

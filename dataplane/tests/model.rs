@@ -256,7 +256,8 @@ impl Model {
         }
         if flags & (SYN | ACK) == SYN | ACK {
             match self.live(k, now) {
-                Some(f) if f.established => {}
+                // A new connection on a closing flow's addresses and ports starts over.
+                Some(f) if f.established && !(f.fin_client || f.fin_server) => {}
                 _ => {
                     self.flows.insert(
                         k,
