@@ -670,6 +670,48 @@ mod tests {
     }
 
     #[test]
+    fn on_a_port_a_forged_service_syn_ack_is_martian_and_establishes_nothing() {
+        // Live ports (TAP, DPDK) learn the service's side only from the terminators' tx
+        // path. A frame arriving with a service source address is spoofed: were it
+        // tracked, anyone could forge a SYN-ACK and the matching ACK and make a spoofed
+        // source known-good.
+        let cfg = Config::default();
+        let policy = Policy::from_config(&cfg).unwrap();
+        let client: u128 = 0x2001_0db8_c000_0001_0000_0000_0000_0100;
+        let svc: u128 = 0x2001_0db8_0005_0000_2001_0db8_c000_0001;
+        let forged = tcp6(svc, client, 80, 40000, 500, 2, SYN | ACK);
+        let ack = tcp6(client, svc, 40000, 80, 2, 501, ACK);
+        let mut port = Classifier::new(policy.clone(), Limits::from_config(&cfg), Vantage::Port, 1);
+        assert_eq!(port.classify(&forged, T), reject(Reason::Martian));
+        assert!(matches!(
+            port.classify(&ack, T),
+            Disposition::Classified {
+                verdict: Verdict::Flagged(Reason::NoFlow),
+                ..
+            }
+        ));
+        // The same frames in a capture (replay) are the service's own side.
+        let mut replay = Classifier::new(policy, Limits::from_config(&cfg), Vantage::Replay, 1);
+        assert_eq!(replay.classify(&forged, T), Disposition::Outbound);
+        assert!(matches!(
+            replay.classify(&ack, T),
+            Disposition::Classified {
+                verdict: Verdict::KnownGood,
+                ..
+            }
+        ));
+        // And on a port, the terminators' real SYN-ACK (tx path) is what counts.
+        port.observe_tx(&forged, None, T);
+        assert!(matches!(
+            port.classify(&ack, T),
+            Disposition::Classified {
+                verdict: Verdict::KnownGood,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn a_slice_move_keeps_established_flows_on_their_worker() {
         let cfg = Config::default();
         let policy = Policy::from_config(&cfg).unwrap();

@@ -274,7 +274,16 @@ pub fn run(
     let mut launched_rx = Vec::new();
     let mut failure = None;
     for (q, (rxq, &lcore)) in rxs.into_iter().zip(rx_lcores).enumerate() {
-        let core = RxCore::new(q, cfg, shared, rxq, clock.base)?;
+        // A network port: service-sourced frames arriving here are spoofed (martian); the
+        // tracker learns the service's side from the terminators' tx path.
+        let core = RxCore::new(
+            q,
+            cfg,
+            shared,
+            rxq,
+            clock.base,
+            crate::classify::Vantage::Port,
+        )?;
         let (ports, shared, back) = (Arc::clone(&ports), Arc::clone(shared), back_tx.clone());
         let duration = opts.duration;
         let queue = u16::try_from(q).unwrap_or(u16::MAX);

@@ -309,7 +309,8 @@ fn run_pcap(
     let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, shared.worker_count, Overflow::Drop);
     let rx = rxs.pop().context("no rx queues")?;
     let clock = Clock::new();
-    let mut core = RxCore::new(0, cfg, shared, rx, clock.base)?;
+    // A capture holds the service's own packets too: they feed the tracker (`outbound`).
+    let mut core = RxCore::new(0, cfg, shared, rx, clock.base, Vantage::Replay)?;
     let mut wks = wks;
     pipeline::enable_latency(&mut [], &mut wks, clock.base);
     let handles = pipeline::spawn_workers(wks, Some(&shared.workers))?;
@@ -477,7 +478,9 @@ fn run_tap(
     let (mut rxs, mut wks) = pipeline::build(&cfg.rings, 1, shared.worker_count, Overflow::Drop);
     let rx = rxs.pop().context("no rx queues")?;
     let clock = Clock::new();
-    let mut core = RxCore::new(0, cfg, shared, rx, clock.base)?;
+    // A network port: the service's packets reach the tracker only from the terminators
+    // (the tx path); a frame arriving with a service source address is spoofed (martian).
+    let mut core = RxCore::new(0, cfg, shared, rx, clock.base, Vantage::Port)?;
     pipeline::enable_latency(&mut [], &mut wks, clock.base);
     let wake = Arc::new(Wake::new().context("eventfd")?);
     let (handles, mut tx_paths) = start_workers(
@@ -635,25 +638,22 @@ pub struct RxCore<B: Backing = Pool> {
 
 impl<B: Backing> RxCore<B> {
     /// Rx core `index` over `rx`, with the policy in force in `shared`; queued packets are
-    /// stamped relative to `base` for the latency histograms.
+    /// stamped relative to `base` for the latency histograms. `vantage`: `Replay` for a
+    /// capture (which holds the service's own packets), `Port` for a network port.
     pub fn new(
         index: usize,
         cfg: &Config,
         shared: &Shared,
         mut rx: RxQueues<B>,
         base: Instant,
+        vantage: Vantage,
     ) -> Result<RxCore<B>> {
         let policy = shared
             .policy
             .lock()
             .map_err(|_| anyhow::anyhow!("policy lock poisoned"))?
             .clone();
-        let clf = Classifier::new(
-            (*policy).clone(),
-            Limits::from_config(cfg),
-            Vantage::Replay,
-            seed(),
-        );
+        let clf = Classifier::new((*policy).clone(), Limits::from_config(cfg), vantage, seed());
         pipeline::enable_latency(std::slice::from_mut(&mut rx), &mut [], base);
         let now = Instant::now();
         Ok(RxCore {
