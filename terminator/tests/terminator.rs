@@ -284,3 +284,102 @@ fn idle_connections_are_closed() {
     assert!(c.fin_seen, "the idle connection got a FIN");
     assert_eq!(t.stats().idle_closed, 1);
 }
+
+#[test]
+fn ipv4_service_prefixes_are_served_too() {
+    use smoltcp::wire::{
+        IpAddress, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+    // 192.0.2.0/24 as IPv4-mapped, as the dataplane's prefixes hold it.
+    let v4_prefix: u128 = (0xffff_u128 << 32) | u128::from(0xc000_0200_u32);
+    let a = adapter::build(&AdapterConfig::Health).unwrap();
+    let mut t = Terminator::new(&cfg(), &[(SERVICE, 64), (v4_prefix, 120)], a);
+    let client = Ipv4Address::new(198, 51, 100, 7);
+    let server = Ipv4Address::new(192, 0, 2, 80);
+    let caps = ChecksumCapabilities::default();
+    let packet = |seq: u32, ack: Option<u32>, control: TcpControl, payload: &[u8]| {
+        let tcp = TcpRepr {
+            src_port: 40_000,
+            dst_port: 80,
+            control,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 65_535,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload,
+        };
+        let ip = Ipv4Repr {
+            src_addr: client,
+            dst_addr: server,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 20 + tcp.buffer_len()];
+        let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+        ip.emit(&mut p, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(p.payload_mut()),
+            &IpAddress::Ipv4(client),
+            &IpAddress::Ipv4(server),
+            &caps,
+        );
+        buf
+    };
+    // Parse what comes back: (seq, ack, control, payload).
+    let parse4 = |p: &[u8]| {
+        let ip = Ipv4Packet::new_checked(p).ok()?;
+        let r = Ipv4Repr::parse(&ip, &caps).ok()?;
+        assert_eq!((r.src_addr, r.dst_addr), (server, client));
+        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+        let t = TcpRepr::parse(
+            &tcp,
+            &IpAddress::Ipv4(server),
+            &IpAddress::Ipv4(client),
+            &caps,
+        )
+        .ok()?;
+        Some((
+            t.seq_number.0 as u32,
+            t.ack_number.map(|a| a.0 as u32),
+            t.control,
+            t.payload.to_vec(),
+        ))
+    };
+    let mut out = Vec::new();
+    t.receive(
+        &packet(100, None, TcpControl::Syn, &[]),
+        Trust::AssumedGood,
+        Instant::now(),
+        &mut |o| out.extend(parse4(o)),
+    );
+    let (srv_seq, ack, control, _) = out.pop().expect("a SYN-ACK over IPv4");
+    assert_eq!((control, ack), (TcpControl::Syn, Some(101)));
+    let mut out = Vec::new();
+    t.receive(
+        &packet(101, Some(srv_seq + 1), TcpControl::None, &[]),
+        Trust::KnownGood,
+        Instant::now(),
+        &mut |o| out.extend(parse4(o)),
+    );
+    t.receive(
+        &packet(
+            101,
+            Some(srv_seq + 1),
+            TcpControl::Psh,
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        Trust::KnownGood,
+        Instant::now(),
+        &mut |o| out.extend(parse4(o)),
+    );
+    t.poll(Instant::now(), &mut |o| out.extend(parse4(o)));
+    let body: Vec<u8> = out.iter().flat_map(|s| s.3.clone()).collect();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(t.stats().established, 1);
+}
