@@ -270,7 +270,7 @@ fn a_linux_process_sends_into_net_tap_and_weir_classifies() {
             );
         })
     };
-    let report = run_dpdk(vec![dev], 1, 1, 4.0).unwrap();
+    let report = run_dpdk(vec![dev], 1, 1, 6.0).unwrap();
     sender.join().unwrap();
     let c = &report.counters;
     assert_eq!(
@@ -338,7 +338,7 @@ fn curl_is_answered_by_the_terminators_through_net_tap() {
                 .unwrap()
         })
     };
-    let report = run_dpdk_with(vec![dev], 1, 1, 5.0, |cfg| {
+    let report = run_dpdk_with(vec![dev], 1, 1, 8.0, |cfg| {
         cfg.terminator.enabled = true;
     })
     .unwrap();
