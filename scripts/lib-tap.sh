@@ -41,5 +41,5 @@ TOML
   ip link set "$iface" up
   ip -6 addr add "$client/64" dev "$iface" nodad
   ip -6 route replace 2001:db8:5::/64 via "$WEIR_LL" dev "$iface"
-  WEIR_GOOD=$("$bin/weirctl" ssa pick --apl "$WEIR_APL" --rule src-bits --src "$client")
+  WEIR_GOOD=$("$bin/weirctl" ssa pick --apl "$WEIR_APL" --rule src-mix --src "$client")
 }

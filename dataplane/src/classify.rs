@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use weir_control::config::SsaConfig;
 use weir_control::proto::PolicySnapshot;
 use weir_ssa::{Apl, Checker, Prefix, ServicePrefixes, SliceMap};
 use weir_wire::{
@@ -74,7 +73,7 @@ impl Policy {
             cfg.dataplane.workers,
         )
         .map_err(|e| PolicyError::Ssa(e.to_string()))?;
-        let checker = Checker::new(&cfg.ssa().rule().map_err(PolicyError::Ssa)?);
+        let checker = Checker::new(&cfg.ssa());
         let blocks: Vec<Block> = cfg
             .blocks
             .iter()
@@ -97,6 +96,18 @@ impl Policy {
 }
 
 impl Policy {
+    /// Why this policy's rule would not spread clients over slices (see
+    /// `weir_ssa::Rule::spread_warning`), for start-up logs and reports.
+    pub fn spread_warning(&self) -> Option<String> {
+        let bits = (0..self.prefixes.prefixes().len())
+            .filter_map(|i| self.slices.slice_bits_of(i))
+            .max()
+            .unwrap_or(0);
+        self.checker
+            .rule()
+            .spread_warning(self.prefixes.prefixes(), bits)
+    }
+
     /// Build and validate the policy a control-plane snapshot describes, for a dataplane
     /// with `workers` workers. Every field is checked; the error names the field.
     pub fn from_snapshot(s: &PolicySnapshot, workers: u16) -> Result<Policy, PolicyError> {
@@ -124,9 +135,8 @@ impl Policy {
                 slices.len()
             )));
         }
-        let rule = SsaConfig::from(&s.rule)
-            .rule()
-            .map_err(|e| bad(format!("rule: {e}")))?;
+        let rule = s.rule;
+        rule.validate().map_err(|e| bad(format!("rule: {e}")))?;
         let mut blocks = Vec::with_capacity(s.blocks.len());
         for b in &s.blocks {
             let prefix: Prefix = b
@@ -277,6 +287,9 @@ pub struct Classifier {
     policy: Arc<Policy>,
     /// Packets per slice (those whose slice was looked up: new flows, no-flow, fragments).
     slice_packets: Vec<u64>,
+    /// New flows (step 10: clean SYNs, UDP, echo requests, admitted or `rate`) per worker
+    /// that owns their slice: how evenly the rule and the slice table spread clients.
+    new_flows: Vec<u64>,
     vantage: Vantage,
     flows: FlowTable,
     rate: RateMeter,
@@ -312,6 +325,7 @@ impl Classifier {
     pub fn new(policy: Policy, limits: Limits, vantage: Vantage, seed: u64) -> Classifier {
         Classifier {
             slice_packets: vec![0; policy.slices.len()],
+            new_flows: vec![0; usize::from(policy.slices.workers())],
             policy: Arc::new(policy),
             vantage,
             flows: FlowTable::new(limits.flow_table_capacity, seed),
@@ -336,6 +350,10 @@ impl Classifier {
         if policy.slices.len() != self.slice_packets.len() {
             self.slice_packets = vec![0; policy.slices.len()];
         }
+        let workers = usize::from(policy.slices.workers());
+        if workers > self.new_flows.len() {
+            self.new_flows.resize(workers, 0);
+        }
         if (
             policy.source_prefix_len,
             u64::from(policy.new_flows_per_sec),
@@ -350,6 +368,11 @@ impl Classifier {
     /// Packets per slice so far.
     pub fn slice_packets(&self) -> &[u64] {
         &self.slice_packets
+    }
+
+    /// New flows per worker so far (by the owner of their slice).
+    pub fn new_flows(&self) -> &[u64] {
+        &self.new_flows
     }
 
     /// The source prefixes with the most new-flow attempts since the last call (see
@@ -548,6 +571,9 @@ impl Classifier {
             prefix_idx,
             ip.dst,
         );
+        if let Some(n) = self.new_flows.get_mut(usize::from(worker)) {
+            *n += 1;
+        }
         if admitted {
             Disposition::Classified {
                 verdict: Verdict::AssumedGood,
@@ -678,7 +704,8 @@ mod tests {
         let cfg = Config::default();
         let policy = Policy::from_config(&cfg).unwrap();
         let client: u128 = 0x2001_0db8_c000_0001_0000_0000_0000_0100;
-        let svc: u128 = 0x2001_0db8_0005_0000_2001_0db8_c000_0001;
+        let svc: u128 =
+            (0x2001_0db8_0005_0000 << 64) | u128::from(weir_ssa::fmix64(0x2001_0db8_c000_0001));
         let forged = tcp6(svc, client, 80, 40000, 500, 2, SYN | ACK);
         let ack = tcp6(client, svc, 40000, 80, 2, 501, ACK);
         let mut port = Classifier::new(policy.clone(), Limits::from_config(&cfg), Vantage::Port, 1);
@@ -722,7 +749,8 @@ mod tests {
             1,
         );
         let client: u128 = 0x2001_0db8_c000_0001_0000_0000_0000_0100;
-        let svc: u128 = 0x2001_0db8_0005_0000_2001_0db8_c000_0001;
+        let svc: u128 =
+            (0x2001_0db8_0005_0000 << 64) | u128::from(weir_ssa::fmix64(0x2001_0db8_c000_0001));
         let owner = |p: &Policy| p.slices.worker_of(p.slices.slice_of(0, svc));
         let before = owner(&policy);
         // Handshake: SYN (new), SYN-ACK (outbound), ACK (established).
@@ -778,7 +806,8 @@ mod tests {
         policy.new_flows_per_sec = 2;
         clf.set_policy(Arc::new(policy));
         let client: u128 = 0x2001_0db8_c000_0001_0000_0000_0000_0100;
-        let svc: u128 = 0x2001_0db8_0005_0000_2001_0db8_c000_0001;
+        let svc: u128 =
+            (0x2001_0db8_0005_0000 << 64) | u128::from(weir_ssa::fmix64(0x2001_0db8_c000_0001));
         let labels: Vec<&str> = (0..3)
             .map(|p| {
                 clf.classify(&tcp6(client, svc, 40000 + p, 80, 1, 0, SYN), T)

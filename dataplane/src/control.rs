@@ -185,6 +185,11 @@ pub fn stats(shared: &Shared) -> DpStats {
             assumed_good: w.stats.assumed_good,
             suspect: w.stats.suspect,
             bytes: w.stats.bytes,
+            new_flows: rx
+                .new_flows
+                .get(usize::from(w.stats.worker))
+                .copied()
+                .unwrap_or(0),
         });
         for (i, h) in w.latency.iter().enumerate() {
             match &mut merged[i] {

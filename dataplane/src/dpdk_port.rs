@@ -267,8 +267,6 @@ pub fn run(
     } else {
         (Vec::new(), Vec::new())
     };
-    let prefixes = shared.prefixes()?;
-
     // Rx lcores first: they only poll once started, and hand their state back on stop.
     let (back_tx, back_rx) = mpsc::channel();
     let mut launched_rx = Vec::new();
@@ -288,7 +286,7 @@ pub fn run(
         let duration = opts.duration;
         let queue = u16::try_from(q).unwrap_or(u16::MAX);
         let out = TxSide {
-            responder: HostResponder::new(our_mac, prefixes.clone()),
+            responder: HostResponder::new(our_mac),
             ways_back: ways_back.get_mut(q).map(std::mem::take).unwrap_or_default(),
             pool: pool.clone(),
             burst: TxBurst::new(),
@@ -519,7 +517,10 @@ fn classify_and_queue(
         }
         Disposition::Host => {
             let mut reply = [0u8; 128];
-            match out.responder.answer(m.data(), &mut reply) {
+            match out
+                .responder
+                .answer(m.data(), &core.clf.policy().prefixes, &mut reply)
+            {
                 Ok(len) => {
                     out.counts.host_answered += 1;
                     let TxSide {

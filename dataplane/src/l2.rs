@@ -108,7 +108,6 @@ pub enum NoAnswer {
 pub struct HostResponder {
     mac: [u8; 6],
     link_local: u128,
-    prefixes: ServicePrefixes,
 }
 
 /// `fe80::/64` + the modified EUI-64 of `mac` (RFC 4291 appendix A).
@@ -154,14 +153,14 @@ fn source_lladdr(mut options: &[u8]) -> Result<Option<[u8; 6]>, NoAnswer> {
 }
 
 impl HostResponder {
-    /// `mac`: weir's link address; `prefixes`: the service prefixes (answer NDP/ARP for every
-    /// address in them); weir also answers for its own IPv6 link-local address fe80::/64 +
+    /// `mac`: weir's link address. weir answers NDP/ARP for every address of the service
+    /// prefixes passed to [`HostResponder::answer`] (the policy in force: a policy change
+    /// reaches the host path at once) and for its own IPv6 link-local address fe80::/64 +
     /// EUI-64 of `mac`.
-    pub fn new(mac: [u8; 6], prefixes: ServicePrefixes) -> HostResponder {
+    pub fn new(mac: [u8; 6]) -> HostResponder {
         HostResponder {
             mac,
             link_local: link_local(mac),
-            prefixes,
         }
     }
 
@@ -177,14 +176,20 @@ impl HostResponder {
 
     /// Does weir answer NS for `target`?
     #[inline]
-    fn owns_v6(&self, target: u128) -> bool {
+    fn owns_v6(&self, target: u128, prefixes: &ServicePrefixes) -> bool {
         target == self.link_local
-            || (!weir_wire::is_ipv4_mapped(target) && self.prefixes.contains(target))
+            || (!weir_wire::is_ipv4_mapped(target) && prefixes.contains(target))
     }
 
     /// The reply to `frame` written into `out` (≥ [`MAX_REPLY_LEN`] = 94 bytes always
-    /// suffices), its length; otherwise why there is nothing to answer.
-    pub fn answer(&self, frame: &[u8], out: &mut [u8]) -> Result<usize, NoAnswer> {
+    /// suffices), its length; otherwise why there is nothing to answer. `prefixes`: the
+    /// service prefixes of the policy in force.
+    pub fn answer(
+        &self,
+        frame: &[u8],
+        prefixes: &ServicePrefixes,
+        out: &mut [u8],
+    ) -> Result<usize, NoAnswer> {
         let parsed = weir_wire::parse_frame(frame)?;
         let link_len = ethernet::HEADER_LEN + usize::from(parsed.vlan_tags) * ethernet::TAG_LEN;
         // `parse_frame` walked these bytes, so the split cannot fail; `Malformed` if it did.
@@ -196,7 +201,7 @@ impl HostResponder {
                 if op != arp::OP_REQUEST || target.is_none() {
                     return Err(NoAnswer::NotARequest);
                 }
-                self.answer_arp(link, rest, out)
+                self.answer_arp(link, rest, prefixes, out)
             }
             Net::Ip(Ip {
                 version: IpVersion::V6,
@@ -211,14 +216,20 @@ impl HostResponder {
                 if ext_headers != 0 {
                     return Err(NoAnswer::Unsupported);
                 }
-                self.answer_ns(link, rest, out)
+                self.answer_ns(link, rest, prefixes, out)
             }
             _ => Err(NoAnswer::NotARequest),
         }
     }
 
     /// A Neighbor Advertisement for the NS in `packet` (the IPv6 packet after `link`).
-    fn answer_ns(&self, link: &[u8], packet: &[u8], out: &mut [u8]) -> Result<usize, NoAnswer> {
+    fn answer_ns(
+        &self,
+        link: &[u8],
+        packet: &[u8],
+        prefixes: &ServicePrefixes,
+        out: &mut [u8],
+    ) -> Result<usize, NoAnswer> {
         let ip = ipv6::Packet::new_checked(packet)?;
         if ip.next_header() != protocol::ICMPV6 {
             return Err(NoAnswer::Unsupported);
@@ -242,7 +253,7 @@ impl HostResponder {
         {
             return Err(NoAnswer::InvalidSolicitation);
         }
-        if !self.owns_v6(target) {
+        if !self.owns_v6(target, prefixes) {
             return Err(NoAnswer::NotForUs);
         }
         if src == 0 {
@@ -272,9 +283,15 @@ impl HostResponder {
     }
 
     /// An ARP reply for the Ethernet / IPv4 request in `packet`.
-    fn answer_arp(&self, link: &[u8], packet: &[u8], out: &mut [u8]) -> Result<usize, NoAnswer> {
+    fn answer_arp(
+        &self,
+        link: &[u8],
+        packet: &[u8],
+        prefixes: &ServicePrefixes,
+        out: &mut [u8],
+    ) -> Result<usize, NoAnswer> {
         let req = arp::Repr::parse(&arp::Packet::new_checked(packet)?)?;
-        if !self.prefixes.contains(ipv4_mapped(req.tpa)) {
+        if !prefixes.contains(ipv4_mapped(req.tpa)) {
             return Err(NoAnswer::NotForUs);
         }
         if req.spa == 0 {
@@ -337,10 +354,11 @@ mod tests {
     const V4_PEER: u32 = 0xc633_6401; // 198.51.100.1
 
     fn responder() -> HostResponder {
-        HostResponder::new(
-            MAC,
-            ServicePrefixes::parse("2:2001:db8:5::/64 1:192.0.2.0/24").unwrap(),
-        )
+        HostResponder::new(MAC)
+    }
+
+    fn prefixes() -> ServicePrefixes {
+        ServicePrefixes::parse("2:2001:db8:5::/64 1:192.0.2.0/24").unwrap()
     }
 
     /// The solicited-node multicast address of `target` (RFC 4291 §2.7.1).
@@ -432,7 +450,7 @@ mod tests {
 
     fn answer(frame: &[u8]) -> Result<Vec<u8>, NoAnswer> {
         let mut out = [0u8; 128];
-        let n = responder().answer(frame, &mut out)?;
+        let n = responder().answer(frame, &prefixes(), &mut out)?;
         Ok(out[..n].to_vec())
     }
 
@@ -698,12 +716,26 @@ mod tests {
             assert_eq!(answer(&frame), Err(want));
         }
         // IPv6-only prefixes answer no ARP.
-        let v6_only = HostResponder::new(MAC, ServicePrefixes::parse("2:2001:db8:5::/64").unwrap());
+        let v6_only = ServicePrefixes::parse("2:2001:db8:5::/64").unwrap();
         let mut out = [0u8; 128];
         assert_eq!(
-            v6_only.answer(&arp_request(PEER_MAC, V4_PEER, V4_SERVICE, &[]), &mut out),
+            responder().answer(
+                &arp_request(PEER_MAC, V4_PEER, V4_SERVICE, &[]),
+                &v6_only,
+                &mut out
+            ),
             Err(NoAnswer::NotForUs)
         );
+        // The prefixes passed in decide: a new policy's prefix is answered at once, the
+        // old one no longer.
+        let moved = ServicePrefixes::parse("2:2001:db8:6::/64").unwrap();
+        let ns_old = Ns::to(SERVICE).frame();
+        let ns_new = Ns::to(OTHER).frame();
+        assert_eq!(
+            responder().answer(&ns_old, &moved, &mut out),
+            Err(NoAnswer::NotForUs)
+        );
+        assert!(responder().answer(&ns_new, &moved, &mut out).is_ok());
     }
 
     #[test]
@@ -715,9 +747,9 @@ mod tests {
         }
         .frame();
         let mut out = [0u8; MAX_REPLY_LEN];
-        assert_eq!(r.answer(&ns, &mut out), Ok(MAX_REPLY_LEN));
+        assert_eq!(r.answer(&ns, &prefixes(), &mut out), Ok(MAX_REPLY_LEN));
         assert_eq!(
-            r.answer(&ns, &mut out[..MAX_REPLY_LEN - 1]),
+            r.answer(&ns, &prefixes(), &mut out[..MAX_REPLY_LEN - 1]),
             Err(NoAnswer::OutTooSmall {
                 need: MAX_REPLY_LEN,
                 have: MAX_REPLY_LEN - 1
@@ -743,7 +775,7 @@ mod tests {
     /// What every answer must satisfy: a reply that parses, from weir's MAC, within `out`.
     fn check_any(frame: &[u8], out_len: usize) {
         let mut out = vec![0u8; out_len];
-        if let Ok(n) = responder().answer(frame, &mut out) {
+        if let Ok(n) = responder().answer(frame, &prefixes(), &mut out) {
             assert!(n <= out_len);
             let reply = &out[..n];
             let parsed = weir_wire::parse_frame(reply).expect("a reply parses");

@@ -61,6 +61,8 @@ pub struct RxReport {
     pub rings: Vec<(u16, u16, usize, usize, usize)>,
     /// Packets per slice.
     pub slice_packets: Vec<u64>,
+    /// New flows per worker (by slice owner).
+    pub new_flows: Vec<u64>,
     /// Top source prefixes of the last interval: (prefix, len, admitted, limited).
     pub top_sources: Vec<(u128, u8, u32, u32)>,
     /// Live half-open flows (last walk).
@@ -116,6 +118,12 @@ impl RxReport {
         for (a, b) in self.slice_packets.iter_mut().zip(&o.slice_packets) {
             *a += b;
         }
+        if self.new_flows.len() < o.new_flows.len() {
+            self.new_flows.resize(o.new_flows.len(), 0);
+        }
+        for (a, b) in self.new_flows.iter_mut().zip(&o.new_flows) {
+            *a += b;
+        }
         for &(p, len, admitted, limited) in &o.top_sources {
             match self.top_sources.iter_mut().find(|t| t.0 == p && t.1 == len) {
                 Some(t) => {
@@ -159,10 +167,19 @@ pub struct Shared {
 impl Shared {
     /// Install a new policy; the rx core picks it up at its next burst.
     pub fn set_policy(&self, policy: Policy) {
+        if let Some(w) = policy.spread_warning() {
+            tracing::warn!(version = policy.version, "{w}");
+        }
         if let Ok(mut g) = self.policy.lock() {
             *g = Arc::new(policy);
         }
         self.policy_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The policy in force and its version (a worker that follows policy changes).
+    pub fn policy_now(&self) -> Option<(u64, Arc<Policy>)> {
+        let v = self.policy_version.load(Ordering::Acquire);
+        self.policy.lock().ok().map(|p| (v, Arc::clone(&p)))
     }
 
     /// The service prefixes of the policy in force.
@@ -259,6 +276,9 @@ pub struct RunOptions {
 /// against [`Shared`] before packets flow.
 pub fn shared_for(cfg: &Config, stop: Arc<AtomicBool>) -> Result<Arc<Shared>> {
     let policy = Policy::from_config(cfg).context("invalid policy")?;
+    if let Some(w) = policy.spread_warning() {
+        tracing::warn!("{w}");
+    }
     let workers = cfg.dataplane.workers;
     Ok(Arc::new(Shared {
         policy: Mutex::new(Arc::new(policy)),
@@ -371,7 +391,7 @@ pub type WaysBack = Vec<(u16, TxReceiver)>;
 /// terminators and, per rx core, the rx ends of the ways back (tagged with their worker).
 pub fn build_serves(
     cfg: &Config,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     rx_cores: usize,
     our_mac: [u8; 6],
     idle_sleep: Duration,
@@ -395,7 +415,10 @@ pub fn build_serves(
             senders.push(tx);
             r.push((w, rx));
         }
-        serves.push(Serve::new(term, senders, our_mac, idle_sleep, wake.clone()));
+        serves.push(
+            Serve::new(term, senders, our_mac, idle_sleep, wake.clone())
+                .following(Arc::clone(shared)),
+        );
     }
     Ok((serves, receivers))
 }
@@ -404,7 +427,7 @@ pub fn build_serves(
 /// counting workers. Returns their threads and the rx core's ends of their ways back.
 fn start_workers<B: Backing>(
     cfg: &Config,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     wks: Vec<WorkerQueues<B>>,
     our_mac: [u8; 6],
     idle_sleep: Duration,
@@ -472,8 +495,7 @@ fn run_tap(
 ) -> Result<RxReport> {
     let tap = crate::tap::Tap::open(name).with_context(|| format!("[port] tap {name}"))?;
     tap.set_up().with_context(|| format!("[port] tap {name}"))?;
-    let prefixes = shared.prefixes()?;
-    let responder = crate::l2::HostResponder::new(mac, prefixes);
+    let responder = crate::l2::HostResponder::new(mac);
     tracing::info!(tap = tap.name(), mac = ?mac, link_local = %std::net::Ipv6Addr::from(responder.link_local()), "tap port ready");
     let (mut rxs, mut wks) = pipeline::build(&cfg.rings, 1, shared.worker_count, Overflow::Drop);
     let rx = rxs.pop().context("no rx queues")?;
@@ -516,15 +538,17 @@ fn run_tap(
                 Disposition::Classified { verdict, worker } if verdict.class() != Class::Reject => {
                     core.rx.enqueue(worker, verdict.class(), f);
                 }
-                Disposition::Host => match responder.answer(f, &mut reply) {
-                    Ok(len) => {
-                        counts.host_answered += 1;
-                        if !matches!(tap.send(&reply[..len]), Ok(true)) {
-                            counts.send_failed += 1;
+                Disposition::Host => {
+                    match responder.answer(f, &core.clf.policy().prefixes, &mut reply) {
+                        Ok(len) => {
+                            counts.host_answered += 1;
+                            if !matches!(tap.send(&reply[..len]), Ok(true)) {
+                                counts.send_failed += 1;
+                            }
                         }
+                        Err(_) => counts.host_ignored += 1,
                     }
-                    Err(_) => counts.host_ignored += 1,
-                },
+                }
                 _ => {}
             }
         }
@@ -765,6 +789,8 @@ impl<B: Backing> RxCore<B> {
         }
         r.slice_packets.clear();
         r.slice_packets.extend_from_slice(clf.slice_packets());
+        r.new_flows.clear();
+        r.new_flows.extend_from_slice(clf.new_flows());
         r.policy_version = clf.policy().version;
     }
 }

@@ -57,8 +57,10 @@ pub struct Report {
     pub events: BTreeMap<&'static str, u64>,
     /// Flow table activity.
     pub flows: BTreeMap<&'static str, u64>,
-    /// Per worker.
-    pub workers: Vec<WorkerStats>,
+    /// Per worker: what it drained, and its share of the new flows.
+    pub workers: Vec<WorkerLine>,
+    /// Warnings about the policy (a rule that does not spread clients over slices).
+    pub warnings: Vec<String>,
     /// Per input file.
     pub files: Vec<FileReport>,
     /// Wall time of the replay (reading, classifying, queueing, draining).
@@ -69,6 +71,18 @@ pub struct Report {
     pub ns_per_packet: f64,
     /// The policy replayed with.
     pub policy: PolicyReport,
+}
+
+/// One worker in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerLine {
+    /// What the worker drained.
+    #[serde(flatten)]
+    pub drained: WorkerStats,
+    /// New flows (clean SYNs, UDP, echo requests) whose slice the worker owns.
+    pub new_flows: u64,
+    /// Its fraction of all new flows (0 when there were none).
+    pub new_flow_share: f64,
 }
 
 /// One input file.
@@ -353,6 +367,26 @@ fn build_report(
         .iter()
         .map(|&r| (r.name(), c.reason(r)))
         .collect();
+    let new_flows = clf.new_flows();
+    let total_new: u64 = new_flows.iter().sum();
+    let workers = workers
+        .into_iter()
+        .map(|drained| {
+            let n = new_flows
+                .get(usize::from(drained.worker))
+                .copied()
+                .unwrap_or(0);
+            WorkerLine {
+                drained,
+                new_flows: n,
+                new_flow_share: if total_new == 0 {
+                    0.0
+                } else {
+                    n as f64 / total_new as f64
+                },
+            }
+        })
+        .collect();
     let fc = clf.flow_counters();
     let mut events = BTreeMap::new();
     events.insert("flow-table-full", fc.table_full);
@@ -376,6 +410,7 @@ fn build_report(
         events,
         flows,
         workers,
+        warnings: clf.policy().spread_warning().into_iter().collect(),
         files,
         elapsed_s: secs,
         mpps: if secs > 0.0 { n / secs / 1e6 } else { 0.0 },
@@ -439,15 +474,25 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "{:<8} {:>12} {:>12} {:>12} {:>14}",
-            "worker", "known_good", "assumed_good", "suspect", "bytes"
+            "{:<8} {:>12} {:>12} {:>12} {:>14} {:>10} {:>7}",
+            "worker", "known_good", "assumed_good", "suspect", "bytes", "new_flows", "share"
         );
         for w in &self.workers {
+            let d = &w.drained;
             let _ = writeln!(
                 s,
-                "{:<8} {:>12} {:>12} {:>12} {:>14}",
-                w.worker, w.known_good, w.assumed_good, w.suspect, w.bytes
+                "{:<8} {:>12} {:>12} {:>12} {:>14} {:>10} {:>6.1}%",
+                d.worker,
+                d.known_good,
+                d.assumed_good,
+                d.suspect,
+                d.bytes,
+                w.new_flows,
+                100.0 * w.new_flow_share
             );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
         }
         let _ = writeln!(
             s,

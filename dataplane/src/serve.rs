@@ -115,6 +115,8 @@ pub struct Serve {
     last_report: Instant,
     wake: Option<std::sync::Arc<Wake>>,
     sent_seen: u64,
+    /// Where new policies come from, and the version this terminator serves.
+    policy: Option<(std::sync::Arc<crate::live::Shared>, u64)>,
 }
 
 impl Serve {
@@ -139,6 +141,41 @@ impl Serve {
             last_report: Instant::now(),
             wake,
             sent_seen: 0,
+            policy: None,
+        }
+    }
+
+    /// Follow the policy in `shared`: when a new snapshot changes the service prefixes,
+    /// the terminator serves the new ones (checked once per drain round: one atomic load).
+    pub fn following(mut self, shared: std::sync::Arc<crate::live::Shared>) -> Serve {
+        let seen = shared
+            .policy_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.policy = Some((shared, seen));
+        self
+    }
+
+    /// Take up a new policy's service prefixes.
+    fn sync_policy(&mut self) {
+        let Some((shared, seen)) = &mut self.policy else {
+            return;
+        };
+        if shared
+            .policy_version
+            .load(std::sync::atomic::Ordering::Acquire)
+            == *seen
+        {
+            return;
+        }
+        if let Some((version, policy)) = shared.policy_now() {
+            *seen = version;
+            let prefixes: Vec<(u128, u8)> = policy
+                .prefixes
+                .prefixes()
+                .iter()
+                .map(|p| (p.addr, p.len))
+                .collect();
+            self.term.set_prefixes(&prefixes);
         }
     }
 
@@ -218,6 +255,7 @@ impl Drain for Serve {
     }
 
     fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+        self.sync_policy();
         let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
         let (our, peer) = (self.our_mac, self.peer);
         self.term.poll(Instant::now(), &mut |p| {

@@ -428,9 +428,11 @@ mod tests {
         // Answer it as weir would: the kernel then sends the datagram to weir's MAC.
         let prefixes =
             weir_ssa::ServicePrefixes::parse(&format!("1:198.{net}.{third}.8/29")).unwrap();
-        let host = HostResponder::new([0x02, 0x77, 0x65, 0x69, 0x72, 0x01], prefixes);
+        let host = HostResponder::new([0x02, 0x77, 0x65, 0x69, 0x72, 0x01]);
         let mut reply = [0u8; 128];
-        let n = host.answer(&arp, &mut reply).expect("an ARP reply");
+        let n = host
+            .answer(&arp, &prefixes, &mut reply)
+            .expect("an ARP reply");
         assert!(tap.send(&reply[..n]).unwrap());
         // A retransmitted request (a busy machine) is answered again, as the rx core would.
         let data = recv_until(&tap, "the UDP datagram to weir's MAC", |f| {
@@ -439,7 +441,7 @@ mod tests {
                 Ok(weir_wire::Net::Arp { op: 1, target: Some(t) }) if t == weir_wire::ipv4_mapped(u32::from(peer))
             ) {
                 let mut again = [0u8; 128];
-                if let Ok(n) = host.answer(f, &mut again) {
+                if let Ok(n) = host.answer(f, &prefixes, &mut again) {
                     let _ = tap.send(&again[..n]);
                 }
                 return false;
@@ -487,7 +489,7 @@ mod tests {
         let peer = u128::from(peer);
         let prefixes =
             weir_ssa::ServicePrefixes::parse(&format!("2:2001:db8:{tag:x}:7::8/125")).unwrap();
-        let host = HostResponder::new([0x02, 0x77, 0x65, 0x69, 0x72, 0x02], prefixes);
+        let host = HostResponder::new([0x02, 0x77, 0x65, 0x69, 0x72, 0x02]);
         // Answer every solicitation for the peer, as the rx core does (the kernel
         // retransmits its NS after a second when a busy machine delays the answer), until
         // the datagram it was holding arrives at weir's MAC.
@@ -503,7 +505,7 @@ mod tests {
             if is_ns(f) {
                 let mut reply = [0u8; 128];
                 let n = host
-                    .answer(f, &mut reply)
+                    .answer(f, &prefixes, &mut reply)
                     .expect("a neighbor advertisement");
                 assert!(tap.send(&reply[..n]).unwrap());
                 answered += 1;

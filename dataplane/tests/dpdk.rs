@@ -325,15 +325,17 @@ fn curl_is_answered_by_the_terminators_through_net_tap() {
                 std::thread::sleep(Duration::from_millis(50));
             }
             std::thread::sleep(Duration::from_millis(300));
-            // src-bits: the client's first 64 bits are the destination's last 64.
+            // The default rule (src-mix) picks the client's destination.
+            let dst = weir_ssa::Rule::default()
+                .pick(
+                    &"2001:db8:5::/64".parse().unwrap(),
+                    u128::from("2001:db8:fe::1".parse::<std::net::Ipv6Addr>().unwrap()),
+                    &weir_ssa::PickContext::default(),
+                )
+                .unwrap();
+            let url = format!("http://[{}]/", std::net::Ipv6Addr::from(dst));
             Command::new("curl")
-                .args([
-                    "-6",
-                    "-sS",
-                    "--max-time",
-                    "5",
-                    "http://[2001:db8:5:0:2001:db8:fe:0]/",
-                ])
+                .args(["-6", "-sS", "--max-time", "5", &url])
                 .output()
                 .unwrap()
         })

@@ -139,11 +139,74 @@ fn replay_report_agrees_with_per_packet_verdicts() {
         let drained: u64 = report
             .workers
             .iter()
-            .map(|w| w.known_good + w.assumed_good + w.suspect)
+            .map(|w| w.drained.known_good + w.drained.assumed_good + w.drained.suspect)
             .sum();
         let queued = report.classes["known_good"]
             + report.classes["assumed_good"]
             + report.classes["suspect"];
         assert_eq!(drained, queued, "{}", pcap.display());
     }
+}
+
+/// DESIGN.md, "Slices must spread clients": 2,000 clients from seven real-world networks
+/// (2001:200::/23, 2003::/19, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12), one
+/// new flow each, with 4 workers. Under the default rule no worker may get more than 30% of
+/// the new flows; under the seed's src-bits rule the same clients cluster and the bound
+/// fails — the reason src-mix is the default.
+#[test]
+fn the_default_rule_spreads_real_world_clients_over_workers() {
+    let shares = |name: &str| -> Vec<f64> {
+        let pcap = fixture_dir().join(format!("{name}.pcap"));
+        let cfg = config_for(&pcap);
+        assert_eq!(cfg.dataplane.workers, 4, "{name}");
+        let report = replay(&cfg, &[pcap], &ReplayOptions::default()).expect("replay works");
+        let total: u64 = report.workers.iter().map(|w| w.new_flows).sum();
+        assert_eq!(total, 2000, "{name}: every client's SYN is a new flow");
+        report.workers.iter().map(|w| w.new_flow_share).collect()
+    };
+    let mix = shares("spread");
+    let max = mix.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max <= 0.30,
+        "src-mix: a worker got {:.1}% of the new flows: {mix:?}",
+        100.0 * max
+    );
+    let bits = shares("spread-src-bits");
+    let max_bits = bits.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max_bits > 0.30,
+        "src-bits was expected to fail the bound: {bits:?}"
+    );
+    eprintln!("new-flow shares per worker: src-mix {mix:.3?}, src-bits {bits:.3?}");
+}
+
+#[test]
+fn a_rule_that_clusters_clients_is_warned_about() {
+    let src_bits = config_for(&fixture_dir().join("spread-src-bits.pcap"));
+    let report = replay(
+        &src_bits,
+        &[fixture_dir().join("spread-src-bits.pcap")],
+        &ReplayOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("src-mix"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.table().contains("warning: rule src-bits"));
+    let default = replay(
+        &Config::default(),
+        &[fixture_dir().join("mix.pcap")],
+        &ReplayOptions::default(),
+    )
+    .unwrap();
+    assert!(default.warnings.is_empty(), "{:?}", default.warnings);
+    // The bundled mix keeps both default workers busy.
+    assert!(
+        default.workers.iter().all(|w| w.new_flows > 0),
+        "{:?}",
+        default.workers
+    );
 }

@@ -9,13 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_control::config::{RingConfig, RingsConfig};
-use weir_control::proto::{
-    slice_runs, DpReply, DpRequest, DpStats, Hello, PolicySnapshot, Role, RuleSpec,
-};
+use weir_control::proto::{slice_runs, DpReply, DpRequest, DpStats, Hello, PolicySnapshot, Role};
 use weir_control::transport::{current_uid, Conn, Listener};
 use weir_dp::config::Config;
 use weir_dp::live::{self, RunOptions};
-use weir_ssa::{ServicePrefixes, SliceMap};
+use weir_ssa::{Rule, ServicePrefixes, SliceMap};
 
 fn dir(name: &str) -> PathBuf {
     let d = PathBuf::from(format!("/tmp/weir-live-{}-{name}", std::process::id()));
@@ -35,7 +33,7 @@ fn config(sock: &std::path::Path) -> Config {
     .unwrap()
 }
 
-fn snapshot(version: u64, rule: RuleSpec, rings: RingsConfig) -> PolicySnapshot {
+fn snapshot(version: u64, rule: Rule, rings: RingsConfig) -> PolicySnapshot {
     let apl = "2:2001:db8:5::/64";
     let prefixes = ServicePrefixes::parse(apl).unwrap();
     let map = SliceMap::new(prefixes.prefixes(), 14, 2).unwrap();
@@ -143,7 +141,7 @@ fn snapshots_apply_atomically_and_bad_ones_are_refused() {
     let r = c
         .request::<_, DpReply>(
             2,
-            DpRequest::Apply(Box::new(snapshot(7, RuleSpec::Any, RingsConfig::default()))),
+            DpRequest::Apply(Box::new(snapshot(7, Rule::Any, RingsConfig::default()))),
             Duration::from_secs(5),
         )
         .unwrap();
@@ -158,7 +156,7 @@ fn snapshots_apply_atomically_and_bad_ones_are_refused() {
     );
 
     // A snapshot whose slice runs do not cover the table is refused; version 7 stays.
-    let mut bad = snapshot(8, RuleSpec::Any, RingsConfig::default());
+    let mut bad = snapshot(8, Rule::Any, RingsConfig::default());
     bad.slices.pop();
     match c
         .request::<_, DpReply>(5, DpRequest::Apply(Box::new(bad)), Duration::from_secs(5))
@@ -204,15 +202,7 @@ fn rings_resize_under_load_and_nothing_queued_is_lost() {
         let r = c
             .request::<_, DpReply>(
                 v,
-                DpRequest::Apply(Box::new(snapshot(
-                    v,
-                    RuleSpec::SrcBits {
-                        src_start: 0,
-                        dst_start: 64,
-                        len: 64,
-                    },
-                    rings,
-                ))),
+                DpRequest::Apply(Box::new(snapshot(v, Rule::default(), rings))),
                 Duration::from_secs(5),
             )
             .unwrap();

@@ -138,10 +138,10 @@ body = "hello from weir\n"
     }
 }
 
-/// The conforming destination for CLIENT under src-bits (0, 64, 64): the client's first
-/// 64 bits as the destination's last 64.
+/// The conforming destination for CLIENT under the default rule (src-mix): DESIGN.md's
+/// example, 2001:db8:ff::1 → 2001:db8:5:0:f41c:bf9b:a428:420.
 fn conforming() -> String {
-    "2001:db8:5:0:2001:db8:ff:0".to_string()
+    "2001:db8:5:0:f41c:bf9b:a428:420".to_string()
 }
 
 fn curl(url: &str, max_time: u32) -> (bool, String, Duration) {

@@ -49,6 +49,8 @@ pub fn all() -> Vec<Fixture> {
         blocked(),
         time_hop(),
         keyed_hash(),
+        spread(),
+        spread_src_bits(),
     ];
     v.sort_by_key(|f| f.name);
     v
@@ -325,7 +327,7 @@ fn mix() -> Fixture {
             syn_frame(src, dst, rng.port(), rng.next_u64() as u32),
             Label::SsaViolation,
             format!(
-                "SYN {i} from {} to {} (low 64 bits are not the source's /64)",
+                "SYN {i} from {} to {} (low 64 bits are not fmix64 of the source's /64)",
                 v6(src),
                 v6(dst)
             ),
@@ -2472,7 +2474,7 @@ fn time_hop() -> Fixture {
             t + S,
             syn_frame(src, d, 46100, 4),
             Label::SsaViolation,
-            "SYN to the src-bits address (not this rule)",
+            "SYN to the src-mix address (not this rule)",
         );
     }
     Fixture {
@@ -2545,7 +2547,7 @@ fn keyed_hash() -> Fixture {
             4,
         ),
         Label::SsaViolation,
-        "SYN to the src-bits address (not this rule)",
+        "SYN to the src-mix address (not this rule)",
     );
     s.push(
         next(&mut t),
@@ -2561,6 +2563,97 @@ fn keyed_hash() -> Fixture {
              [ssa]\nrule = \"keyed-hash\"\nkey = \"{}\"\nsrc_prefix_len = 56\n",
             hex(&KEYED_KEY)
         )),
+        frames: s.finish(),
+    }
+}
+
+/// The real-world client networks of the spread fixtures (prefix, length): DESIGN.md,
+/// "Slices must spread clients".
+const SPREAD_NETWORKS: [(u128, u8); 7] = [
+    (0x2001_0200 << 96, 23),
+    (0x2003 << 112, 19),
+    (0x2400 << 112, 12),
+    (0x2600 << 112, 12),
+    (0x2800 << 112, 12),
+    (0x2a00 << 112, 12),
+    (0x2c00 << 112, 12),
+];
+
+/// Clients of the spread fixtures.
+pub const SPREAD_CLIENTS: usize = 2000;
+
+/// 2,000 clients, each from its own /64 drawn from [`SPREAD_NETWORKS`], each opening one
+/// connection (a clean SYN) to the address `rule` gives it, 500 µs apart: every SYN is a new
+/// flow within its bucket (assumed-good). Also returns the sources.
+fn spread_script(rule: &Rule) -> (Script, Vec<u128>) {
+    let mut rng = Rng::new(0x7370_7265_6164);
+    let mut s = Script::default();
+    let mut sources = Vec::with_capacity(SPREAD_CLIENTS);
+    for i in 0..SPREAD_CLIENTS {
+        let (net, len) = SPREAD_NETWORKS[i % SPREAD_NETWORKS.len()];
+        let host =
+            (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) & !Prefix::mask(len);
+        let src = net | host | 1;
+        sources.push(src);
+        let dst = conforming(rule, &SERVICE_PREFIX, src, 0, i as u64);
+        s.push(
+            BASE_NS + i as u64 * 500 * US,
+            syn_frame(src, dst, rng.port(), rng.next_u64() as u32),
+            Label::AssumedGood,
+            format!(
+                "client {i}: SYN from {} to its {} address {}",
+                v6(src),
+                rule.name(),
+                v6(dst)
+            ),
+        );
+    }
+    (s, sources)
+}
+
+fn spread() -> Fixture {
+    let (s, _) = spread_script(&default_rule());
+    Fixture {
+        name: "spread",
+        summary: "2,000 clients from seven real-world networks, one new flow each, under the default rule (src-mix) and 4 workers",
+        config: Some(
+            "# spread.pcap: the built-in default rule (src-mix) with 4 workers; every worker must get\n\
+             # a fair share of the new flows (dataplane/tests/fixtures.rs).\n\n\
+             [dataplane]\nworkers = 4\n"
+                .into(),
+        ),
+        frames: s.finish(),
+    }
+}
+
+fn spread_src_bits() -> Fixture {
+    let rule = Rule::SrcBits {
+        src_start: 0,
+        dst_start: 64,
+        len: 64,
+    };
+    let (mut s, sources) = spread_script(&rule);
+    // The same clients' src-mix addresses are violations under src-bits.
+    for (i, &src) in sources.iter().enumerate().take(7) {
+        let dst = conforming(&default_rule(), &SERVICE_PREFIX, src, 0, 0);
+        s.push(
+            BASE_NS + SPREAD_CLIENTS as u64 * 500 * US + i as u64 * MS,
+            syn_frame(src, dst, 40000 + i as u16, 7),
+            Label::SsaViolation,
+            format!("client {i}: SYN to its src-mix address (not this rule)"),
+        );
+    }
+    Fixture {
+        name: "spread-src-bits",
+        summary: "the spread fixture's clients under the seed's src-bits rule: their slices cluster",
+        config: Some(
+            "# spread-src-bits.pcap: the seed's src-bits rule (source [0, 64) = destination [64, 128))\n\
+             # with 4 workers. The slice bits [64, 78) are the client's first 14 bits, so clients\n\
+             # cluster in a few slices (dataplane/tests/fixtures.rs shows one worker getting most).\n\n\
+             [ssa]\nrule = \"src-bits\"\nsrc_start = 0\ndst_start = 64\nlen = 64\n\n\
+             [dataplane]\nworkers = 4\n"
+                .into(),
+        ),
         frames: s.finish(),
     }
 }

@@ -105,6 +105,12 @@ pub enum SsaError {
         /// The offending length.
         len: u8,
     },
+    /// `src-mix` source prefix length outside 1..=64.
+    #[error("src-mix: src_prefix_len {len} is out of range (1..=64: the rule mixes the source's high 64 bits)")]
+    SrcMixLen {
+        /// The offending length.
+        len: u8,
+    },
     /// `time-hop` with a zero period.
     #[error("time-hop: period_s must be at least 1 (got 0)")]
     ZeroPeriod,

@@ -7,6 +7,7 @@
 //! | rule | check(src, dst, now) |
 //! |---|---|
 //! | `any`, `content` | always (the dataplane has already matched dst to a service prefix) |
+//! | `src-mix` (default) | `dst as u64` == fmix64(`(src >> 64) as u64` & mask(src_prefix_len)) |
 //! | `src-bits` | dst bits `[dst_start, +len)` == src bits `[src_start, +len)` |
 //! | `keyed-hash` | `dst as u64` == SipHash-2-4(key, (src & mask(src_prefix_len)).to_be_bytes()) |
 //! | `time-hop` | as keyed-hash over 24 bytes: the 16 source bytes, then window `now / period_s` as 8 big-endian bytes; windows `w, w-1, .., w-skew` (not below 0) are accepted |
@@ -25,6 +26,13 @@
 //! shifted right by the prefix length — the bits just after the prefix (the slice bits) are the
 //! top bits of h, so every client maps one object to one slice, hence one shard.
 //!
+//! Why `src-mix` is the default: the rule decides which destination a client uses, so it
+//! decides the client's slice (bits just after the prefix). `src-bits` (0, 64, 64) copies
+//! the source's first bits there, and clients cluster by their own prefix (all of
+//! 2001::/16 in one slice of a /64 cut 14 ways). fmix64 (MurmurHash3's 64-bit finalizer)
+//! is public, bijective on 64 bits (distinct source /64s get distinct destinations) and
+//! avalanches, so clients spread evenly over slices for two multiplies per check.
+//!
 //! Rejected: carrying secrets in `Display`/`Debug` (keys are printed as `<redacted>`, these end
 //! up in logs and weirctl output); a `skew` without a bound (per-packet cost must have a
 //! ceiling); random numbers inside `pick` (tests and clients want determinism; the caller
@@ -33,6 +41,9 @@
 use std::fmt;
 
 use crate::{siphash24, Prefix, SsaError};
+
+pub mod serde_forms;
+pub use serde_forms::{key_hex, parse_key};
 
 /// Most earlier windows a `time-hop` rule may accept: each costs one SipHash per rejected packet.
 pub const MAX_SKEW: u32 = 16;
@@ -47,6 +58,12 @@ pub const CONTENT_KEY: [u8; 16] = [0; 16];
 pub enum Rule {
     /// Any address in the service prefixes (naive load sharing).
     Any,
+    /// Destination low 64 bits = fmix64 of the source's first `src_prefix_len` bits (the
+    /// built-in default: public, bijective, spreads clients over slices).
+    SrcMix {
+        /// Source bits that enter the mix (1..=64).
+        src_prefix_len: u8,
+    },
     /// Destination bits `[dst_start, dst_start + len)` equal source bits `[src_start, src_start + len)`.
     SrcBits {
         /// First copied source bit (0 = MSB).
@@ -158,6 +175,36 @@ fn windowed(key: &[u8; 16], src: u128, src_prefix_len: u8, window: u64) -> u64 {
     siphash24(key, &data)
 }
 
+/// MurmurHash3's 64-bit finalizer: the `src-mix` rule's public, bijective mix.
+#[inline(always)]
+pub fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// The 64-bit mask that keeps the first `len` bits (1..=64) of a source's high half.
+#[inline]
+pub(crate) fn high_mask(len: u8) -> u64 {
+    match len {
+        0 => 0,
+        1..=63 => !0u64 << (64 - u32::from(len)),
+        _ => !0,
+    }
+}
+
+/// `src-mix` value for a source: fmix64 of its first `src_prefix_len` bits.
+#[inline]
+#[allow(clippy::cast_possible_truncation)] // the high half is the point
+fn mixed(src: u128, src_prefix_len: u8) -> u64 {
+    fmix64((src >> 64) as u64 & high_mask(src_prefix_len))
+}
+
+/// Most source bits `src-mix` takes (the source's high half).
+pub const MAX_SRC_MIX_LEN: u8 = 64;
+
 /// SplitMix64 step: a bijective mixer that spreads entropy over free host bits.
 #[inline]
 fn splitmix64(mut z: u64) -> u64 {
@@ -175,19 +222,29 @@ fn spread(entropy: u64) -> u128 {
 }
 
 impl Default for Rule {
-    /// The built-in default: `src-bits` with source [0, 64) = destination [64, 128).
+    /// The built-in default: `src-mix` over the source's /64.
     fn default() -> Rule {
-        Rule::SrcBits {
-            src_start: 0,
-            dst_start: 64,
-            len: 64,
-        }
+        Rule::SrcMix { src_prefix_len: 64 }
     }
 }
 
 impl Rule {
     /// The names used in config, counters and reports, in declaration order.
-    pub const NAMES: [&'static str; 5] = ["any", "src-bits", "keyed-hash", "time-hop", "content"];
+    pub const NAMES: [&'static str; 6] = [
+        "any",
+        "src-mix",
+        "src-bits",
+        "keyed-hash",
+        "time-hop",
+        "content",
+    ];
+
+    /// A validated `src-mix` rule: `1 <= src_prefix_len <= 64`.
+    pub fn src_mix(src_prefix_len: u8) -> Result<Rule, SsaError> {
+        let rule = Rule::SrcMix { src_prefix_len };
+        rule.validate()?;
+        Ok(rule)
+    }
 
     /// A validated `src-bits` rule: `len >= 1`, both ranges end at or before bit 128.
     pub fn src_bits(src_start: u8, dst_start: u8, len: u8) -> Result<Rule, SsaError> {
@@ -231,6 +288,15 @@ impl Rule {
     pub fn validate(&self) -> Result<(), SsaError> {
         match *self {
             Rule::Any | Rule::Content => Ok(()),
+            Rule::SrcMix { src_prefix_len } => {
+                if (1..=MAX_SRC_MIX_LEN).contains(&src_prefix_len) {
+                    Ok(())
+                } else {
+                    Err(SsaError::SrcMixLen {
+                        len: src_prefix_len,
+                    })
+                }
+            }
             Rule::SrcBits {
                 src_start,
                 dst_start,
@@ -284,6 +350,13 @@ impl Rule {
     pub fn check(&self, src: u128, dst: u128, now_unix_s: u64) -> bool {
         match *self {
             Rule::Any | Rule::Content => true,
+            // Truncation intended: the rule compares the destination's low 64 bits. An
+            // out-of-range length built by hand fails closed.
+            #[allow(clippy::cast_possible_truncation)]
+            Rule::SrcMix { src_prefix_len } => {
+                (1..=MAX_SRC_MIX_LEN).contains(&src_prefix_len)
+                    && dst as u64 == mixed(src, src_prefix_len)
+            }
             Rule::SrcBits {
                 src_start,
                 dst_start,
@@ -316,6 +389,44 @@ impl Rule {
         }
     }
 
+    /// Why this rule would put clients of one network into the same slices, or `None`.
+    ///
+    /// DESIGN.md, "Slices must spread clients": a `src-bits` rule whose copied source bits
+    /// land in a prefix's slice bits `[L, L + slice_bits)` makes the slice a function of
+    /// those source bits; when any of them is among the source's first 16 bits (the
+    /// registry block: 2001::/16, 2a00::/12, …), nearly all clients share a handful of
+    /// slices — one worker, one host.
+    pub fn spread_warning(&self, prefixes: &[Prefix], slice_bits: u8) -> Option<String> {
+        let Rule::SrcBits {
+            src_start,
+            dst_start,
+            len,
+        } = *self
+        else {
+            return None;
+        };
+        let (src_start, dst_start, len) =
+            (u16::from(src_start), u16::from(dst_start), u16::from(len));
+        prefixes.iter().find_map(|p| {
+            let first = u16::from(p.len);
+            let last = (first + u16::from(slice_bits)).min(128);
+            // Slice bits that receive copied source bits, and which source bits they are.
+            let lo = first.max(dst_start);
+            let hi = last.min(dst_start + len);
+            if lo >= hi {
+                return None;
+            }
+            let (s_lo, s_hi) = (src_start + lo - dst_start, src_start + hi - dst_start);
+            (s_lo < 16).then(|| {
+                format!(
+                    "rule {self} copies source bits [{s_lo}, {s_hi}) into the slice bits [{lo}, {hi}) of {p}: \
+                     clients of one network (all of 2001::/16, say) land in the same few slices, so one worker \
+                     (and one host) gets nearly all of them; use rule src-mix (the default) or keyed-hash to spread clients"
+                )
+            })
+        })
+    }
+
     /// Whether the rule depends on time (established flows outlive their window).
     #[inline]
     pub fn is_time_window(&self) -> bool {
@@ -326,6 +437,7 @@ impl Rule {
     pub fn name(&self) -> &'static str {
         match self {
             Rule::Any => "any",
+            Rule::SrcMix { .. } => "src-mix",
             Rule::SrcBits { .. } => "src-bits",
             Rule::KeyedHash { .. } => "keyed-hash",
             Rule::TimeHop { .. } => "time-hop",
@@ -346,6 +458,10 @@ impl Rule {
         let random = prefix.addr | (spread(ctx.entropy) & host);
         match *self {
             Rule::Any => Ok(random),
+            Rule::SrcMix { src_prefix_len } => {
+                let high = hash_high(self, &prefix, random)?;
+                Ok(high | u128::from(mixed(src, src_prefix_len)))
+            }
             Rule::SrcBits {
                 src_start,
                 dst_start,
@@ -412,6 +528,9 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Rule::Any | Rule::Content => f.write_str(self.name()),
+            Rule::SrcMix { src_prefix_len } => {
+                write!(f, "src-mix(src_prefix_len={src_prefix_len})")
+            }
             Rule::SrcBits { src_start, dst_start, len } => {
                 write!(f, "src-bits(src_start={src_start}, dst_start={dst_start}, len={len})")
             }
@@ -449,9 +568,8 @@ mod tests {
     const KEY: [u8; 16] = *b"weir-ssa-testkey";
 
     #[test]
-    fn src_bits_default_fixed_values() {
-        let rule = Rule::default();
-        assert_eq!(rule, Rule::src_bits(0, 64, 64).unwrap());
+    fn src_bits_seed_example_fixed_values() {
+        let rule = Rule::src_bits(0, 64, 64).unwrap();
         let src = a("2001:db8:aaaa:bbbb::1");
         assert!(rule.check(src, a("2001:db8:5::2001:db8:aaaa:bbbb"), 0));
         assert!(!rule.check(src, a("2001:db8:5::2001:db8:aaaa:bbbc"), 0));
@@ -616,6 +734,104 @@ mod tests {
     }
 
     #[test]
+    fn src_mix_is_the_default_and_matches_design_example() {
+        // DESIGN.md: source 2001:db8:ff::1 (s = 0x20010db800ff0000) → destination
+        // 2001:db8:5:0:f41c:bf9b:a428:420.
+        assert_eq!(fmix64(0x2001_0db8_00ff_0000), 0xf41c_bf9b_a428_0420);
+        let rule = Rule::default();
+        assert_eq!(rule, Rule::src_mix(64).unwrap());
+        let src = a("2001:db8:ff::1");
+        let dst = a("2001:db8:5:0:f41c:bf9b:a428:420");
+        assert!(rule.check(src, dst, 0));
+        assert!(
+            rule.check(a("2001:db8:ff:0:ffff::9"), dst, 0),
+            "host bits are free"
+        );
+        assert!(!rule.check(a("2001:db8:ff:1::1"), dst, 0));
+        assert!(!rule.check(src, dst ^ 1, 0));
+        let picked = rule
+            .pick(&p("2001:db8:5::/64"), src, &PickContext::default())
+            .unwrap();
+        assert_eq!(picked, dst, "a /64 leaves no free bits");
+    }
+
+    #[test]
+    fn src_mix_prefix_length_and_validation() {
+        let rule = Rule::src_mix(48).unwrap();
+        let dst = a("2001:db8:5::") | u128::from(fmix64(0x2001_0db8_00ff_0000));
+        assert!(rule.check(a("2001:db8:ff::1"), dst, 0));
+        assert!(
+            rule.check(a("2001:db8:ff:abcd::1"), dst, 0),
+            "bits beyond /48 are free"
+        );
+        assert!(!rule.check(a("2001:db8:fe::1"), dst, 0));
+        for bad in [0u8, 65, 128, 255] {
+            assert_eq!(Rule::src_mix(bad), Err(SsaError::SrcMixLen { len: bad }));
+            // Hand-built: fails closed.
+            assert!(!Rule::SrcMix {
+                src_prefix_len: bad
+            }
+            .check(0, u128::from(fmix64(0)), 0));
+        }
+        assert!(Rule::src_mix(0).unwrap_err().to_string().contains("1..=64"));
+        // A /72 service prefix leaves no room for the 64-bit mix.
+        assert!(matches!(
+            rule.pick(&p("2001:db8:5::/72"), 0, &PickContext::default()),
+            Err(PickError::PrefixTooLong {
+                rule: "src-mix",
+                ..
+            })
+        ));
+        // A /48 prefix: bits [48, 64) are free and come from entropy.
+        let wide = p("2001:db8::/48");
+        let ctx = |entropy| PickContext {
+            entropy,
+            ..Default::default()
+        };
+        let d1 = rule.pick(&wide, a("2001:db8:ff::1"), &ctx(1)).unwrap();
+        let d2 = rule.pick(&wide, a("2001:db8:ff::1"), &ctx(2)).unwrap();
+        assert!(wide.contains(d1) && wide.contains(d2) && d1 != d2);
+        assert_eq!(d1 as u64, d2 as u64);
+    }
+
+    #[test]
+    fn spread_warning_names_src_bits_that_feed_the_slice_bits() {
+        let v6 = [p("2001:db8:5::/64")];
+        let seed = Rule::src_bits(0, 64, 64).unwrap();
+        let w = seed.spread_warning(&v6, 14).unwrap();
+        assert!(
+            w.contains("source bits [0, 14)") && w.contains("[64, 78)") && w.contains("src-mix"),
+            "{w}"
+        );
+        // Source bits from 16 on, or copies that miss the slice bits: no warning.
+        assert_eq!(
+            Rule::src_bits(16, 64, 64).unwrap().spread_warning(&v6, 14),
+            None
+        );
+        assert_eq!(
+            Rule::src_bits(0, 100, 28).unwrap().spread_warning(&v6, 14),
+            None
+        );
+        assert_eq!(
+            Rule::src_bits(0, 64, 64).unwrap().spread_warning(&v6, 0),
+            None
+        );
+        // Slice bits [64, 78) from source bits [10, 24): 10..16 are in the first 16.
+        assert!(Rule::src_bits(10, 64, 64)
+            .unwrap()
+            .spread_warning(&v6, 14)
+            .is_some());
+        for rule in [
+            Rule::default(),
+            Rule::Any,
+            Rule::Content,
+            Rule::keyed_hash(KEY, 64).unwrap(),
+        ] {
+            assert_eq!(rule.spread_warning(&v6, 14), None);
+        }
+    }
+
+    #[test]
     fn content_needs_key_and_is_deterministic() {
         let prefix = p("2001:db8:5::/64");
         let rule = Rule::Content;
@@ -677,6 +893,7 @@ mod tests {
         let rules = [
             Rule::Any,
             Rule::default(),
+            Rule::src_bits(0, 64, 64).unwrap(),
             Rule::keyed_hash(KEY, 64).unwrap(),
             Rule::time_hop(KEY, 56, 30, 2).unwrap(),
             Rule::Content,
@@ -688,12 +905,13 @@ mod tests {
                 !format!("{rule:?}").contains("weir-ssa") && !format!("{rule:?}").contains("119")
             );
         }
+        assert_eq!(rules[1].to_string(), "src-mix(src_prefix_len=64)");
         assert_eq!(
-            rules[1].to_string(),
+            rules[2].to_string(),
             "src-bits(src_start=0, dst_start=64, len=64)"
         );
         assert_eq!(
-            rules[3].to_string(),
+            rules[4].to_string(),
             "time-hop(src_prefix_len=56, period_s=30, skew=2, key=<redacted>)"
         );
     }

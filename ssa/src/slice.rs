@@ -8,9 +8,10 @@
 //! table, allocated once. Bounds: k ≤ [`MAX_SLICE_BITS`] (16) and at most
 //! [`MAX_SLICE_PREFIXES`] prefixes, so the table never exceeds 64 × 65536 entries (8 MiB).
 //!
-//! The default assignment gives worker w the slices j with `j * workers / n == w` (n = slices
-//! of the prefix): contiguous blocks, so each worker's share of a prefix aggregates into few
-//! routes. Moving slices later ([`SliceMap::assign`]) only changes where *new* flows go; the
+//! The default assignment gives worker w the slices [w·n/W, (w+1)·n/W) of each prefix (n
+//! slices, W workers, integer division): contiguous blocks of equal length (±1), so each
+//! worker's share of a prefix aggregates into few routes. Even blocks only balance load
+//! when the rule spreads clients over slices — see `Rule::spread_warning`. Moving slices later ([`SliceMap::assign`]) only changes where *new* flows go; the
 //! flow table remembers the worker of established ones.
 //!
 //! Rejected: a per-prefix `Vec` (one more indirection per packet), consistent hashing
@@ -85,9 +86,14 @@ impl SliceMap {
         }
         let mut table = Vec::with_capacity(base as usize);
         for entry in &sliced {
+            // DESIGN.md: worker w gets slices [w·n/W, (w+1)·n/W) of each prefix (n slices,
+            // W workers, integer division): runs that differ in length by at most one.
             let n = u64::from(entry.count());
-            // j < n, so j * workers / n < workers and fits a u16.
-            table.extend((0..n).map(|j| u16::try_from(j * u64::from(workers) / n).unwrap_or(0)));
+            let w_count = u64::from(workers);
+            for w in 0..workers {
+                let (lo, hi) = (u64::from(w) * n / w_count, (u64::from(w) + 1) * n / w_count);
+                table.extend(std::iter::repeat_n(w, (hi - lo) as usize));
+            }
         }
         Ok(SliceMap {
             prefixes: sliced,
@@ -242,9 +248,9 @@ mod tests {
         let clamped = SliceMap::new(&[p("10.0.0.0/30")], 16, 1).unwrap();
         assert_eq!(clamped.len(), 4);
         assert_eq!(clamped.slice_prefix(3), Some(p("10.0.0.3/32")));
-        // 16 slices over 3 workers: 6, 5, 5 in blocks.
+        // 16 slices over 3 workers: [0, 5), [5, 10), [10, 16) — DESIGN.md's w·n/W.
         let workers: Vec<u16> = map.table()[..16].to_vec();
-        assert_eq!(workers, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+        assert_eq!(workers, [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
     }
 
     #[test]
@@ -297,7 +303,15 @@ mod tests {
 
     #[test]
     fn more_workers_than_slices() {
+        // 2 slices, 5 workers: w·2/5 gives workers 2 and 4 a slice each, the rest none.
         let map = SliceMap::new(&[p("2001:db8::/64")], 1, 5).unwrap();
-        assert_eq!(map.table(), [0, 2]);
+        assert_eq!(map.table(), [2, 4]);
+        // The default table: equal runs.
+        let map = SliceMap::new(&[p("2001:db8::/64")], 14, 4).unwrap();
+        for w in 0..4u16 {
+            let first = map.table().iter().position(|&x| x == w).unwrap();
+            assert_eq!(first, usize::from(w) * 4096);
+            assert_eq!(map.table().iter().filter(|&&x| x == w).count(), 4096);
+        }
     }
 }

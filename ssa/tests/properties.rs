@@ -2,7 +2,9 @@
 //! text formats, lookup against a naive oracle, slices against their routes.
 
 use proptest::prelude::*;
-use weir_ssa::{Apl, AplItem, PickContext, Prefix, Rule, ServicePrefixes, SliceMap, MAX_SKEW};
+use weir_ssa::{
+    fmix64, Apl, AplItem, PickContext, Prefix, Rule, ServicePrefixes, SliceMap, MAX_SKEW,
+};
 
 /// An IPv6 service prefix of length 16..=64 (hash rules need ≤ /64).
 fn v6_prefix() -> impl Strategy<Value = Prefix> {
@@ -57,10 +59,41 @@ proptest! {
     }
 
     #[test]
-    fn src_bits_default_pick_then_check(prefix in v6_prefix(), src: u128, entropy: u64) {
-        let rule = Rule::default();
+    fn src_bits_seed_example_pick_then_check(prefix in v6_prefix(), src: u128, entropy: u64) {
+        let rule = Rule::src_bits(0, 64, 64).unwrap();
         let dst = assert_pick(&rule, &prefix, src, &ctx(0, &[], entropy))?;
         prop_assert_eq!(dst as u64, (src >> 64) as u64);
+    }
+
+    #[test]
+    fn src_mix_pick_then_check(prefix in v6_prefix(), src: u128, entropy: u64, src_prefix_len in 1u8..=64) {
+        let rule = Rule::src_mix(src_prefix_len).unwrap();
+        let dst = assert_pick(&rule, &prefix, src, &ctx(0, &[], entropy))?;
+        // Only the source's first src_prefix_len bits matter.
+        let other = src ^ !Prefix::mask(src_prefix_len);
+        prop_assert!(rule.check(other, dst, 0));
+        prop_assert_eq!(Rule::default().pick(&prefix, src, &ctx(0, &[], entropy)).unwrap() as u64, fmix64((src >> 64) as u64));
+    }
+
+    /// fmix64 is a bijection: undoing each step (xorshift 33 is its own inverse after two
+    /// rounds; each multiplier is odd, so it has an inverse mod 2^64) gives the input back.
+    /// So distinct source /64s always get distinct destinations under `src-mix`.
+    #[test]
+    fn fmix64_is_bijective(x: u64, y: u64) {
+        fn unshift(k: u64) -> u64 { k ^ (k >> 33) } // 33 + 33 >= 64: one round undoes it
+        const INV1: u64 = 0x4f74_430c_22a5_4005; // inverse of 0xff51afd7ed558ccd mod 2^64
+        const INV2: u64 = 0x9cb4_b2f8_1293_37db; // inverse of 0xc4ceb9fe1a85ec53 mod 2^64
+        prop_assert_eq!(0xff51_afd7_ed55_8ccd_u64.wrapping_mul(INV1), 1);
+        prop_assert_eq!(0xc4ce_b9fe_1a85_ec53_u64.wrapping_mul(INV2), 1);
+        let undo = |h: u64| unshift(unshift(unshift(h).wrapping_mul(INV2)).wrapping_mul(INV1));
+        prop_assert_eq!(undo(fmix64(x)), x);
+        let rule = Rule::default();
+        let (sx, sy) = (u128::from(x) << 64, u128::from(y) << 64);
+        let svc = 0x2001_0db8_0005_0000_u128 << 64;
+        let (dx, dy) = (svc | u128::from(fmix64(x)), svc | u128::from(fmix64(y)));
+        prop_assert!(rule.check(sx, dx, 0));
+        prop_assert_eq!(x == y, rule.check(sy, dx, 0));
+        prop_assert_eq!(x == y, dx == dy);
     }
 
     #[test]
@@ -127,6 +160,7 @@ proptest! {
         let prefix = Prefix::new(addr, len).unwrap();
         prop_assert!(Rule::keyed_hash(key, 64).unwrap().pick(&prefix, 0, &PickContext::default()).is_err());
         prop_assert!(Rule::time_hop(key, 64, 1, 0).unwrap().pick(&prefix, 0, &PickContext::default()).is_err());
+        prop_assert!(Rule::default().pick(&prefix, 0, &PickContext::default()).is_err());
     }
 
     #[test]
@@ -135,12 +169,13 @@ proptest! {
     ) {
         let rules = [
             Rule::SrcBits { src_start: a, dst_start: b, len: c },
+            Rule::SrcMix { src_prefix_len: a },
             Rule::KeyedHash { key, src_prefix_len: a },
             Rule::TimeHop { key, src_prefix_len: a, period_s, skew },
         ];
         for rule in rules {
             let ok = rule.check(src, dst, now);
-            if rule.validate().is_err() && matches!(rule, Rule::SrcBits { .. }) {
+            if rule.validate().is_err() && matches!(rule, Rule::SrcBits { .. } | Rule::SrcMix { .. }) {
                 prop_assert!(!ok);
             }
             let _ = rule.pick(&Prefix::new(dst, a).unwrap_or(Prefix { addr: 0, len: 0 }), src, &PickContext::default());

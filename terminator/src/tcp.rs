@@ -323,7 +323,39 @@ fn flow_key(p: &[u8]) -> Option<FlowKey> {
     Some(key)
 }
 
+/// Give `iface` one address in each service prefix (with AnyIP, it then accepts TCP for
+/// every address of the prefixes). Replaces what it had.
+fn set_service_addrs(iface: &mut Interface, prefixes: &[(u128, u8)]) {
+    iface.update_ip_addrs(|addrs| {
+        addrs.clear();
+        for &(p, len) in prefixes {
+            let cidr = if p >> 32 == 0xffff {
+                IpCidr::new(
+                    IpAddress::Ipv4(Ipv4Address::from_bits((p as u32) | 1)),
+                    len.saturating_sub(96),
+                )
+            } else {
+                IpCidr::new(IpAddress::Ipv6(Ipv6Address::from_bits(p | 1)), len)
+            };
+            if addrs.push(cidr).is_err() {
+                break;
+            }
+        }
+    });
+}
+
 impl Terminator {
+    /// Serve the service `prefixes` from now on (a new policy changed them). With AnyIP
+    /// (smoltcp 0.14) the interfaces accept any destination the classifier passes, so what
+    /// decides which addresses are served is the classifier and the host path (NDP/ARP);
+    /// this keeps each interface's own addresses — the ones smoltcp originates from when
+    /// no connection names a source — inside the prefixes in force.
+    pub fn set_prefixes(&mut self, prefixes: &[(u128, u8)]) {
+        for shard in &mut self.shards {
+            set_service_addrs(&mut shard.iface, prefixes);
+        }
+    }
+
     /// A terminator for the service `prefixes` (as `(address, length)`, IPv4 as
     /// IPv4-mapped), handing requests to `adapter`.
     pub fn new(
@@ -348,21 +380,7 @@ impl Terminator {
                 config.random_seed = seed ^ u64::from(i);
                 let mut iface = Interface::new(config, &mut dev, Instant::from_millis(0));
                 iface.set_any_ip(true);
-                iface.update_ip_addrs(|addrs| {
-                    for &(p, len) in prefixes {
-                        let cidr = if p >> 32 == 0xffff {
-                            IpCidr::new(
-                                IpAddress::Ipv4(Ipv4Address::from_bits((p as u32) | 1)),
-                                len.saturating_sub(96),
-                            )
-                        } else {
-                            IpCidr::new(IpAddress::Ipv6(Ipv6Address::from_bits(p | 1)), len)
-                        };
-                        if addrs.push(cidr).is_err() {
-                            break;
-                        }
-                    }
-                });
+                set_service_addrs(&mut iface, prefixes);
                 Shard {
                     iface,
                     sockets: SocketSet::new(Vec::new()),

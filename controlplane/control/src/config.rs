@@ -81,7 +81,7 @@ pub struct Config {
     service: Option<Spanned<ServiceConfig>>,
     /// `[ssa]`
     #[serde(default)]
-    ssa: Option<Spanned<SsaConfig>>,
+    ssa: Option<Spanned<Rule>>,
     /// `[dataplane]`
     #[serde(default)]
     pub dataplane: DataplaneConfig,
@@ -588,150 +588,6 @@ fn de_apl<'de, D: Deserializer<'de>>(d: D) -> Result<Apl, D::Error> {
     Apl::parse(&text).map_err(serde::de::Error::custom)
 }
 
-/// A 128-bit key written as 32 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key(pub [u8; 16]);
-
-impl Serialize for Key {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        s.serialize_str(&hex)
-    }
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_key(&text).map(Key).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parse a 128-bit key from 32 hex digits.
-pub fn parse_key(text: &str) -> Result<[u8; 16], String> {
-    let t = text.trim();
-    if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "key must be 32 hex digits (128 bits), got {:?}",
-            text
-        ));
-    }
-    let mut key = [0u8; 16];
-    for (i, k) in key.iter_mut().enumerate() {
-        *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
-    Ok(key)
-}
-
-/// `[ssa]`: the address rule, tagged by `rule`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "rule", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SsaConfig {
-    /// Any address in the service prefixes.
-    Any,
-    /// Destination bits equal source bits.
-    SrcBits {
-        /// First source bit.
-        #[serde(default)]
-        src_start: u8,
-        /// First destination bit.
-        #[serde(default = "default_dst_start")]
-        dst_start: u8,
-        /// Number of bits.
-        #[serde(default = "default_len")]
-        len: u8,
-    },
-    /// SipHash of the source prefix.
-    KeyedHash {
-        /// 128-bit key.
-        key: Key,
-        /// Source bits hashed.
-        #[serde(default = "default_len")]
-        src_prefix_len: u8,
-    },
-    /// Keyed hash with a time window.
-    TimeHop {
-        /// 128-bit key.
-        key: Key,
-        /// Source bits hashed.
-        #[serde(default = "default_len")]
-        src_prefix_len: u8,
-        /// Window length in seconds.
-        period_s: u64,
-        /// Earlier windows still accepted.
-        #[serde(default)]
-        skew: u32,
-    },
-    /// Content-derived addresses: any address in the prefixes.
-    Content,
-}
-
-fn default_dst_start() -> u8 {
-    64
-}
-fn default_len() -> u8 {
-    64
-}
-
-impl Default for SsaConfig {
-    fn default() -> Self {
-        SsaConfig::SrcBits {
-            src_start: 0,
-            dst_start: 64,
-            len: 64,
-        }
-    }
-}
-
-impl SsaConfig {
-    /// The rule this section describes.
-    pub fn rule(&self) -> Result<Rule, String> {
-        let r = match *self {
-            SsaConfig::Any => Rule::Any,
-            SsaConfig::Content => Rule::Content,
-            SsaConfig::SrcBits {
-                src_start,
-                dst_start,
-                len,
-            } => Rule::src_bits(src_start, dst_start, len).map_err(|e| e.to_string())?,
-            SsaConfig::KeyedHash {
-                key,
-                src_prefix_len,
-            } => {
-                check_src_prefix_len(src_prefix_len)?;
-                Rule::KeyedHash {
-                    key: key.0,
-                    src_prefix_len,
-                }
-            }
-            SsaConfig::TimeHop {
-                key,
-                src_prefix_len,
-                period_s,
-                skew,
-            } => {
-                check_src_prefix_len(src_prefix_len)?;
-                if period_s == 0 {
-                    return Err("period_s must be at least 1".into());
-                }
-                Rule::TimeHop {
-                    key: key.0,
-                    src_prefix_len,
-                    period_s,
-                    skew,
-                }
-            }
-        };
-        Ok(r)
-    }
-}
-
-fn check_src_prefix_len(len: u8) -> Result<(), String> {
-    if len > 128 {
-        return Err(format!("src_prefix_len must be at most 128, got {len}"));
-    }
-    Ok(())
-}
-
 /// `[dataplane]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -864,7 +720,7 @@ impl Default for RingsConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Source prefix length of a rate bucket.
-    #[serde(default = "default_len")]
+    #[serde(default = "default_source_prefix_len")]
     pub source_prefix_len: u8,
     /// New flows per second per source prefix.
     #[serde(default = "default_new_flows")]
@@ -877,6 +733,9 @@ pub struct LimitsConfig {
     pub rate_table_capacity: u32,
 }
 
+fn default_source_prefix_len() -> u8 {
+    64
+}
 fn default_new_flows() -> u32 {
     1000
 }
@@ -890,7 +749,7 @@ fn default_rate_capacity() -> u32 {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            source_prefix_len: 64,
+            source_prefix_len: default_source_prefix_len(),
             new_flows_per_sec: default_new_flows(),
             flow_table_capacity: default_flow_capacity(),
             rate_table_capacity: default_rate_capacity(),
@@ -953,9 +812,6 @@ impl Config {
         let fail = |span: Range<usize>, section: &str, msg: String| {
             ConfigError::at(origin, text, Some(span), format!("[{section}] {msg}"))
         };
-        if let Some(s) = &cfg.ssa {
-            s.get_ref().rule().map_err(|m| fail(s.span(), "ssa", m))?;
-        }
         if let Some(s) = &cfg.service {
             if s.get_ref().slice_bits > 16 {
                 return Err(fail(
@@ -1026,12 +882,10 @@ impl Config {
             .unwrap_or_default()
     }
 
-    /// `[ssa]`, or its default.
-    pub fn ssa(&self) -> SsaConfig {
-        self.ssa
-            .as_ref()
-            .map(|s| s.get_ref().clone())
-            .unwrap_or_default()
+    /// `[ssa]`: the SSA rule (read and validated by `weir_ssa::Rule`'s text form), or the
+    /// default (`src-mix` over the source /64).
+    pub fn ssa(&self) -> Rule {
+        self.ssa.as_ref().map(|s| *s.get_ref()).unwrap_or_default()
     }
 
     /// `[limits]`, or its default.
@@ -1055,10 +909,8 @@ apl = "2:2001:db8:5::/64"     # RFC 3123 APL text; several items separated by sp
 slice_bits = 14
 
 [ssa]
-rule = "src-bits"              # any | src-bits | keyed-hash | time-hop | content
-src_start = 0
-dst_start = 64
-len = 64
+rule = "src-mix"               # src-mix | any | src-bits | keyed-hash | time-hop | content
+src_prefix_len = 64
 
 [dataplane]
 workers = 2
@@ -1077,10 +929,8 @@ flow_table_capacity = 1048576
         let d = Config::default();
         assert_eq!(c.service().apl.to_string(), d.service().apl.to_string());
         assert_eq!(c.service().slice_bits, d.service().slice_bits);
-        assert_eq!(
-            c.ssa().rule().unwrap().to_string(),
-            d.ssa().rule().unwrap().to_string()
-        );
+        assert_eq!(c.ssa(), d.ssa());
+        assert_eq!(d.ssa(), Rule::SrcMix { src_prefix_len: 64 });
         assert_eq!(c.dataplane.workers, d.dataplane.workers);
         assert_eq!(c.rings, d.rings);
         assert_eq!(c.limits(), d.limits());
@@ -1144,19 +994,33 @@ flow_table_capacity = 1048576
             .unwrap_err();
         assert!(e.message.contains("32 hex digits"), "{e}");
 
+        // One validator for files and weir-cp: a skew beyond the bound is refused, not capped.
+        let e = Config::from_toml(
+            "f.toml",
+            "\n\n[ssa]\nrule = \"time-hop\"\nkey = \"000102030405060708090a0b0c0d0e0f\"\nperiod_s = 30\nskew = 1000\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(
+            e.message.contains("skew 1000 is too large (at most 16)"),
+            "{e}"
+        );
+        let e = Config::from_toml("f.toml", "[ssa]\nrule = \"src-mix\"\nsrc_prefix_len = 65\n")
+            .unwrap_err();
+        assert!(e.message.contains("1..=64"), "{e}");
+        let e = Config::from_toml("f.toml", "[ssa]\nrule = \"src-mix\"\nlen = 64\n").unwrap_err();
+        assert!(
+            e.message.contains("`len` is not a key of rule `src-mix`"),
+            "{e}"
+        );
+        let c = Config::from_toml("f.toml", "[ssa]\nrule = \"src-mix\"\nsrc_prefix_len = 48\n")
+            .unwrap();
+        assert_eq!(c.ssa(), Rule::SrcMix { src_prefix_len: 48 });
+
         let e = Config::from_toml("f.toml", "[limits]\nflow_table_capacity = 3\n").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
 
         assert!(Config::from_toml("f.toml", "[[block]]\nprefix = \"nonsense\"\n").is_err());
         assert!(Config::from_toml("f.toml", "= broken").is_err());
-    }
-
-    #[test]
-    fn keys_parse() {
-        assert_eq!(
-            parse_key("000102030405060708090a0b0c0d0e0f").unwrap(),
-            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-        );
-        assert!(parse_key("zz0102030405060708090a0b0c0d0e0f").is_err());
     }
 }

@@ -109,9 +109,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::proto::{
-        CtlRequest, DpReply, DpRequest, Envelope, Hello, HelloReply, Role, RuleSpec,
-    };
+    use crate::proto::{CtlRequest, DpReply, DpRequest, Envelope, Hello, HelloReply, Role};
+    use weir_ssa::Rule;
 
     /// The wire format of a hello, pinned: a change here is a protocol change and needs a
     /// new `PROTOCOL_VERSION`.
@@ -192,21 +191,22 @@ mod tests {
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 
-    fn rule() -> impl Strategy<Value = RuleSpec> {
+    fn rule() -> impl Strategy<Value = Rule> {
         prop_oneof![
-            Just(RuleSpec::Any),
-            Just(RuleSpec::Content),
-            (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(s, d, l)| RuleSpec::SrcBits {
+            Just(Rule::Any),
+            Just(Rule::Content),
+            any::<u8>().prop_map(|p| Rule::SrcMix { src_prefix_len: p }),
+            (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(s, d, l)| Rule::SrcBits {
                 src_start: s,
                 dst_start: d,
                 len: l
             }),
-            (any::<[u8; 16]>(), any::<u8>()).prop_map(|(key, p)| RuleSpec::KeyedHash {
+            (any::<[u8; 16]>(), any::<u8>()).prop_map(|(key, p)| Rule::KeyedHash {
                 key,
                 src_prefix_len: p
             }),
             (any::<[u8; 16]>(), any::<u8>(), any::<u64>(), any::<u32>()).prop_map(
-                |(key, p, period_s, skew)| RuleSpec::TimeHop {
+                |(key, p, period_s, skew)| Rule::TimeHop {
                     key,
                     src_prefix_len: p,
                     period_s,

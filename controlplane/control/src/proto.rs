@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Key, RingsConfig, SsaConfig};
+use crate::config::RingsConfig;
+use weir_ssa::Rule;
 
 /// Version of this protocol; a peer with another version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -143,7 +144,7 @@ pub struct PolicySnapshot {
     /// Slices per prefix = 2^slice_bits.
     pub slice_bits: u8,
     /// The SSA rule.
-    pub rule: RuleSpec,
+    pub rule: Rule,
     /// Slice → worker, as runs covering every slice in order.
     pub slices: Vec<SliceRun>,
     /// Blocked source prefixes.
@@ -154,116 +155,6 @@ pub struct PolicySnapshot {
     pub new_flows_per_sec: u32,
     /// Source prefix length of a rate bucket.
     pub source_prefix_len: u8,
-}
-
-/// The SSA rule on the wire. The config file's [`SsaConfig`] is tagged by a `rule` key,
-/// which postcard (a non-self-describing format) cannot decode; this is the same data,
-/// externally tagged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RuleSpec {
-    /// `any`
-    Any,
-    /// `src-bits`
-    SrcBits {
-        /// First source bit.
-        src_start: u8,
-        /// First destination bit.
-        dst_start: u8,
-        /// Bits.
-        len: u8,
-    },
-    /// `keyed-hash`
-    KeyedHash {
-        /// Key.
-        key: [u8; 16],
-        /// Source bits hashed.
-        src_prefix_len: u8,
-    },
-    /// `time-hop`
-    TimeHop {
-        /// Key.
-        key: [u8; 16],
-        /// Source bits hashed.
-        src_prefix_len: u8,
-        /// Window seconds.
-        period_s: u64,
-        /// Earlier windows accepted.
-        skew: u32,
-    },
-    /// `content`
-    Content,
-}
-
-impl From<&SsaConfig> for RuleSpec {
-    fn from(c: &SsaConfig) -> RuleSpec {
-        match *c {
-            SsaConfig::Any => RuleSpec::Any,
-            SsaConfig::Content => RuleSpec::Content,
-            SsaConfig::SrcBits {
-                src_start,
-                dst_start,
-                len,
-            } => RuleSpec::SrcBits {
-                src_start,
-                dst_start,
-                len,
-            },
-            SsaConfig::KeyedHash {
-                key,
-                src_prefix_len,
-            } => RuleSpec::KeyedHash {
-                key: key.0,
-                src_prefix_len,
-            },
-            SsaConfig::TimeHop {
-                key,
-                src_prefix_len,
-                period_s,
-                skew,
-            } => RuleSpec::TimeHop {
-                key: key.0,
-                src_prefix_len,
-                period_s,
-                skew,
-            },
-        }
-    }
-}
-
-impl From<&RuleSpec> for SsaConfig {
-    fn from(r: &RuleSpec) -> SsaConfig {
-        match *r {
-            RuleSpec::Any => SsaConfig::Any,
-            RuleSpec::Content => SsaConfig::Content,
-            RuleSpec::SrcBits {
-                src_start,
-                dst_start,
-                len,
-            } => SsaConfig::SrcBits {
-                src_start,
-                dst_start,
-                len,
-            },
-            RuleSpec::KeyedHash {
-                key,
-                src_prefix_len,
-            } => SsaConfig::KeyedHash {
-                key: Key(key),
-                src_prefix_len,
-            },
-            RuleSpec::TimeHop {
-                key,
-                src_prefix_len,
-                period_s,
-                skew,
-            } => SsaConfig::TimeHop {
-                key: Key(key),
-                src_prefix_len,
-                period_s,
-                skew,
-            },
-        }
-    }
 }
 
 /// Slices `first..=last` belong to `worker`.
@@ -353,6 +244,9 @@ pub struct WorkerStats {
     pub suspect: u64,
     /// Bytes drained.
     pub bytes: u64,
+    /// New flows whose slice this worker owns (clean SYNs, UDP, echo requests), counted by
+    /// the rx cores: the worker's share of new clients.
+    pub new_flows: u64,
 }
 
 /// One ring's state.
@@ -407,7 +301,7 @@ pub enum CtlRequest {
     /// The SSA rule and limits.
     RulesShow,
     /// Replace the SSA rule.
-    RulesSet(RuleSpec),
+    RulesSet(Rule),
     /// The slice table.
     SlicesShow,
     /// Give slices `first..=last` to `worker`.
@@ -449,11 +343,13 @@ pub enum CtlReply {
     /// For [`CtlRequest::RulesShow`].
     Rules {
         /// The rule.
-        rule: RuleSpec,
+        rule: Rule,
         /// New flows per second per source prefix.
         new_flows_per_sec: u32,
         /// Source prefix length.
         source_prefix_len: u8,
+        /// Why the rule would not spread clients over slices (`Rule::spread_warning`).
+        warning: Option<String>,
     },
     /// For [`CtlRequest::SlicesShow`].
     Slices {
@@ -465,6 +361,9 @@ pub enum CtlReply {
         workers: u16,
         /// Runs.
         runs: Vec<SliceRun>,
+        /// New flows per worker so far, summed over the dataplanes (empty before the
+        /// first stats poll).
+        new_flows: Vec<u64>,
     },
     /// For [`CtlRequest::BlockList`].
     Blocks(Vec<BlockSpec>),

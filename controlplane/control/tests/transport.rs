@@ -20,10 +20,11 @@ use weir_control::config::RingsConfig;
 use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats, Envelope,
-    Hello, HelloReply, PolicySnapshot, RingStats, Role, RuleSpec, SliceRun, SourceRate,
-    WorkerStats, MAX_FRAME, PROTOCOL_VERSION,
+    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SourceRate, WorkerStats,
+    MAX_FRAME, PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
+use weir_ssa::Rule;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -104,7 +105,7 @@ fn snapshot() -> PolicySnapshot {
         version: 42,
         apl: "1:2001:db8::/48".into(),
         slice_bits: 8,
-        rule: RuleSpec::TimeHop {
+        rule: Rule::TimeHop {
             key: [7; 16],
             src_prefix_len: 48,
             period_s: 30,
@@ -150,6 +151,7 @@ fn stats() -> DpStats {
             assumed_good: 6,
             suspect: 7,
             bytes: 8,
+            new_flows: 2,
         }],
         rings: vec![RingStats {
             rx: 0,
@@ -207,17 +209,17 @@ fn every_ctl_request_round_trips() {
             weight: None,
         },
         CtlRequest::RulesShow,
-        CtlRequest::RulesSet(RuleSpec::SrcBits {
+        CtlRequest::RulesSet(Rule::SrcBits {
             src_start: 64,
             dst_start: 80,
             len: 8,
         }),
-        CtlRequest::RulesSet(RuleSpec::KeyedHash {
+        CtlRequest::RulesSet(Rule::KeyedHash {
             key: [1; 16],
             src_prefix_len: 56,
         }),
-        CtlRequest::RulesSet(RuleSpec::Any),
-        CtlRequest::RulesSet(RuleSpec::Content),
+        CtlRequest::RulesSet(Rule::Any),
+        CtlRequest::RulesSet(Rule::Content),
         CtlRequest::SlicesShow,
         CtlRequest::SlicesMove {
             first: 3,
@@ -256,15 +258,17 @@ fn every_ctl_reply_round_trips() {
         CtlReply::Stats(vec![("dp0".into(), stats())]),
         CtlReply::Rings(RingsConfig::default()),
         CtlReply::Rules {
-            rule: RuleSpec::Any,
+            rule: Rule::Any,
             new_flows_per_sec: 100,
             source_prefix_len: 48,
+            warning: Some("clients cluster".into()),
         },
         CtlReply::Slices {
             apl: "1:2001:db8::/48".into(),
             slice_bits: 4,
             workers: 2,
             runs: snapshot().slices,
+            new_flows: vec![3, 4],
         },
         CtlReply::Blocks(snapshot().blocks),
         CtlReply::Done {

@@ -583,7 +583,7 @@ impl RulesCmd {
     fn request(&self) -> Result<CtlRequest, CtlError> {
         Ok(match self {
             RulesCmd::Show { .. } => CtlRequest::RulesShow,
-            RulesCmd::Set(a) => CtlRequest::RulesSet(a.spec()?),
+            RulesCmd::Set(a) => CtlRequest::RulesSet(a.rule()?),
         })
     }
 
@@ -592,19 +592,27 @@ impl RulesCmd {
         let request = self.request()?;
         match self {
             RulesCmd::Show { show_key } => {
-                let (rule, nfps, spl) =
+                let (rule, nfps, spl, warning) =
                     expect(request, g.ask(CtlRequest::RulesShow)?, |r| match r {
                         CtlReply::Rules {
                             rule,
                             new_flows_per_sec,
                             source_prefix_len,
-                        } => Ok((rule, new_flows_per_sec, source_prefix_len)),
+                            warning,
+                        } => Ok((rule, new_flows_per_sec, source_prefix_len, warning)),
                         r => Err(r),
                     })?;
+                let warning = warning.as_deref();
                 if g.json {
-                    json(out, &render::rules_json(&rule, nfps, spl, *show_key))
+                    json(
+                        out,
+                        &render::rules_json(&rule, nfps, spl, *show_key, warning),
+                    )
                 } else {
-                    text(out, &render::rules_table(&rule, nfps, spl, *show_key))
+                    text(
+                        out,
+                        &render::rules_table(&rule, nfps, spl, *show_key, warning),
+                    )
                 }
             }
             RulesCmd::Set(_) => change(g, out, request),
@@ -650,14 +658,15 @@ impl SlicesCmd {
         let request = self.request()?;
         match self {
             SlicesCmd::Show => {
-                let (apl, slice_bits, workers, runs) =
+                let (apl, slice_bits, workers, runs, new_flows) =
                     expect(request, g.ask(CtlRequest::SlicesShow)?, |r| match r {
                         CtlReply::Slices {
                             apl,
                             slice_bits,
                             workers,
                             runs,
-                        } => Ok((apl, slice_bits, workers, runs)),
+                            new_flows,
+                        } => Ok((apl, slice_bits, workers, runs, new_flows)),
                         r => Err(r),
                     })?;
                 if g.json {
@@ -668,10 +677,15 @@ impl SlicesCmd {
                             slice_bits,
                             workers,
                             runs: &runs,
+                            new_flows: &new_flows,
+                            new_flow_share: render::shares(&new_flows),
                         },
                     )
                 } else {
-                    text(out, &render::slices_table(&apl, slice_bits, workers, &runs))
+                    text(
+                        out,
+                        &render::slices_table(&apl, slice_bits, workers, &runs, &new_flows),
+                    )
                 }
             }
             SlicesCmd::Move { .. } => change(g, out, request),
@@ -889,7 +903,7 @@ impl PickCmd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_control::proto::RuleSpec;
+    use weir_ssa::Rule;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("weirctl").chain(args.iter().copied()))
@@ -927,7 +941,7 @@ mod tests {
         );
         assert_eq!(
             request(&["rules", "set", "--rule", "src-bits", "--len", "48"]).unwrap(),
-            Some(CtlRequest::RulesSet(RuleSpec::SrcBits {
+            Some(CtlRequest::RulesSet(Rule::SrcBits {
                 src_start: 0,
                 dst_start: 64,
                 len: 48

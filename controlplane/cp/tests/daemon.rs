@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::serialization::Serializer as _;
 use weir_control::proto::{
     CtlReply, CtlRequest, DpReply, DpRequest, DpStats, Envelope, Hello, PolicySnapshot, RingStats,
-    Role, RuleSpec, SourceRate, WorkerStats,
+    Role, SourceRate, WorkerStats,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_cp::daemon::Daemon;
+use weir_ssa::Rule;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -395,7 +396,7 @@ fn invalid_changes_leave_the_state_unchanged() {
         (rings("suspect", None, Some(70000)), "weight"),
         (rings("suspect", None, None), "nothing to change"),
         (
-            CtlRequest::RulesSet(RuleSpec::SrcBits {
+            CtlRequest::RulesSet(Rule::SrcBits {
                 src_start: 0,
                 dst_start: 100,
                 len: 64,
@@ -403,7 +404,7 @@ fn invalid_changes_leave_the_state_unchanged() {
             "",
         ),
         (
-            CtlRequest::RulesSet(RuleSpec::TimeHop {
+            CtlRequest::RulesSet(Rule::TimeHop {
                 key: [1; 16],
                 src_prefix_len: 64,
                 period_s: 30,
@@ -412,7 +413,7 @@ fn invalid_changes_leave_the_state_unchanged() {
             "skew",
         ),
         (
-            CtlRequest::RulesSet(RuleSpec::TimeHop {
+            CtlRequest::RulesSet(Rule::TimeHop {
                 key: [1; 16],
                 src_prefix_len: 64,
                 period_s: 0,
@@ -509,14 +510,14 @@ fn changes_are_pushed_to_the_dataplane() {
 
     let v = done_version(ctl(
         &sock,
-        CtlRequest::RulesSet(RuleSpec::SrcBits {
+        CtlRequest::RulesSet(Rule::SrcBits {
             src_start: 0,
             dst_start: 64,
             len: 48,
         }),
     ));
     let s = dp.wait_for("the rule change", |s| s.version == v);
-    assert!(matches!(s.rule, RuleSpec::SrcBits { len: 48, .. }));
+    assert!(matches!(s.rule, Rule::SrcBits { len: 48, .. }));
 
     let v = done_version(ctl(
         &sock,
@@ -813,6 +814,7 @@ fn prometheus_scrape_parses_and_has_the_labelled_series() {
             assumed_good: 6,
             suspect: 7,
             bytes: 800,
+            new_flows: 3,
         }],
         rings: vec![RingStats {
             rx: 0,

@@ -241,6 +241,21 @@ fn every_weirctl_command_against_real_daemons() {
         addr.trim().starts_with("2001:db8:5:0:2001:db8:c000:1"),
         "{addr}"
     );
+    // The default rule, src-mix: DESIGN.md's example.
+    let addr = ok(
+        &dir.join("nonexistent.sock"),
+        &[
+            "ssa",
+            "pick",
+            "--apl",
+            "2:2001:db8:5::/64",
+            "--rule",
+            "src-mix",
+            "--src",
+            "2001:db8:ff::1",
+        ],
+    );
+    assert_eq!(addr.trim(), "2001:db8:5:0:f41c:bf9b:a428:420");
 
     // Prometheus: the dataplane's counters, labelled.
     let addr = cp.metrics_addr().expect("metrics listener");
@@ -256,6 +271,24 @@ fn every_weirctl_command_against_real_daemons() {
         body.contains("weir_class_packets_total{dataplane=\"dp0\",class=\"known_good\"}"),
         "{body}"
     );
+    // Per-worker new flows: the bundled mix under the default rule reaches both workers.
+    for w in ["0", "1"] {
+        let line = body
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "weir_worker_new_flows_total{{dataplane=\"dp0\",worker=\"{w}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no new-flow counter for worker {w}:\n{body}"));
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n > 0, "{line}");
+    }
+    let slices = json(&cp_sock, &["slices", "show"]);
+    let shares = slices["new_flow_share"].as_array().unwrap();
+    assert_eq!(shares.len(), 2, "{slices}");
+    assert!(shares.iter().all(|s| s.as_f64().unwrap() > 0.0), "{slices}");
+    assert!(ok(&cp_sock, &["slices", "show"]).contains("SHARE"));
 
     cp.stop();
     dp.stop();

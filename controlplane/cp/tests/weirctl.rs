@@ -17,7 +17,7 @@ use std::time::Duration;
 use weir_control::config::{RingConfig, RingsConfig};
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpStats, Envelope, Hello, RingStats, Role,
-    RuleSpec, SliceRun, SourceRate, WorkerStats,
+    SliceRun, SourceRate, WorkerStats,
 };
 use weir_control::transport::{current_uid, Listener, TransportError};
 use weir_ssa::{ipv4_mapped, Prefix, Rule};
@@ -274,6 +274,7 @@ fn dp_stats(packets: u64, uptime_s: u64) -> DpStats {
                 assumed_good: 150,
                 suspect: 20,
                 bytes: 1_234_567,
+                new_flows: 60,
             },
             WorkerStats {
                 worker: 1,
@@ -281,6 +282,7 @@ fn dp_stats(packets: u64, uptime_s: u64) -> DpStats {
                 assumed_good: 152,
                 suspect: 25,
                 bytes: 7_654_321,
+                new_flows: 40,
             },
         ],
         rings: vec![RingStats {
@@ -473,12 +475,12 @@ const KEY_BYTES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 1
 #[test]
 fn rules_set_sends_the_rule_from_flags() {
     let cp = FakeCp::replying(done("rule replaced", 50));
-    let cases: Vec<(Vec<&str>, RuleSpec)> = vec![
-        (vec!["--rule", "any"], RuleSpec::Any),
-        (vec!["--rule", "content"], RuleSpec::Content),
+    let cases: Vec<(Vec<&str>, Rule)> = vec![
+        (vec!["--rule", "any"], Rule::Any),
+        (vec!["--rule", "content"], Rule::Content),
         (
             vec!["--rule", "src-bits"],
-            RuleSpec::SrcBits {
+            Rule::SrcBits {
                 src_start: 0,
                 dst_start: 64,
                 len: 64,
@@ -495,7 +497,7 @@ fn rules_set_sends_the_rule_from_flags() {
                 "--len",
                 "32",
             ],
-            RuleSpec::SrcBits {
+            Rule::SrcBits {
                 src_start: 16,
                 dst_start: 80,
                 len: 32,
@@ -510,7 +512,7 @@ fn rules_set_sends_the_rule_from_flags() {
                 "--src-prefix-len",
                 "48",
             ],
-            RuleSpec::KeyedHash {
+            Rule::KeyedHash {
                 key: KEY_BYTES,
                 src_prefix_len: 48,
             },
@@ -519,7 +521,7 @@ fn rules_set_sends_the_rule_from_flags() {
             vec![
                 "--rule", "time-hop", "--key", KEY, "--period", "5m", "--skew", "2",
             ],
-            RuleSpec::TimeHop {
+            Rule::TimeHop {
                 key: KEY_BYTES,
                 src_prefix_len: 64,
                 period_s: 300,
@@ -568,7 +570,7 @@ fn rules_set_sends_the_rule_from_flags() {
 #[test]
 fn rules_show_hides_the_key() {
     let cp = FakeCp::replying(CtlReply::Rules {
-        rule: RuleSpec::TimeHop {
+        rule: Rule::TimeHop {
             key: KEY_BYTES,
             src_prefix_len: 56,
             period_s: 30,
@@ -576,6 +578,7 @@ fn rules_show_hides_the_key() {
         },
         new_flows_per_sec: 1000,
         source_prefix_len: 64,
+        warning: None,
     });
     let out = ok(&cp.run(&["rules", "show"]));
     assert!(out.contains("time-hop") && out.contains("1000"), "{out}");
@@ -609,6 +612,7 @@ fn slices_show_and_move() {
                     worker: 1,
                 },
             ],
+            new_flows: vec![510, 490],
         },
         _ => done("slices moved", 44),
     });
@@ -617,8 +621,11 @@ fn slices_show_and_move() {
         out.contains("16383") && out.contains("2001:db8:5:0:8000::/78"),
         "{out}"
     );
+    assert!(out.contains("51.0%") && out.contains("49.0%"), "{out}");
     let v = json(&cp.run(&["slices", "show", "--json"]));
     assert_eq!(v["slice_bits"], 14);
+    assert_eq!(v["new_flows"][0], 510);
+    assert_eq!(v["new_flow_share"][1], 0.49);
     assert_eq!(v["runs"][1]["first"], 8192);
     assert_eq!(v["runs"][1]["worker"], 1);
 
@@ -847,7 +854,15 @@ fn ssa_pick_every_rule_passes_check() {
     let now_s = now.to_string();
     let rules: Vec<(Vec<&str>, Rule)> = vec![
         (vec!["--rule", "any"], Rule::Any),
-        (vec!["--rule", "src-bits"], Rule::default()),
+        (
+            vec!["--rule", "src-bits"],
+            Rule::src_bits(0, 64, 64).unwrap(),
+        ),
+        (vec!["--rule", "src-mix"], Rule::default()),
+        (
+            vec!["--rule", "src-mix", "--src-prefix-len", "40"],
+            Rule::src_mix(40).unwrap(),
+        ),
         (
             vec![
                 "--rule",

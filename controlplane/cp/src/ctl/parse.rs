@@ -10,8 +10,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use clap::{Args, ValueEnum};
-use weir_control::config::parse_key;
-use weir_control::proto::RuleSpec;
+use weir_ssa::parse_key;
 use weir_ssa::{ipv4_mapped, Rule};
 
 use super::CtlError;
@@ -123,6 +122,8 @@ pub fn format_addr(addr: u128) -> String {
 pub enum RuleName {
     /// Any address in the service prefixes.
     Any,
+    /// Destination low 64 bits = fmix64 of the source prefix (the default).
+    SrcMix,
     /// Destination bits copy source bits.
     SrcBits,
     /// Destination low 64 bits = SipHash of the source prefix.
@@ -134,7 +135,7 @@ pub enum RuleName {
 }
 
 /// The flags that describe an SSA rule (`rules set`, `ssa pick`). Defaults are the config
-/// file's: src-bits 0/64/64, src_prefix_len 64, skew 0.
+/// file's: src-mix /64, src-bits 0/64/64, src_prefix_len 64, skew 0.
 #[derive(Debug, Clone, Args)]
 pub struct RuleArgs {
     /// The rule.
@@ -152,7 +153,7 @@ pub struct RuleArgs {
     /// keyed-hash, time-hop: the 128-bit SipHash key, 32 hex digits.
     #[arg(long, value_name = "HEX32", value_parser = parse_key_arg)]
     pub key: Option<[u8; 16]>,
-    /// keyed-hash, time-hop: source bits hashed [default: 64].
+    /// src-mix, keyed-hash, time-hop: source bits mixed or hashed [default: 64].
     #[arg(long, value_name = "BITS")]
     pub src_prefix_len: Option<u8>,
     /// time-hop: window length (30, 30s, 5m, 1h).
@@ -168,6 +169,7 @@ impl RuleArgs {
     fn stray_flags(&self) -> Vec<&'static str> {
         let uses = |flag: &str| match self.rule {
             RuleName::Any | RuleName::Content => false,
+            RuleName::SrcMix => flag == "--src-prefix-len",
             RuleName::SrcBits => matches!(flag, "--src-start" | "--dst-start" | "--len"),
             RuleName::KeyedHash => matches!(flag, "--key" | "--src-prefix-len"),
             RuleName::TimeHop => {
@@ -200,104 +202,26 @@ impl RuleArgs {
                 "{flag} does not apply to rule {name}"
             )));
         }
-        let need_key = || {
-            self.key
-                .ok_or_else(|| CtlError::Argument(format!("rule {name} needs --key HEX32")))
-        };
-        let invalid = |e: weir_ssa::SsaError| CtlError::Argument(format!("rule {name}: {e}"));
-        let spl = self.src_prefix_len.unwrap_or(64);
-        match self.rule {
-            RuleName::Any => Ok(Rule::Any),
-            RuleName::Content => Ok(Rule::Content),
-            RuleName::SrcBits => Rule::src_bits(
-                self.src_start.unwrap_or(0),
-                self.dst_start.unwrap_or(64),
-                self.len.unwrap_or(64),
-            )
-            .map_err(invalid),
-            RuleName::KeyedHash => Rule::keyed_hash(need_key()?, spl).map_err(invalid),
-            RuleName::TimeHop => {
-                let period = self.period.ok_or_else(|| {
-                    CtlError::Argument("rule time-hop needs --period DURATION".into())
-                })?;
-                Rule::time_hop(need_key()?, spl, period, self.skew.unwrap_or(0)).map_err(invalid)
-            }
+        if matches!(self.rule, RuleName::KeyedHash | RuleName::TimeHop) && self.key.is_none() {
+            return Err(CtlError::Argument(format!("rule {name} needs --key HEX32")));
         }
-    }
-
-    /// The validated rule as it travels to weir-cp.
-    pub fn spec(&self) -> Result<RuleSpec, CtlError> {
-        Ok(rule_spec(&self.rule()?))
-    }
-}
-
-/// The wire form of a rule.
-pub fn rule_spec(rule: &Rule) -> RuleSpec {
-    match *rule {
-        Rule::Any => RuleSpec::Any,
-        Rule::Content => RuleSpec::Content,
-        Rule::SrcBits {
-            src_start,
-            dst_start,
-            len,
-        } => RuleSpec::SrcBits {
-            src_start,
-            dst_start,
-            len,
-        },
-        Rule::KeyedHash {
-            key,
-            src_prefix_len,
-        } => RuleSpec::KeyedHash {
-            key,
-            src_prefix_len,
-        },
-        Rule::TimeHop {
-            key,
-            src_prefix_len,
-            period_s,
-            skew,
-        } => RuleSpec::TimeHop {
-            key,
-            src_prefix_len,
-            period_s,
-            skew,
-        },
-    }
-}
-
-/// The rule a wire spec describes (for display; weir-cp validated it).
-pub fn spec_rule(spec: &RuleSpec) -> Rule {
-    match *spec {
-        RuleSpec::Any => Rule::Any,
-        RuleSpec::Content => Rule::Content,
-        RuleSpec::SrcBits {
-            src_start,
-            dst_start,
-            len,
-        } => Rule::SrcBits {
-            src_start,
-            dst_start,
-            len,
-        },
-        RuleSpec::KeyedHash {
-            key,
-            src_prefix_len,
-        } => Rule::KeyedHash {
-            key,
-            src_prefix_len,
-        },
-        RuleSpec::TimeHop {
-            key,
-            src_prefix_len,
-            period_s,
-            skew,
-        } => Rule::TimeHop {
-            key,
-            src_prefix_len,
-            period_s,
-            skew,
-        },
+        if self.rule == RuleName::TimeHop && self.period.is_none() {
+            return Err(CtlError::Argument(
+                "rule time-hop needs --period DURATION".into(),
+            ));
+        }
+        // The same constructor and validator as the config file's `[ssa]`.
+        Rule::from_keys(
+            &name,
+            self.src_start,
+            self.dst_start,
+            self.len,
+            self.key.as_ref(),
+            self.src_prefix_len,
+            self.period,
+            self.skew,
+        )
+        .map_err(|e| CtlError::Argument(format!("rule {name}: {e}")))
     }
 }
 
@@ -364,7 +288,19 @@ mod tests {
 
     #[test]
     fn rule_flags() {
-        assert_eq!(args(RuleName::SrcBits).rule().unwrap(), Rule::default());
+        assert_eq!(
+            args(RuleName::SrcBits).rule().unwrap(),
+            Rule::src_bits(0, 64, 64).unwrap()
+        );
+        assert_eq!(args(RuleName::SrcMix).rule().unwrap(), Rule::default());
+        let mut a = args(RuleName::SrcMix);
+        a.src_prefix_len = Some(0);
+        assert!(a.rule().unwrap_err().to_string().contains("1..=64"));
+        a.src_prefix_len = Some(48);
+        assert_eq!(a.rule().unwrap(), Rule::SrcMix { src_prefix_len: 48 });
+        a.len = Some(3);
+        let e = a.rule().unwrap_err().to_string();
+        assert!(e.contains("--len does not apply to rule src-mix"), "{e}");
         let mut a = args(RuleName::SrcBits);
         a.key = Some([1; 16]);
         let e = a.rule().unwrap_err().to_string();
@@ -382,8 +318,8 @@ mod tests {
         assert!(a.rule().is_err(), "skew above MAX_SKEW");
         a.skew = Some(2);
         assert_eq!(
-            a.spec().unwrap(),
-            RuleSpec::TimeHop {
+            a.rule().unwrap(),
+            Rule::TimeHop {
                 key: [1; 16],
                 src_prefix_len: 64,
                 period_s: 30,
@@ -391,20 +327,5 @@ mod tests {
             }
         );
         assert!(args(RuleName::KeyedHash).rule().is_err(), "no key");
-        for spec in [
-            RuleSpec::Any,
-            RuleSpec::Content,
-            RuleSpec::SrcBits {
-                src_start: 1,
-                dst_start: 2,
-                len: 3,
-            },
-            RuleSpec::KeyedHash {
-                key: [7; 16],
-                src_prefix_len: 48,
-            },
-        ] {
-            assert_eq!(rule_spec(&spec_rule(&spec)), spec);
-        }
     }
 }

@@ -13,11 +13,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use weir_control::config::{Key, RingsConfig, SsaConfig};
-use weir_control::proto::{BlockSpec, CpStatus, DpStats, RuleSpec, SliceRun};
+use weir_control::config::RingsConfig;
+use weir_control::proto::{BlockSpec, CpStatus, DpStats, SliceRun};
+use weir_ssa::{key_hex, Rule};
 use weir_ssa::{Apl, ServicePrefixes, SliceMap};
-
-use super::parse::spec_rule;
 
 /// A text table: a header and rows, padded per column. A header starting with `>` is a
 /// right-aligned (numeric) column; the `>` is not printed.
@@ -448,45 +447,50 @@ pub fn rings_table(r: &RingsConfig) -> String {
     t.render()
 }
 
-/// `rules show --json`: the rule in the config file's form (`{"rule": "src-bits", ...}`)
+/// `rules show --json`: the rule in the config file's form (`{"rule": "src-mix", ...}`)
 /// with the limits beside it; the key is `"<redacted>"` unless `show_key`.
 pub fn rules_json(
-    rule: &RuleSpec,
+    rule: &Rule,
     new_flows_per_sec: u32,
     source_prefix_len: u8,
     show_key: bool,
+    warning: Option<&str>,
 ) -> serde_json::Value {
-    let mut v = serde_json::to_value(SsaConfig::from(rule)).unwrap_or_default();
+    let mut v = serde_json::to_value(rule).unwrap_or_default();
     if let serde_json::Value::Object(m) = &mut v {
         if !show_key && m.contains_key("key") {
             m.insert("key".into(), "<redacted>".into());
         }
         m.insert("new_flows_per_sec".into(), new_flows_per_sec.into());
         m.insert("source_prefix_len".into(), source_prefix_len.into());
+        m.insert("warning".into(), warning.into());
     }
     v
 }
 
 /// `weirctl rules show`.
 pub fn rules_table(
-    rule: &RuleSpec,
+    rule: &Rule,
     new_flows_per_sec: u32,
     source_prefix_len: u8,
     show_key: bool,
+    warning: Option<&str>,
 ) -> String {
-    let mut out = format!("rule    {}\n", spec_rule(rule));
+    let mut out = format!("rule    {rule}\n");
     let key = match rule {
-        RuleSpec::KeyedHash { key, .. } | RuleSpec::TimeHop { key, .. } => Some(*key),
+        Rule::KeyedHash { key, .. } | Rule::TimeHop { key, .. } => Some(*key),
         _ => None,
     };
     if let (Some(k), true) = (key, show_key) {
-        let hex = serde_json::to_value(Key(k)).unwrap_or_default();
-        let _ = writeln!(out, "key     {}", hex.as_str().unwrap_or(""));
+        let _ = writeln!(out, "key     {}", key_hex(&k));
     }
     let _ = writeln!(
         out,
         "limits  {new_flows_per_sec} new flows/s per /{source_prefix_len} source prefix"
     );
+    if let Some(w) = warning {
+        let _ = writeln!(out, "warning {w}");
+    }
     out
 }
 
@@ -501,11 +505,36 @@ pub struct SlicesView<'a> {
     pub workers: u16,
     /// Slice → worker runs.
     pub runs: &'a [SliceRun],
+    /// New flows per worker so far (all dataplanes).
+    pub new_flows: &'a [u64],
+    /// Each worker's fraction of the new flows (0 when there are none yet).
+    pub new_flow_share: Vec<f64>,
+}
+
+/// Each count's fraction of the total (all 0 when the total is 0).
+pub fn shares(counts: &[u64]) -> Vec<f64> {
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&n| {
+            if total == 0 {
+                0.0
+            } else {
+                n as f64 / total as f64
+            }
+        })
+        .collect()
 }
 
 /// `weirctl slices show`: one row per run, with the route of its first slice when the APL
-/// can be cut, and the slices each worker owns.
-pub fn slices_table(apl: &str, slice_bits: u8, workers: u16, runs: &[SliceRun]) -> String {
+/// can be cut, and per worker the slices it owns and its share of the new flows.
+pub fn slices_table(
+    apl: &str,
+    slice_bits: u8,
+    workers: u16,
+    runs: &[SliceRun],
+    new_flows: &[u64],
+) -> String {
     let map = Apl::parse(apl)
         .ok()
         .and_then(|a| ServicePrefixes::new(&a).ok())
@@ -536,9 +565,17 @@ pub fn slices_table(apl: &str, slice_bits: u8, workers: u16, runs: &[SliceRun]) 
     }
     out.push_str(&or_none(&t));
     out.push_str("\nper worker\n");
-    let mut t = Table::new(&[">WORKER", ">SLICES"]);
-    for (w, n) in per_worker {
-        t.row(vec![w.to_string(), n.to_string()]);
+    let mut t = Table::new(&[">WORKER", ">SLICES", ">NEW FLOWS", ">SHARE"]);
+    let share = shares(new_flows);
+    for w in 0..workers {
+        let i = usize::from(w);
+        let flows = new_flows.get(i).copied().unwrap_or(0);
+        t.row(vec![
+            w.to_string(),
+            per_worker.get(&w).copied().unwrap_or(0).to_string(),
+            flows.to_string(),
+            format!("{:.1}%", 100.0 * share.get(i).copied().unwrap_or(0.0)),
+        ]);
     }
     out.push_str(&or_none(&t));
     out
@@ -625,6 +662,7 @@ mod tests {
                 assumed_good: 3,
                 suspect: 1,
                 bytes: 9000,
+                new_flows: 7,
             }],
             rings: vec![RingStats {
                 rx: 0,
@@ -708,19 +746,30 @@ mod tests {
 
     #[test]
     fn rules_hide_keys() {
-        let r = RuleSpec::KeyedHash {
+        let r = Rule::KeyedHash {
             key: [0xab; 16],
             src_prefix_len: 48,
         };
-        let text = rules_table(&r, 1000, 64, false);
-        assert!(!text.contains("abab"), "{text}");
-        assert!(rules_table(&r, 1000, 64, true).contains(&"ab".repeat(16)));
-        let v = rules_json(&r, 1000, 64, false);
+        let text = rules_table(&r, 1000, 64, false, None);
+        assert!(
+            !text.contains("abab") && !text.contains("warning"),
+            "{text}"
+        );
+        assert!(rules_table(&r, 1000, 64, true, None).contains(&"ab".repeat(16)));
+        let v = rules_json(&r, 1000, 64, false, None);
         assert_eq!(v["rule"], "keyed-hash");
         assert_eq!(v["key"], "<redacted>");
         assert_eq!(v["src_prefix_len"], 48);
         assert_eq!(v["new_flows_per_sec"], 1000);
-        assert_eq!(rules_json(&r, 1, 64, true)["key"], "ab".repeat(16));
+        assert_eq!(rules_json(&r, 1, 64, true, None)["key"], "ab".repeat(16));
+        assert!(v["warning"].is_null());
+        let seed = Rule::src_bits(0, 64, 64).unwrap();
+        let w = seed.spread_warning(&["2001:db8:5::/64".parse().unwrap()], 14);
+        let text = rules_table(&seed, 1000, 64, false, w.as_deref());
+        assert!(
+            text.contains("warning rule src-bits") && text.contains("src-mix"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -737,8 +786,9 @@ mod tests {
                 worker: 1,
             },
         ];
-        let text = slices_table("2:2001:db8:5::/64", 14, 2, &runs);
+        let text = slices_table("2:2001:db8:5::/64", 14, 2, &runs, &[30, 10]);
         assert!(text.contains("8192"), "{text}");
+        assert!(text.contains("75.0%") && text.contains("25.0%"), "{text}");
         assert!(text.contains("2001:db8:5:0:8000::/78"), "{text}");
         let blocks = [
             BlockSpec {

@@ -354,6 +354,20 @@ pub(crate) fn render(shared: &Shared) -> String {
             );
         }
     }
+    e.family(
+        "weir_worker_new_flows_total",
+        "counter",
+        "New flows (clean SYNs, UDP, echo requests) per worker that owns their slice: the spread of clients over workers.",
+    );
+    for (dp, s) in &with_stats {
+        for w in &s.workers {
+            e.sample(
+                "weir_worker_new_flows_total",
+                &[("dataplane", dp), ("worker", &w.worker.to_string())],
+                w.new_flows,
+            );
+        }
+    }
 
     let rings: [(&str, &str, &str, Field<RingStats>); 3] = [
         (

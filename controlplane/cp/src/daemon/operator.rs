@@ -110,19 +110,39 @@ pub(crate) fn answer(shared: &Shared, request: CtlRequest, who: &str) -> CtlRepl
         CtlRequest::RingsShow => return CtlReply::Rings(lock(&shared.desired).snapshot.rings),
         CtlRequest::RulesShow => {
             let d = lock(&shared.desired);
+            let warning = weir_ssa::ServicePrefixes::parse(&d.snapshot.apl)
+                .ok()
+                .and_then(|p| {
+                    d.snapshot
+                        .rule
+                        .spread_warning(p.prefixes(), d.snapshot.slice_bits)
+                });
             return CtlReply::Rules {
                 rule: d.snapshot.rule,
                 new_flows_per_sec: d.snapshot.new_flows_per_sec,
                 source_prefix_len: d.snapshot.source_prefix_len,
+                warning,
             };
         }
         CtlRequest::SlicesShow => {
+            let mut new_flows: Vec<u64> = Vec::new();
+            for l in &shared.links {
+                let status = lock(&l.status);
+                for w in status.stats.iter().flat_map(|s| &s.workers) {
+                    let i = usize::from(w.worker);
+                    if new_flows.len() <= i {
+                        new_flows.resize(i + 1, 0);
+                    }
+                    new_flows[i] += w.new_flows;
+                }
+            }
             let d = lock(&shared.desired);
             return CtlReply::Slices {
                 apl: d.snapshot.apl.clone(),
                 slice_bits: d.snapshot.slice_bits,
                 workers: d.config.dataplane.workers,
                 runs: d.snapshot.slices.clone(),
+                new_flows,
             };
         }
         CtlRequest::BlockList => {

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::state::Overlay;
 
-/// The version of the state file's layout.
-pub const FORMAT: u32 = 1;
+/// The version of the state file's layout (2: rules in the config file's form, `{"rule": "src-mix", ...}`).
+pub const FORMAT: u32 = 2;
 
 /// What the state file holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

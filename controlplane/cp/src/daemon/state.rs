@@ -21,8 +21,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_control::config::{Config, RingConfig, RingsConfig, SsaConfig, MAX_BLOCKS};
-use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, RuleSpec, SliceRun};
+use weir_control::config::{Config, RingConfig, RingsConfig, MAX_BLOCKS};
+use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, SliceRun};
+use weir_ssa::Rule;
 use weir_ssa::{Prefix, ServicePrefixes, SliceMap};
 
 /// The queued classes, as written in `[rings]` and in `RingsSet`.
@@ -46,9 +47,9 @@ pub struct RingOverride {
 #[serde(deny_unknown_fields)]
 pub struct RuleOverride {
     /// The config file's rule when the override was made.
-    pub base: RuleSpec,
+    pub base: Rule,
     /// The rule in force.
-    pub value: RuleSpec,
+    pub value: Rule,
 }
 
 /// Slice moves, as runs that differ from the default assignment of a slice layout.
@@ -95,7 +96,7 @@ pub enum Change {
         weight: Option<u32>,
     },
     /// Replace the rule.
-    Rule(RuleSpec),
+    Rule(Rule),
     /// Give slices to a worker.
     SlicesMove {
         /// First slice.
@@ -188,11 +189,10 @@ impl Desired {
                 size,
                 weight,
             } => self.ring_change(&mut overlay, &class, size, weight)?,
-            Change::Rule(spec) => {
-                let rule = SsaConfig::from(&spec).rule()?;
+            Change::Rule(rule) => {
                 rule.validate().map_err(|e| e.to_string())?;
-                let base = RuleSpec::from(&self.config.ssa());
-                overlay.rule = (spec != base).then_some(RuleOverride { base, value: spec });
+                let base = self.config.ssa();
+                overlay.rule = (rule != base).then_some(RuleOverride { base, value: rule });
                 format!("rule set to {rule}")
             }
             Change::SlicesMove {
@@ -448,7 +448,7 @@ fn prune(config: &Config, overlay: &mut Overlay) -> Result<Vec<String>, String> 
         keep
     });
     if let Some(o) = overlay.rule {
-        if o.base != RuleSpec::from(&config.ssa()) {
+        if o.base != config.ssa() {
             notes.push("runtime rule override dropped: the config file changed [ssa]".into());
             overlay.rule = None;
         }
@@ -486,9 +486,7 @@ fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySn
             *r = o.value;
         }
     }
-    let rule = overlay
-        .rule
-        .map_or_else(|| RuleSpec::from(&config.ssa()), |o| o.value);
+    let rule = overlay.rule.map_or_else(|| config.ssa(), |o| o.value);
     let snap = PolicySnapshot {
         version,
         apl: service.apl.to_string(),
@@ -715,7 +713,7 @@ mod tests {
     fn overlay_round_trips_through_json() {
         let d = apply(
             &base(),
-            Change::Rule(RuleSpec::SrcBits {
+            Change::Rule(Rule::SrcBits {
                 src_start: 0,
                 dst_start: 64,
                 len: 48,
