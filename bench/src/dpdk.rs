@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use weir_dp::classify::Limits;
-use weir_dp::config::Config;
 use weir_dp::dpdk::{self, Burst, Mempool, Port, PortSetup};
 use weir_dp::dpdk_port::Mbufs;
 use weir_dp::pipeline::{self, Overflow};
-use weir_dp::{Class, Classifier, Disposition, Policy, Vantage};
+use weir_dp::{Classifier, Policy, Vantage};
+use weir_model::config::Config;
+use weir_model::{Class, Disposition};
 
 /// What a run measured.
 #[derive(Debug, Clone, Copy, Default)]

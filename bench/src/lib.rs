@@ -8,9 +8,10 @@ pub mod dpdk;
 pub mod terminator;
 
 use weir_dp::classify::Limits;
-use weir_dp::config::Config;
 use weir_dp::pipeline::{self, Overflow, RxQueues, WorkerQueues};
-use weir_dp::{Class, Classifier, Disposition, Policy, Vantage};
+use weir_dp::{Classifier, Policy, Vantage};
+use weir_model::config::Config;
+use weir_model::{Class, Disposition};
 
 /// Packets handled between two worker drain rounds: DESIGN.md's burst size.
 pub const BURST: usize = 32;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use weir_bench::Pipeline;
 use weir_dp::capture::Capture;
-use weir_dp::Class;
+use weir_model::Class;
 
 #[derive(Debug, Parser)]
 #[command(name = "weir-bench", about)]

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use smoltcp::wire::TcpControl;
-use weir_control::config::{AdapterConfig, TerminatorConfig};
+use weir_model::config::{AdapterConfig, TerminatorConfig};
 use weir_terminator::adapter;
 use weir_terminator::client::{parse, Client, SERVICE};
 use weir_terminator::tcp::{Terminator, Trust};

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_control::config::HttpConfig;
+use weir_model::config::HttpConfig;
 use weir_terminator::adapter::{build, Adapter};
 use weir_terminator::http::{ConnAction, HttpConn, RETAIN_BYTES};
 
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let at = usize::from(u16::from_le_bytes(*split)) % (data.len() + 1);
-    let mut adapter = build(&weir_control::config::AdapterConfig::Echo).expect("echo builds");
+    let mut adapter = build(&weir_model::config::AdapterConfig::Echo).expect("echo builds");
     let whole = run(&[data], adapter.as_mut());
     let split = run(&[&data[..at], &data[at..]], adapter.as_mut());
     let continues = |o: &[u8]| o.windows(14).any(|w| w == b" 100 Continue\r");

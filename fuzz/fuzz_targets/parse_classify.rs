@@ -6,7 +6,8 @@
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use weir_dp::{Classifier, Config, Limits, Policy, Vantage};
+use weir_dp::{Classifier, Limits, Policy, Vantage};
+use weir_model::config::Config;
 
 fn classifiers() -> &'static Mutex<(Classifier, Classifier)> {
     static C: OnceLock<Mutex<(Classifier, Classifier)>> = OnceLock::new();

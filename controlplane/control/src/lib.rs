@@ -1,10 +1,10 @@
-//! The vocabulary weir's processes share: the configuration file and its types, verdict
-//! and reason names, and (in `proto`) the control protocol between `weirctl`, `weir-cp`
-//! and `weir-dp`. It builds without DPDK and without the dataplane.
+//! weir's control protocol (in [`proto`]: `weirctl` ↔ `weir-cp` ↔ `weir-dp`), its frames
+//! ([`frame`]: postcard with limits) and its transport ([`transport`]: unix seqpacket
+//! sockets with hello/version and peer credentials). The vocabulary the messages carry
+//! (classes, reasons, config types) is `weir-model`'s. It builds without DPDK and without
+//! the dataplane.
 #![deny(unsafe_code)]
 
-pub mod config;
 pub mod frame;
 pub mod proto;
 pub mod transport;
-pub mod verdict;

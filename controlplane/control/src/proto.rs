@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::RingsConfig;
+use weir_model::config::RingsConfig;
 use weir_ssa::Rule;
 
 /// Version of this protocol; a peer with another version is refused.

@@ -16,7 +16,6 @@ use nix::sys::socket::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use weir_control::config::RingsConfig;
 use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats, Envelope,
@@ -24,6 +23,7 @@ use weir_control::proto::{
     MAX_FRAME, PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
+use weir_model::config::RingsConfig;
 use weir_ssa::Rule;
 
 const T: Duration = Duration::from_secs(5);

@@ -46,9 +46,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
-use weir_control::config::{Config, ConfigError, ControlConfig};
 use weir_control::proto::{BlockSpec, CpStatus, DpLink, DpStats};
 use weir_control::transport::{current_uid, Listener};
+use weir_model::config::{Config, ConfigError, ControlConfig};
 
 use persist::StateFile;
 use state::{Change, Desired, Overlay};

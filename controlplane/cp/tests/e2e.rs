@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use weir_control::transport::{current_uid, Listener};
 use weir_cp::daemon::Daemon;
-use weir_dp::config::Config;
 use weir_dp::live::{self, RunOptions};
+use weir_model::config::Config;
 
 fn weirctl(sock: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weirctl"))
@@ -449,7 +449,7 @@ fn the_policy_loop_blocks_a_flooding_prefix_in_the_dataplane() {
         dp.shared
             .rx_report()
             .counters
-            .reason(weir_dp::Reason::Blocked)
+            .reason(weir_model::Reason::Blocked)
             > 0
     });
     let status = json(&cp_sock, &["status"]);

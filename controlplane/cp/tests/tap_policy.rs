@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use weir_control::transport::{current_uid, Listener};
 use weir_cp::daemon::Daemon;
-use weir_dp::config::Config;
 use weir_dp::live::{self, RunOptions};
+use weir_model::config::Config;
 
 const CLIENT: &str = "2001:db8:ff::1";
 /// EUI-64 link-local of weir's default MAC 02:77:65:69:72:01.
@@ -121,7 +121,7 @@ impl Drop for Setup {
 impl Setup {
     fn reason(&self, name: &str) -> u64 {
         let r = self.shared.rx_report();
-        weir_dp::Reason::ALL
+        weir_model::Reason::ALL
             .iter()
             .find(|x| x.name() == name)
             .map_or(0, |&x| r.counters.reason(x))

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use weir_control::config::{RingConfig, RingsConfig};
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpStats, Envelope, Hello, RingStats, Role,
     SliceRun, SourceRate, WorkerStats,
 };
 use weir_control::transport::{current_uid, Listener, TransportError};
+use weir_model::config::{RingConfig, RingsConfig};
 use weir_ssa::{ipv4_mapped, Prefix, Rule};
 
 type Script = dyn Fn(&CtlRequest) -> CtlReply + Send + Sync;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use weir_control::config::RingsConfig;
 use weir_control::proto::{BlockSpec, CpStatus, DpStats, SliceRun};
+use weir_model::config::RingsConfig;
 use weir_ssa::{key_hex, Rule};
 use weir_ssa::{Apl, ServicePrefixes, SliceMap};
 

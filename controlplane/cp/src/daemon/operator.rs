@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use weir_control::config::Config;
 use weir_control::proto::{CtlReply, CtlRequest, Envelope, Hello, Role};
 use weir_control::transport::{Conn, Listener, TransportError};
+use weir_model::config::Config;
 
 use super::state::{Change, NS};
 use super::{control_section, lock, metrics_addr, now_unix_ns, Shared, TICK};

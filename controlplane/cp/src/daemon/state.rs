@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_control::config::{Config, RingConfig, RingsConfig, MAX_BLOCKS};
 use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, SliceRun};
+use weir_model::config::{Config, RingConfig, RingsConfig, MAX_BLOCKS};
 use weir_ssa::Rule;
 use weir_ssa::{Prefix, ServicePrefixes, SliceMap};
 

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_control::config::{RingConfig, RingsConfig};
 use weir_control::proto::{slice_runs, DpReply, DpRequest, DpStats, Hello, PolicySnapshot, Role};
 use weir_control::transport::{current_uid, Conn, Listener};
-use weir_dp::config::Config;
 use weir_dp::live::{self, RunOptions};
+use weir_model::config::Config;
+use weir_model::config::{RingConfig, RingsConfig};
 use weir_ssa::{Rule, ServicePrefixes, SliceMap};
 
 fn dir(name: &str) -> PathBuf {
@@ -22,7 +22,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 fn config(sock: &std::path::Path) -> Config {
-    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../pcap-fixtures/mix.pcap");
+    let mix = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcap-fixtures/mix.pcap");
     Config::from_toml(
         "test",
         &format!(
@@ -222,7 +222,7 @@ fn rings_resize_under_load_and_nothing_queued_is_lost() {
         .iter()
         .map(|&k| {
             rx.counters.class(
-                weir_dp::Class::QUEUED
+                weir_model::Class::QUEUED
                     .into_iter()
                     .find(|c| c.name() == k)
                     .unwrap(),

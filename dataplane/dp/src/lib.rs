@@ -24,8 +24,4 @@ pub mod ring;
 pub mod serve;
 pub mod tap;
 
-pub use weir_control::{config, verdict};
-
 pub use classify::{Classifier, Counters, Limits, Policy, Vantage};
-pub use config::Config;
-pub use verdict::{Class, Disposition, Reason, Verdict};

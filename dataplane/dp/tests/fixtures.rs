@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use weir_dp::capture::Capture;
 use weir_dp::replay::{replay, ReplayOptions, REPLAY_SEED};
-use weir_dp::{Classifier, Config, Disposition, Limits, Policy, Vantage};
+use weir_dp::{Classifier, Limits, Policy, Vantage};
+use weir_model::config::Config;
+use weir_model::Disposition;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcap-fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pcap-fixtures")
 }
 
 fn fixtures() -> Vec<PathBuf> {

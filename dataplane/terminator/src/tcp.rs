@@ -57,7 +57,7 @@ use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration as SmolDuration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
-use weir_control::config::TerminatorConfig;
+use weir_model::config::TerminatorConfig;
 
 use crate::adapter::Adapter;
 use crate::http::{ConnAction, HttpConn, HttpStats};

@@ -48,7 +48,7 @@
 //! unfinished head gets the same 400/431/505 it would have had whole.
 
 use httparse::{Header, Status, EMPTY_HEADER};
-use weir_control::config::HttpConfig;
+use weir_model::config::HttpConfig;
 
 use crate::adapter::{Adapter, Request, Response};
 

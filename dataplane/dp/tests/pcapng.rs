@@ -18,11 +18,12 @@ use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 use weir_dp::capture::Capture;
 use weir_dp::replay::REPLAY_SEED;
-use weir_dp::{Classifier, Config, Limits, Policy, Vantage};
+use weir_dp::{Classifier, Limits, Policy, Vantage};
+use weir_model::config::Config;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pcap-fixtures")
+        .join("../../pcap-fixtures")
         .join(name)
 }
 

@@ -29,7 +29,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::capture::Capture;
 use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
-use crate::config::{Config, PortConfig, RingsConfig};
 use crate::flow::FlowCounters;
 use crate::pipeline::{
     self, Backing, Overflow, RxQueues, TxReceiver, WorkerQueues, WorkerReport, WorkerStats,
@@ -37,7 +36,8 @@ use crate::pipeline::{
 use crate::pool::Pool;
 use crate::rate::RateCounters;
 use crate::serve::{Serve, Wake};
-use crate::verdict::{Class, Disposition};
+use weir_model::config::{Config, PortConfig, RingsConfig};
+use weir_model::verdict::{Class, Disposition};
 
 /// Frames per burst.
 pub const BURST: usize = 32;
@@ -305,7 +305,7 @@ pub fn run(cfg: &Config, shared: &Arc<Shared>, opts: &RunOptions) -> Result<RxRe
         }
         Some(PortConfig::Tap { name, mac }) => {
             let mac = match mac {
-                Some(m) => crate::config::parse_mac(&m).map_err(|e| anyhow::anyhow!("[port] mac: {e}"))?,
+                Some(m) => weir_model::config::parse_mac(&m).map_err(|e| anyhow::anyhow!("[port] mac: {e}"))?,
                 None => DEFAULT_MAC,
             };
             run_tap(cfg, shared, opts, &name, mac)

@@ -12,7 +12,7 @@ fn weir_dp(args: &[&str]) -> Output {
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pcap-fixtures")
+        .join("../../pcap-fixtures")
         .join(name)
         .to_string_lossy()
         .into_owned()
@@ -43,7 +43,7 @@ fn json_report_has_the_interface_keys() {
     for k in ["known_good", "assumed_good", "suspect", "reject"] {
         assert!(v["classes"][k].is_u64(), "missing class {k}");
     }
-    for r in weir_dp::Reason::ALL {
+    for r in weir_model::Reason::ALL {
         assert!(
             v["reasons"][r.name()].is_u64(),
             "missing reason {}",
@@ -131,9 +131,9 @@ fn out_dir_writes_a_pcap_per_class_and_reason() {
             "{class}"
         );
     }
-    for r in weir_dp::Reason::ALL
+    for r in weir_model::Reason::ALL
         .iter()
-        .filter(|r| r.class() == weir_dp::Class::Reject)
+        .filter(|r| r.class() == weir_model::Class::Reject)
     {
         let name = format!("reject-{}", r.name());
         assert_eq!(

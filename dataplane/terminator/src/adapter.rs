@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use weir_control::config::AdapterConfig;
+use weir_model::config::AdapterConfig;
 
 /// Largest file `static` serves from `dir` (16 MiB); larger ones get `500`.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;

@@ -17,7 +17,7 @@ use weir_ssa::Prefix;
 use crate::rate::prefix_mask;
 
 /// Most entries a blocklist holds.
-pub use weir_control::config::MAX_BLOCKS as MAX_ENTRIES;
+pub use weir_model::config::MAX_BLOCKS as MAX_ENTRIES;
 
 /// A blocklist entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,17 +21,17 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_dp::config::{Config, DpdkPortConfig, PortConfig};
 use weir_dp::dpdk;
 use weir_dp::dpdk_port;
 use weir_dp::live::{self, RunOptions, RxReport};
 use weir_dp::replay::{replay, ReplayOptions, Report};
-use weir_dp::{Class, Reason};
+use weir_model::config::{Config, DpdkPortConfig, PortConfig};
+use weir_model::{Class, Reason};
 
 static LCORES: Mutex<()> = Mutex::new(());
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcap-fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pcap-fixtures")
 }
 
 fn fixtures() -> Vec<PathBuf> {

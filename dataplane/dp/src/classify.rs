@@ -26,10 +26,10 @@ use weir_wire::{
 };
 
 use crate::blocklist::{Block, Blocklist, BlocklistError};
-use crate::config::Config;
 use crate::flow::{FlowCounters, FlowKey, FlowTable, InboundMatch};
 use crate::rate::{RateCounters, RateMeter};
-use crate::verdict::{Class, Disposition, Reason, Verdict};
+use weir_model::config::Config;
+use weir_model::verdict::{Class, Disposition, Reason, Verdict};
 
 /// A complete, versioned policy: what the control plane pushes as one snapshot.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl,
 };
-use weir_control::config::{AdapterConfig, TerminatorConfig};
+use weir_model::config::{AdapterConfig, TerminatorConfig};
 use weir_terminator::adapter;
 use weir_terminator::client::{parse, Client, SERVICE};
 use weir_terminator::tcp::{Terminator, TerminatorStats, Trust};

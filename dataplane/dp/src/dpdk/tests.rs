@@ -12,7 +12,7 @@ fn eal() {
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../pcap-fixtures")
+        .join("../../pcap-fixtures")
         .join(name)
 }
 

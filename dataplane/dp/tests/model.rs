@@ -13,7 +13,9 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use weir_dp::replay::REPLAY_SEED;
-use weir_dp::{Classifier, Config, Disposition, Limits, Policy, Vantage};
+use weir_dp::{Classifier, Limits, Policy, Vantage};
+use weir_model::config::Config;
+use weir_model::Disposition;
 use weir_wire::checksum::Pseudo;
 use weir_wire::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use weir_wire::{ethernet, icmpv6, ipv6, ipv6ext, tcp, udp};

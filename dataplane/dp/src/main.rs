@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use weir_dp::config::Config;
 use weir_dp::replay::{replay, ReplayOptions};
+use weir_model::config::Config;
 
 /// weir's dataplane: classify packets by Structured Service Addressing and queue them by
 /// trust.

@@ -40,10 +40,10 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::Backoff;
 use hdrhistogram::Histogram;
 
-use crate::config::RingsConfig;
 use crate::pool::{PktBuf, Pool};
 use crate::ring::{ring, Consumer, Producer, RingItem};
-use crate::verdict::Class;
+use weir_model::config::RingsConfig;
+use weir_model::verdict::Class;
 
 /// Where queued packets live: the handle type the rings carry and how a worker reads a
 /// handle's length and queueing stamp.
@@ -764,7 +764,7 @@ impl<B: Backing> WorkerQueues<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RingConfig;
+    use weir_model::config::RingConfig;
 
     fn small_rings() -> RingsConfig {
         RingsConfig {

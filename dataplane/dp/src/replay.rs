@@ -23,9 +23,9 @@ use serde::Serialize;
 
 use crate::capture::Capture;
 use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
-use crate::config::Config;
 use crate::pipeline::{self, Overflow, WorkerStats};
-use crate::verdict::{Class, Disposition, Reason};
+use weir_model::config::Config;
+use weir_model::verdict::{Class, Disposition, Reason};
 
 /// Seed of the replay's table hashes: fixed, so that even table-full events repeat.
 pub const REPLAY_SEED: u64 = 0x7765_6972_2d72_706c;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use weir_terminator::tcp::{Terminator, Trust};
 
 use crate::pipeline::{Backing, Drain, TxSender, WorkerQueues, WorkerReport, WorkerStats};
-use crate::verdict::Class;
+use weir_model::verdict::Class;
 
 /// Ethernet header length (untagged).
 const ETH: usize = 14;

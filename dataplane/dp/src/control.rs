@@ -28,7 +28,7 @@ use weir_ssa::Prefix;
 
 use crate::classify::Policy;
 use crate::live::Shared;
-use crate::verdict::{Class, Reason};
+use weir_model::verdict::{Class, Reason};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 8;

@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::capture::Capture;
-use crate::config::{Config, DpdkPortConfig};
 use crate::dpdk::{self, Burst, Mbuf, Mempool, Port, PortSetup, TxBurst, BURST};
 use crate::l2::HostResponder;
 use crate::live::{Clock, PortDrops, RunOptions, RxCore, RxReport, Shared, TxCounts};
 use crate::pipeline::{self, Backing, Overflow, TxReceiver};
 use crate::replay::{ReplayOptions, Report, Session};
-use crate::verdict::{Class, Disposition};
+use weir_model::config::{Config, DpdkPortConfig};
+use weir_model::verdict::{Class, Disposition};
 
 /// Bytes of packet data per mbuf: a full frame with VLAN tags (the mbuf adds DPDK's
 /// 128-byte headroom).
