@@ -144,7 +144,7 @@ fn main() -> Result<()> {
             })?;
             p.drain();
             let secs = start.elapsed().as_secs_f64();
-            let c = p.classifier.counters();
+            let c = p.core.clf.counters();
             println!(
                 "packets {n} outbound {} known_good {} assumed_good {} suspect {} reject {} drained {} ring_full {:?}",
                 c.outbound(),

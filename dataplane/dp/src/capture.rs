@@ -204,21 +204,46 @@ impl Capture {
         &self.path
     }
 
-    /// Call `f` for every frame, in order.
+    /// Call `f` for every frame, in order; the number of frames.
     pub fn for_each(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<u64, CaptureError> {
-        let path = self.path.clone();
-        let mut records = self.records;
+        let mut n = 0;
+        loop {
+            match self.next_records(usize::MAX, &mut f)? {
+                0 => return Ok(n),
+                k => n += k as u64,
+            }
+        }
+    }
+
+    /// Frames read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Call `f` for up to `max` more frames, in order; how many there were (0 at the end).
+    pub fn next_records(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Record<'_>),
+    ) -> Result<usize, CaptureError> {
+        let path = &self.path;
+        let records = &mut self.records;
         let corrupt = |records, source| CaptureError::Corrupt {
             path: path.clone(),
             records,
             source,
         };
+        let mut n = 0;
         match &mut self.inner {
             Inner::Pcap { reader, frac_ns } => {
                 let frac_ns = *frac_ns;
-                while let Some(p) = reader.next_raw_packet() {
-                    let p = p.map_err(|e| corrupt(records, e))?;
-                    records += 1;
+                while n < max {
+                    let Some(p) = reader.next_raw_packet() else {
+                        break;
+                    };
+                    let p = p.map_err(|e| corrupt(*records, e))?;
+                    *records += 1;
+                    n += 1;
                     f(Record {
                         ts_ns: u64::from(p.ts_sec) * 1_000_000_000 + u64::from(p.ts_frac) * frac_ns,
                         data: &p.data,
@@ -227,8 +252,11 @@ impl Capture {
                 }
             }
             Inner::PcapNg { reader, scales } => {
-                while let Some(b) = reader.next_block() {
-                    let b = b.map_err(|e| corrupt(records, e))?;
+                while n < max {
+                    let Some(b) = reader.next_block() else {
+                        break;
+                    };
+                    let b = b.map_err(|e| corrupt(*records, e))?;
                     match b {
                         Block::InterfaceDescription(idb) => {
                             if idb.linktype != DataLink::ETHERNET {
@@ -248,7 +276,8 @@ impl Capture {
                             scales.push(tsresol_scale(resol));
                         }
                         Block::EnhancedPacket(epb) => {
-                            records += 1;
+                            *records += 1;
+                            n += 1;
                             let (num, den) = scales
                                 .get(epb.interface_id as usize)
                                 .copied()
@@ -262,7 +291,8 @@ impl Capture {
                             });
                         }
                         Block::SimplePacket(spb) => {
-                            records += 1;
+                            *records += 1;
+                            n += 1;
                             f(Record {
                                 ts_ns: 0,
                                 data: &spb.data,
@@ -274,8 +304,6 @@ impl Capture {
                 }
             }
         }
-        let n = records - self.records;
-        self.records = records;
         Ok(n)
     }
 }

@@ -377,7 +377,7 @@ impl Classifier {
 
     /// The source prefixes with the most new-flow attempts since the last call (see
     /// [`RateMeter::top_sources`]).
-    pub fn top_sources(&mut self, n: usize) -> Vec<(u128, u8, u32, u32)> {
+    pub fn top_sources(&mut self, n: usize) -> Vec<crate::rate::SourceActivity> {
         self.rate.top_sources(n)
     }
 

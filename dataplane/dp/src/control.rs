@@ -27,20 +27,20 @@ use weir_control::transport::{Conn, Listener, TransportError};
 use weir_ssa::Prefix;
 
 use crate::classify::Policy;
-use crate::live::Shared;
+use crate::state::DataplaneState;
 use weir_model::verdict::{Class, Reason};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 8;
 
 /// Serve `listener` on a thread until `shared.stop` is set.
-pub fn spawn(listener: Listener, shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(listener: Listener, shared: Arc<DataplaneState>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("weir-control".into())
         .spawn(move || serve(&listener, &shared))
 }
 
-fn serve(listener: &Listener, shared: &Arc<Shared>) {
+fn serve(listener: &Listener, shared: &Arc<DataplaneState>) {
     let me = Hello::new(Role::Dataplane, "weir-dp");
     let active = Arc::new(AtomicUsize::new(0));
     while !shared.stop.load(Ordering::Relaxed) {
@@ -70,7 +70,7 @@ fn serve(listener: &Listener, shared: &Arc<Shared>) {
     }
 }
 
-fn handle(conn: &Conn, shared: &Shared) {
+fn handle(conn: &Conn, shared: &DataplaneState) {
     while !shared.stop.load(Ordering::Relaxed) {
         match conn.recv::<DpRequest>(Some(Duration::from_millis(500))) {
             Ok(env) => {
@@ -100,7 +100,7 @@ fn handle(conn: &Conn, shared: &Shared) {
 }
 
 /// Answer one request.
-pub fn dispatch(req: DpRequest, shared: &Shared) -> DpReply {
+pub fn dispatch(req: DpRequest, shared: &DataplaneState) -> DpReply {
     match req {
         DpRequest::Ping => DpReply::Pong {
             version: current_version(shared),
@@ -124,26 +124,12 @@ pub fn dispatch(req: DpRequest, shared: &Shared) -> DpReply {
     }
 }
 
-fn current_version(shared: &Shared) -> u64 {
+fn current_version(shared: &DataplaneState) -> u64 {
     shared.policy.lock().map_or(0, |p| p.version)
 }
 
-/// Add every number of a counters struct (as JSON) into `into`, named `prefix-field`
-/// (`term-established`, `term-http-requests`, …), nested structs flattened.
-fn add_counters(into: &mut BTreeMap<String, u64>, prefix: &str, v: &serde_json::Value) {
-    if let Some(obj) = v.as_object() {
-        for (k, v) in obj {
-            let name = format!("{prefix}-{}", k.replace('_', "-"));
-            match v.as_u64() {
-                Some(n) => *into.entry(name).or_default() += n,
-                None => add_counters(into, &name, v),
-            }
-        }
-    }
-}
-
 /// Gather the published reports into [`DpStats`].
-pub fn stats(shared: &Shared) -> DpStats {
+pub fn stats(shared: &DataplaneState) -> DpStats {
     let rx = shared.rx_report();
     let c = &rx.counters;
     let mut events = BTreeMap::new();
@@ -170,11 +156,9 @@ pub fn stats(shared: &Shared) -> DpStats {
     for slot in &shared.workers {
         let Ok(w) = slot.lock() else { continue };
         if let Some(t) = &w.terminator {
-            add_counters(
-                &mut term_totals,
-                "term",
-                &serde_json::to_value(t).unwrap_or_default(),
-            );
+            for (name, n) in t.counters() {
+                *term_totals.entry(name.to_string()).or_default() += n;
+            }
             *term_totals
                 .entry("term-tx-ring-dropped".into())
                 .or_default() += w.tx_dropped;
@@ -236,13 +220,13 @@ pub fn stats(shared: &Shared) -> DpStats {
         rings: rx
             .rings
             .iter()
-            .map(|&(rx_core, worker, ci, size, len)| RingStats {
-                rx: rx_core,
-                worker,
-                class: Class::QUEUED.get(ci).map_or("?", |c| c.name()).to_string(),
-                size: u32::try_from(size).unwrap_or(u32::MAX),
-                occupancy: u32::try_from(len).unwrap_or(u32::MAX),
-                drops: rx.ring_full.get(ci).copied().unwrap_or(0),
+            .map(|r| RingStats {
+                rx: r.rx,
+                worker: r.worker,
+                class: r.class.name().to_string(),
+                size: u32::try_from(r.size).unwrap_or(u32::MAX),
+                occupancy: u32::try_from(r.occupancy).unwrap_or(u32::MAX),
+                drops: rx.ring_full.get(r.class.index()).copied().unwrap_or(0),
             })
             .collect(),
         half_open: rx.half_open,
@@ -250,11 +234,11 @@ pub fn stats(shared: &Shared) -> DpStats {
         top_sources: rx
             .top_sources
             .iter()
-            .map(|&(p, len, admitted, limited)| SourceRate {
-                prefix: Prefix::new(p, len)
-                    .map_or_else(|_| format!("{p:x}/{len}"), |p| p.to_string()),
-                admitted: u64::from(admitted),
-                limited: u64::from(limited),
+            .map(|t| SourceRate {
+                prefix: Prefix::new(t.prefix, t.len)
+                    .map_or_else(|_| format!("{:x}/{}", t.prefix, t.len), |p| p.to_string()),
+                admitted: u64::from(t.admitted),
+                limited: u64::from(t.limited),
             })
             .collect(),
         latency,

@@ -48,7 +48,7 @@ impl RunArgs {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
         }
-        let shared = weir_dp::live::shared_for(&cfg, Arc::clone(&stop))?;
+        let shared = weir_dp::state::DataplaneState::for_run(&cfg, Arc::clone(&stop))?;
         let control = match &cfg.dataplane.control_socket {
             Some(path) => {
                 let uid = cfg.dataplane.allowed_uid.unwrap_or_else(current_uid);
@@ -58,13 +58,13 @@ impl RunArgs {
             }
             None => None,
         };
-        let opts = weir_dp::live::RunOptions {
+        let opts = weir_dp::run::RunOptions {
             duration: self
                 .duration
                 .filter(|d| d.is_finite() && *d >= 0.0)
                 .map(std::time::Duration::from_secs_f64),
         };
-        let result = weir_dp::live::run(&cfg, &shared, &opts);
+        let result = weir_dp::run::run(&cfg, &shared, &opts);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = control {
             let _ = h.join();
@@ -143,7 +143,7 @@ fn replay_dpdk(
     opts: &ReplayOptions,
     eal: Option<&str>,
 ) -> Result<weir_dp::replay::Report> {
-    use weir_dp::dpdk_port;
+    use weir_dp::port::dpdk as dpdk_port;
     let eal: Vec<String> = match eal {
         Some(a) => a.split_whitespace().map(str::to_string).collect(),
         None => dpdk_port::default_replay_eal(dpdk_port::replay_mbufs(cfg)),

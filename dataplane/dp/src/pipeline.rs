@@ -199,7 +199,7 @@ pub trait Drain {
     fn packet(&mut self, rx: usize, class: Class, frame: &[u8]);
     /// After every drain round (`busy`: the round found packets); `report` is this
     /// worker's report, to add counters to before it is published.
-    fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+    fn after_round(&mut self, busy: bool, report: &mut WorkerReport) {
         let _ = (busy, report);
     }
 }
@@ -329,7 +329,7 @@ fn pool_size_for(sizes: [usize; 3], workers: u16) -> usize {
 /// never allocates; a full ring or an empty pool drops the frame and counts it (TCP
 /// retransmits).
 #[derive(Debug)]
-pub struct TxSender {
+pub struct ReplySender {
     pool: Arc<Pool>,
     free: Vec<PktBuf>,
     ring: Producer<PktBuf>,
@@ -340,22 +340,25 @@ pub struct TxSender {
     pub sent: u64,
 }
 
-/// The rx core's end of a [`TxSender`].
+/// The rx core's end of a [`ReplySender`].
 #[derive(Debug)]
-pub struct TxReceiver {
+pub struct ReplyReceiver {
     pool: Arc<Pool>,
     ring: Consumer<PktBuf>,
     back: Producer<PktBuf>,
 }
 
+/// One rx core's ends of the workers' reply paths, each with the worker it comes from.
+pub type ReplyEnds = Vec<(u16, ReplyReceiver)>;
+
 /// A worker → rx core path of `slots` frames.
-pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
+pub fn reply_path(slots: usize) -> (ReplySender, ReplyReceiver) {
     let slots = slots.max(2).next_power_of_two();
     let (pool, free) = Pool::new(u32::try_from(slots).unwrap_or(u32::MAX));
     let (p, c) = ring::<PktBuf>(slots);
     let (bp, bc) = ring::<PktBuf>(slots);
     (
-        TxSender {
+        ReplySender {
             pool: Arc::clone(&pool),
             free,
             ring: p,
@@ -363,7 +366,7 @@ pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
             dropped: 0,
             sent: 0,
         },
-        TxReceiver {
+        ReplyReceiver {
             pool,
             ring: c,
             back: bp,
@@ -371,7 +374,7 @@ pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
     )
 }
 
-impl TxSender {
+impl ReplySender {
     /// Queue `frame` for transmission; false when it was dropped (counted).
     #[inline]
     pub fn send(&mut self, frame: &[u8]) -> bool {
@@ -397,7 +400,7 @@ impl TxSender {
     }
 }
 
-impl TxReceiver {
+impl ReplyReceiver {
     /// Hand up to `max` queued frames to `f`; returns how many.
     #[inline]
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
@@ -736,13 +739,13 @@ impl<B: Backing> WorkerQueues<B> {
         self.run_with(&mut Count)
     }
 
-    /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `between`
+    /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `after_round`
     /// after every round — a terminator's timers and transmissions.
     pub fn run_with(mut self, drain: &mut dyn Drain) -> WorkerStats {
         let backoff = Backoff::new();
         loop {
             let n = self.round_with(&mut |r, c, f| drain.packet(r, c, f));
-            drain.between(n > 0, &mut self.report);
+            drain.after_round(n > 0, &mut self.report);
             if n > 0 {
                 backoff.reset();
                 continue;
@@ -751,7 +754,7 @@ impl<B: Backing> WorkerQueues<B> {
                 && self.round_with(&mut |r, c, f| drain.packet(r, c, f)) == 0
                 && self.pending_empty()
             {
-                drain.between(false, &mut self.report);
+                drain.after_round(false, &mut self.report);
                 self.last_publish = None;
                 self.maybe_publish();
                 return self.report.stats;

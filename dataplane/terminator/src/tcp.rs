@@ -115,6 +115,42 @@ pub struct TerminatorStats {
     pub http: HttpStats,
 }
 
+impl TerminatorStats {
+    /// Every counter with its name: the one table weir-dp's stats (and so weirctl and
+    /// Prometheus) take the `term-…` names from. A test holds it to every field.
+    pub fn counters(&self) -> [(&'static str, u64); 26] {
+        let h = &self.http;
+        [
+            ("term-packets-in", self.packets_in),
+            ("term-packets-out", self.packets_out),
+            ("term-unparsable", self.unparsable),
+            ("term-established", self.established),
+            ("term-closed", self.closed),
+            ("term-active", self.active),
+            ("term-half-open", self.half_open),
+            ("term-syn-dropped-suspect", self.syn_dropped_suspect),
+            ("term-syn-dropped-budget", self.syn_dropped_budget),
+            ("term-half-open-evicted", self.half_open_evicted),
+            ("term-syn-dropped-poll-budget", self.syn_dropped_poll_budget),
+            ("term-syn-dropped-full", self.syn_dropped_full),
+            ("term-idle-closed", self.idle_closed),
+            ("term-tx-full", self.tx_full),
+            ("term-sockets-allocated", self.sockets_allocated),
+            ("term-http-requests", h.requests),
+            ("term-http-responses-2xx", h.responses_2xx),
+            ("term-http-responses-3xx", h.responses_3xx),
+            ("term-http-responses-4xx", h.responses_4xx),
+            ("term-http-responses-5xx", h.responses_5xx),
+            ("term-http-bad-request", h.bad_request),
+            ("term-http-header-too-large", h.header_too_large),
+            ("term-http-body-too-large", h.body_too_large),
+            ("term-http-not-implemented", h.not_implemented),
+            ("term-http-version-not-supported", h.version_not_supported),
+            ("term-http-continues", h.continues),
+        ]
+    }
+}
+
 /// The tx queue shared by the shards: fixed slots, drained to the caller's sink after
 /// every step.
 #[derive(Debug)]

@@ -383,3 +383,30 @@ fn ipv4_service_prefixes_are_served_too() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert_eq!(t.stats().established, 1);
 }
+
+/// The counter-name table names every field of the stats, nested HTTP counters included:
+/// a field added without a name would never reach weirctl or Prometheus.
+#[test]
+fn the_counter_table_names_every_field() {
+    fn names(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        for (k, v) in v.as_object().expect("an object") {
+            let name = format!("{prefix}-{}", k.replace('_', "-"));
+            if v.is_u64() {
+                out.push(name);
+            } else {
+                names(&name, v, out);
+            }
+        }
+    }
+    let stats = weir_terminator::tcp::TerminatorStats::default();
+    let mut fields = Vec::new();
+    names("term", &serde_json::to_value(stats).unwrap(), &mut fields);
+    let mut table: Vec<String> = stats
+        .counters()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    fields.sort();
+    table.sort();
+    assert_eq!(table, fields);
+}

@@ -4,7 +4,7 @@
 //! ```text
 //!  rings (by class priority and weight) ──► strip Ethernet/VLAN ──► Terminator (smoltcp shards, HTTP)
 //!                                                                       │ IP packets
-//!  rx core: flow tracker sees them, port sends ◄── TxSender ◄── Ethernet header (our MAC → peer MAC)
+//!  rx core: flow tracker sees them, port sends ◄── ReplySender ◄── Ethernet header (our MAC → peer MAC)
 //! ```
 //! The terminators speak IP (`Medium::Ip`); link addresses are the dataplane's business:
 //! replies go to the link address the client's packets came from (the router, or the host
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use weir_terminator::tcp::{Terminator, Trust};
 
-use crate::pipeline::{Backing, Drain, TxSender, WorkerQueues, WorkerReport, WorkerStats};
+use crate::pipeline::{Backing, Drain, ReplySender, WorkerQueues, WorkerReport, WorkerStats};
 use weir_model::verdict::Class;
 
 /// Ethernet header length (untagged).
@@ -95,12 +95,13 @@ impl Wake {
     }
 }
 
-/// A worker's terminator and its way out.
+/// A worker that terminates TCP: its terminator and its way out (frames to send, through
+/// the rx core that tracks their flows).
 #[derive(Debug)]
-pub struct Serve {
+pub struct TerminatorWorker {
     term: Terminator,
     /// One way back per rx core: a flow's packets must pass the rx core that tracks it.
-    tx: Vec<TxSender>,
+    tx: Vec<ReplySender>,
     /// Which rx core a client address was last seen on (hashed, fixed size): replies go
     /// back through it. A collision between clients of different rx cores sends a reply
     /// through the other core, whose tracker then misses that SYN-ACK (the client's next
@@ -116,20 +117,20 @@ pub struct Serve {
     wake: Option<std::sync::Arc<Wake>>,
     sent_seen: u64,
     /// Where new policies come from, and the version this terminator serves.
-    policy: Option<(std::sync::Arc<crate::live::Shared>, u64)>,
+    policy: Option<(std::sync::Arc<crate::state::DataplaneState>, u64)>,
 }
 
-impl Serve {
+impl TerminatorWorker {
     /// `term` replying from `our_mac` through `tx`; `idle_sleep`: how long to sleep when a
     /// round found nothing (software ports; zero keeps polling).
     pub fn new(
         term: Terminator,
-        tx: Vec<TxSender>,
+        tx: Vec<ReplySender>,
         our_mac: [u8; 6],
         idle_sleep: Duration,
         wake: Option<std::sync::Arc<Wake>>,
-    ) -> Serve {
-        Serve {
+    ) -> TerminatorWorker {
+        TerminatorWorker {
             term,
             tx,
             route: vec![0; ROUTES].into_boxed_slice(),
@@ -147,7 +148,10 @@ impl Serve {
 
     /// Follow the policy in `shared`: when a new snapshot changes the service prefixes,
     /// the terminator serves the new ones (checked once per drain round: one atomic load).
-    pub fn following(mut self, shared: std::sync::Arc<crate::live::Shared>) -> Serve {
+    pub fn following(
+        mut self,
+        shared: std::sync::Arc<crate::state::DataplaneState>,
+    ) -> TerminatorWorker {
         let seen = shared
             .policy_version
             .load(std::sync::atomic::Ordering::Acquire);
@@ -202,10 +206,10 @@ fn route_slot(ip: &[u8], v6_at: usize, v4_at: usize) -> usize {
     (h as usize) & (ROUTES - 1)
 }
 
-impl Serve {
+impl TerminatorWorker {
     /// Frame `p` and queue it through the rx core its client was seen on.
     fn emit(
-        tx: &mut [TxSender],
+        tx: &mut [ReplySender],
         route: &[u8],
         scratch: &mut [u8],
         our: [u8; 6],
@@ -235,7 +239,7 @@ impl Serve {
     }
 }
 
-impl Drain for Serve {
+impl Drain for TerminatorWorker {
     fn packet(&mut self, rx: usize, class: Class, frame: &[u8]) {
         let Some((ip, src)) = strip_l2(frame) else {
             self.bad_frames += 1;
@@ -250,16 +254,16 @@ impl Drain for Serve {
         let (our, peer) = (self.our_mac, self.peer);
         self.term
             .receive(ip, trust(class), Instant::now(), &mut |p| {
-                Serve::emit(tx, route, scratch, our, peer, p);
+                TerminatorWorker::emit(tx, route, scratch, our, peer, p);
             });
     }
 
-    fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+    fn after_round(&mut self, busy: bool, report: &mut WorkerReport) {
         self.sync_policy();
         let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
         let (our, peer) = (self.our_mac, self.peer);
         self.term.poll(Instant::now(), &mut |p| {
-            Serve::emit(tx, route, scratch, our, peer, p);
+            TerminatorWorker::emit(tx, route, scratch, our, peer, p);
         });
         let sent = self.sent();
         if sent != self.sent_seen {
