@@ -228,9 +228,9 @@ mod tests {
                     worker,
                 }
             }),
-            (".{0,32}", any::<Option<u32>>(), any::<Option<u32>>()).prop_map(
+            (0usize..4, any::<Option<u32>>(), any::<Option<u32>>()).prop_map(
                 |(class, size, weight)| CtlRequest::RingsSet {
-                    class,
+                    class: weir_model::Class::ALL[class],
                     size,
                     weight
                 }

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use weir_model::config::RingsConfig;
+use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
 /// Version of this protocol; a peer with another version is refused.
@@ -231,24 +232,6 @@ pub struct DpStats {
     pub latency: BTreeMap<String, Vec<u8>>,
 }
 
-/// One worker's drain counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerStats {
-    /// Worker index.
-    pub worker: u16,
-    /// Known-good packets drained.
-    pub known_good: u64,
-    /// Assumed-good packets drained.
-    pub assumed_good: u64,
-    /// Suspect packets drained.
-    pub suspect: u64,
-    /// Bytes drained.
-    pub bytes: u64,
-    /// New flows whose slice this worker owns (clean SYNs, UDP, echo requests), counted by
-    /// the rx cores: the worker's share of new clients.
-    pub new_flows: u64,
-}
-
 /// One ring's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingStats {
@@ -256,8 +239,8 @@ pub struct RingStats {
     pub rx: u16,
     /// Worker.
     pub worker: u16,
-    /// Class name.
-    pub class: String,
+    /// The ring's class.
+    pub class: Class,
     /// Slots.
     pub size: u32,
     /// Packets queued now.
@@ -291,8 +274,8 @@ pub enum CtlRequest {
     RingsShow,
     /// Change one class's ring size and/or weight.
     RingsSet {
-        /// Class name: `known_good`, `assumed_good` or `suspect`.
-        class: String,
+        /// `known_good`, `assumed_good` or `suspect`.
+        class: Class,
         /// New size (power of two).
         size: Option<u32>,
         /// New weight.

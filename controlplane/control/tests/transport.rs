@@ -19,11 +19,12 @@ use serde::Serialize;
 use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats, Envelope,
-    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SourceRate, WorkerStats,
-    MAX_FRAME, PROTOCOL_VERSION,
+    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SourceRate, MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_model::config::RingsConfig;
+use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
 const T: Duration = Duration::from_secs(5);
@@ -152,11 +153,12 @@ fn stats() -> DpStats {
             suspect: 7,
             bytes: 8,
             new_flows: 2,
+            rounds: 0,
         }],
         rings: vec![RingStats {
             rx: 0,
             worker: 1,
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: 512,
             occupancy: 3,
             drops: 9,
@@ -204,7 +206,7 @@ fn every_ctl_request_round_trips() {
         CtlRequest::Stats,
         CtlRequest::RingsShow,
         CtlRequest::RingsSet {
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: Some(1024),
             weight: None,
         },

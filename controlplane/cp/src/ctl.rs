@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use weir_control::proto::{CtlReply, CtlRequest, Hello, Role};
 use weir_control::transport::{Conn, TransportError};
+use weir_model::Class;
 use weir_ssa::{Apl, PickContext, PickError, ServicePrefixes};
 
 pub mod parse;
@@ -495,11 +496,10 @@ pub enum RingsCmd {
     },
 }
 
-/// A ring class name as the protocol spells it (`known_good`), from either spelling.
-pub fn ring_class(text: &str) -> Result<String, CtlError> {
-    let name = text.trim().replace('-', "_");
-    match name.as_str() {
-        "known_good" | "assumed_good" | "suspect" => Ok(name),
+/// A ring's class from either spelling (`known_good`, `known-good`).
+pub fn ring_class(text: &str) -> Result<Class, CtlError> {
+    match text.parse::<Class>() {
+        Ok(c) if c != Class::Reject => Ok(c),
         _ => Err(CtlError::Argument(format!(
             "unknown ring class {text:?}: expected known_good, assumed_good or suspect"
         ))),
@@ -521,18 +521,12 @@ impl RingsCmd {
                     ));
                 }
                 if let Some(s) = size {
-                    if !s.is_power_of_two() || !(2..=1 << 20).contains(s) {
-                        return Err(CtlError::Argument(format!(
-                            "--size must be a power of two from 2 to 1048576, got {s}"
-                        )));
-                    }
+                    weir_model::config::check_ring_size(*s)
+                        .map_err(|e| CtlError::Argument(format!("--size: {e}")))?;
                 }
                 if let Some(w) = weight {
-                    if !(1..=1 << 16).contains(w) {
-                        return Err(CtlError::Argument(format!(
-                            "--weight must be from 1 to 65536, got {w}"
-                        )));
-                    }
+                    weir_model::config::check_ring_weight(*w)
+                        .map_err(|e| CtlError::Argument(format!("--weight: {e}")))?;
                 }
                 CtlRequest::RingsSet {
                     class: ring_class(class)?,
@@ -934,7 +928,7 @@ mod tests {
         assert_eq!(
             request(&["rings", "set", "assumed-good", "--weight", "16"]).unwrap(),
             Some(CtlRequest::RingsSet {
-                class: "assumed_good".into(),
+                class: Class::AssumedGood,
                 size: None,
                 weight: Some(16)
             })

@@ -162,14 +162,8 @@ impl Policy {
         }
         for class in Class::QUEUED {
             if let Some(r) = s.rings.of(class) {
-                if !r.size.is_power_of_two() || !(2..=1 << 20).contains(&r.size) || r.weight == 0 {
-                    return Err(bad(format!(
-                        "rings.{}: size {} weight {}",
-                        class.name(),
-                        r.size,
-                        r.weight
-                    )));
-                }
+                r.check()
+                    .map_err(|e| bad(format!("rings.{}: {e}", class.name())))?;
             }
         }
         Ok(Policy {

@@ -21,9 +21,10 @@ use std::time::Duration;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 use tracing::{info, warn};
 use weir_control::proto::{
-    DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SourceRate, WorkerStats,
+    DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SourceRate,
 };
 use weir_control::transport::{Conn, Listener, TransportError};
+use weir_model::WorkerStats;
 use weir_ssa::Prefix;
 
 use crate::classify::Policy;
@@ -164,16 +165,12 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
                 .or_default() += w.tx_dropped;
         }
         workers.push(WorkerStats {
-            worker: w.stats.worker,
-            known_good: w.stats.known_good,
-            assumed_good: w.stats.assumed_good,
-            suspect: w.stats.suspect,
-            bytes: w.stats.bytes,
             new_flows: rx
                 .new_flows
                 .get(usize::from(w.stats.worker))
                 .copied()
                 .unwrap_or(0),
+            ..w.stats
         });
         for (i, h) in w.latency.iter().enumerate() {
             match &mut merged[i] {
@@ -223,7 +220,7 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
             .map(|r| RingStats {
                 rx: r.rx,
                 worker: r.worker,
-                class: r.class.name().to_string(),
+                class: r.class,
                 size: u32::try_from(r.size).unwrap_or(u32::MAX),
                 occupancy: u32::try_from(r.occupancy).unwrap_or(u32::MAX),
                 drops: rx.ring_full.get(r.class.index()).copied().unwrap_or(0),

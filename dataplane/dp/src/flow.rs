@@ -30,18 +30,7 @@ pub const HALF_OPEN_IDLE_NS: u64 = 5_000_000_000;
 /// Lifetime after FIN was seen in both directions.
 pub const FIN_LINGER_NS: u64 = 2_000_000_000;
 
-/// A TCP flow, always written from the client's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    /// Client address (inbound source).
-    pub client: u128,
-    /// Service address (inbound destination).
-    pub service: u128,
-    /// Client port.
-    pub client_port: u16,
-    /// Service port.
-    pub service_port: u16,
-}
+pub use weir_model::FlowKey;
 
 /// Slot states.
 const EMPTY: u8 = 0;

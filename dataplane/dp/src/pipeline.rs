@@ -142,22 +142,7 @@ pub enum WorkerMsg<T: RingItem> {
 /// every copy.
 const RECLAIM_EVERY: u32 = 32;
 
-/// What a worker counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct WorkerStats {
-    /// Worker index.
-    pub worker: u16,
-    /// Packets per queued class.
-    pub known_good: u64,
-    /// Packets per queued class.
-    pub assumed_good: u64,
-    /// Packets per queued class.
-    pub suspect: u64,
-    /// Bytes drained (as received on the wire).
-    pub bytes: u64,
-    /// Drain rounds that found work.
-    pub rounds: u64,
-}
+pub use weir_model::WorkerStats;
 
 /// A worker's published state: counters and latency histograms, refreshed a few times
 /// per second from the worker's own thread (the reader never blocks the worker: the

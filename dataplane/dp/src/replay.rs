@@ -81,11 +81,9 @@ pub struct Report {
 /// One worker in a report.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerLine {
-    /// What the worker drained.
+    /// What the worker drained, and its new flows.
     #[serde(flatten)]
-    pub drained: WorkerStats,
-    /// New flows (clean SYNs, UDP, echo requests) whose slice the worker owns.
-    pub new_flows: u64,
+    pub stats: WorkerStats,
     /// Its fraction of all new flows (0 when there were none).
     pub new_flow_share: f64,
 }
@@ -321,8 +319,10 @@ fn build_report(
                 .copied()
                 .unwrap_or(0);
             WorkerLine {
-                drained,
-                new_flows: n,
+                stats: WorkerStats {
+                    new_flows: n,
+                    ..drained
+                },
                 new_flow_share: if total_new == 0 {
                     0.0
                 } else {
@@ -422,7 +422,7 @@ impl Report {
             "worker", "known_good", "assumed_good", "suspect", "bytes", "new_flows", "share"
         );
         for w in &self.workers {
-            let d = &w.drained;
+            let d = &w.stats;
             let _ = writeln!(
                 s,
                 "{:<8} {:>12} {:>12} {:>12} {:>14} {:>10} {:>6.1}%",
@@ -431,7 +431,7 @@ impl Report {
                 d.assumed_good,
                 d.suspect,
                 d.bytes,
-                w.new_flows,
+                d.new_flows,
                 100.0 * w.new_flow_share
             );
         }

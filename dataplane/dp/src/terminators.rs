@@ -14,53 +14,37 @@
 
 use std::time::{Duration, Instant};
 
-use weir_terminator::tcp::{Terminator, Trust};
+use weir_terminator::tcp::Terminator;
 
 use crate::pipeline::{Backing, Drain, ReplySender, WorkerQueues, WorkerReport, WorkerStats};
 use weir_model::verdict::Class;
 
-/// Ethernet header length (untagged).
-const ETH: usize = 14;
+use weir_wire::ethernet::{self, ethertype};
 
 /// The IP packet inside `frame` and the frame's source MAC: Ethernet with up to two VLAN
 /// tags, IPv4 or IPv6. `None` for anything else.
 pub fn strip_l2(frame: &[u8]) -> Option<(&[u8], [u8; 6])> {
-    let src: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
-    let mut at = 12;
-    loop {
-        let ty = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
-        match ty {
-            0x8100 | 0x88a8 if at < 20 => at += 4,
-            0x86dd | 0x0800 => return Some((frame.get(at + 2..)?, src)),
-            _ => return None,
-        }
-    }
+    let l2 = weir_wire::link_layer(frame).ok()?;
+    matches!(l2.ethertype, ethertype::IPV6 | ethertype::IPV4).then_some((l2.payload, l2.src))
 }
 
-/// Write an Ethernet frame around `ip` into `buf`; its length (0 when it does not fit).
+/// Write an untagged Ethernet frame around `ip` into `buf`; its length (0 when it does
+/// not fit).
 pub fn frame_into(buf: &mut [u8], src: [u8; 6], dst: [u8; 6], ip: &[u8]) -> usize {
-    let len = ETH + ip.len();
+    let len = ethernet::HEADER_LEN + ip.len();
     let Some(out) = buf.get_mut(..len) else {
         return 0;
     };
-    out[..6].copy_from_slice(&dst);
-    out[6..12].copy_from_slice(&src);
-    let ty: u16 = if ip.first().is_some_and(|b| b >> 4 == 4) {
-        0x0800
+    let mut eth = ethernet::Packet::new_unchecked(out);
+    eth.set_dst_addr(dst);
+    eth.set_src_addr(src);
+    eth.set_ethertype(if ip.first().is_some_and(|b| b >> 4 == 4) {
+        ethertype::IPV4
     } else {
-        0x86dd
-    };
-    out[12..14].copy_from_slice(&ty.to_be_bytes());
-    out[ETH..].copy_from_slice(ip);
+        ethertype::IPV6
+    });
+    eth.payload_mut().copy_from_slice(ip);
     len
-}
-
-fn trust(class: Class) -> Trust {
-    match class {
-        Class::KnownGood => Trust::KnownGood,
-        Class::AssumedGood => Trust::AssumedGood,
-        _ => Trust::Suspect,
-    }
 }
 
 /// Wakes a sleeping rx core when a worker has queued frames to send (software ports,
@@ -136,7 +120,7 @@ impl TerminatorWorker {
             route: vec![0; ROUTES].into_boxed_slice(),
             our_mac,
             peer: [0xff; 6],
-            scratch: vec![0; ETH + weir_terminator::tcp::MTU],
+            scratch: vec![0; ethernet::HEADER_LEN + weir_terminator::tcp::MTU],
             bad_frames: 0,
             idle_sleep,
             last_report: Instant::now(),
@@ -252,10 +236,9 @@ impl Drain for TerminatorWorker {
         }
         let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
         let (our, peer) = (self.our_mac, self.peer);
-        self.term
-            .receive(ip, trust(class), Instant::now(), &mut |p| {
-                TerminatorWorker::emit(tx, route, scratch, our, peer, p);
-            });
+        self.term.receive(ip, class, Instant::now(), &mut |p| {
+            TerminatorWorker::emit(tx, route, scratch, our, peer, p);
+        });
     }
 
     fn after_round(&mut self, busy: bool, report: &mut WorkerReport) {

@@ -639,24 +639,48 @@ pub struct RingConfig {
     pub weight: u32,
 }
 
-fn de_ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(d)?;
-    if !n.is_power_of_two() || !(2..=1 << 20).contains(&n) {
-        return Err(serde::de::Error::custom(format!(
-            "ring size must be a power of two from 2 to 1048576, got {n}"
-        )));
+/// Largest ring (slots).
+pub const MAX_RING_SIZE: u32 = 1 << 20;
+/// Largest drain weight (packets per round).
+pub const MAX_RING_WEIGHT: u32 = 1 << 16;
+
+/// The one check of a ring size, for the config file, weir-cp, weirctl and snapshots.
+pub fn check_ring_size(n: u32) -> Result<u32, String> {
+    if n.is_power_of_two() && (2..=MAX_RING_SIZE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "ring size must be a power of two from 2 to {MAX_RING_SIZE}, got {n}"
+        ))
     }
-    Ok(n)
+}
+
+/// The one check of a drain weight.
+pub fn check_ring_weight(n: u32) -> Result<u32, String> {
+    if (1..=MAX_RING_WEIGHT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "ring weight must be from 1 to {MAX_RING_WEIGHT}, got {n}"
+        ))
+    }
+}
+
+impl RingConfig {
+    /// Both checks.
+    pub fn check(&self) -> Result<(), String> {
+        check_ring_size(self.size)?;
+        check_ring_weight(self.weight)?;
+        Ok(())
+    }
+}
+
+fn de_ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    check_ring_size(u32::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(d)?;
-    if n == 0 || n > 1 << 16 {
-        return Err(serde::de::Error::custom(format!(
-            "ring weight must be from 1 to 65536, got {n}"
-        )));
-    }
-    Ok(n)
+    check_ring_weight(u32::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// `[rings]`
@@ -700,6 +724,16 @@ impl RingsConfig {
             Class::KnownGood => Some(self.known_good),
             Class::AssumedGood => Some(self.assumed_good),
             Class::Suspect => Some(self.suspect),
+            Class::Reject => None,
+        }
+    }
+
+    /// The ring config of a queued class, to change it.
+    pub fn of_mut(&mut self, class: Class) -> Option<&mut RingConfig> {
+        match class {
+            Class::KnownGood => Some(&mut self.known_good),
+            Class::AssumedGood => Some(&mut self.assumed_good),
+            Class::Suspect => Some(&mut self.suspect),
             Class::Reject => None,
         }
     }

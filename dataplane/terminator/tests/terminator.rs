@@ -9,9 +9,10 @@ use smoltcp::wire::{
     Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl,
 };
 use weir_model::config::{AdapterConfig, TerminatorConfig};
+use weir_model::Class;
 use weir_terminator::adapter;
 use weir_terminator::client::{parse, Client, SERVICE};
-use weir_terminator::tcp::{Terminator, TerminatorStats, Trust};
+use weir_terminator::tcp::{Terminator, TerminatorStats};
 
 fn terminator(cfg: TerminatorConfig) -> Terminator {
     let a = adapter::build(&AdapterConfig::Static {
@@ -45,21 +46,21 @@ fn a_request_over_a_handshake_is_answered_and_the_socket_recycled() {
     for round in 0..50 {
         let mut c = Client::new(round);
         assert!(
-            c.connect(&mut t, Trust::AssumedGood),
+            c.connect(&mut t, Class::AssumedGood),
             "round {round}: SYN-ACK"
         );
         c.send(
             &mut t,
             TcpControl::Psh,
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            Trust::KnownGood,
+            Class::KnownGood,
         );
         poll(&mut t, std::slice::from_mut(&mut c));
         let text = String::from_utf8_lossy(&c.received).to_string();
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.ends_with("hello from weir\n"), "{text}");
         assert!(c.fin_seen, "Connection: close closes");
-        let fin_ack = c.send(&mut t, TcpControl::Fin, &[], Trust::KnownGood);
+        let fin_ack = c.send(&mut t, TcpControl::Fin, &[], Class::KnownGood);
         assert!(
             fin_ack.iter().any(|s| s.ack == Some(c.next_seq)),
             "round {round}: our FIN is acknowledged before the socket is recycled: {fin_ack:?}"
@@ -83,9 +84,9 @@ fn a_request_over_a_handshake_is_answered_and_the_socket_recycled() {
 fn keep_alive_and_pipelining_on_one_connection() {
     let mut t = terminator(cfg());
     let mut c = Client::new(1);
-    assert!(c.connect(&mut t, Trust::AssumedGood));
+    assert!(c.connect(&mut t, Class::AssumedGood));
     let two = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
-    c.send(&mut t, TcpControl::Psh, two, Trust::KnownGood);
+    c.send(&mut t, TcpControl::Psh, two, Class::KnownGood);
     poll(&mut t, std::slice::from_mut(&mut c));
     let text = String::from_utf8_lossy(&c.received).to_string();
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
@@ -103,7 +104,7 @@ fn thousands_of_concurrent_connections_all_complete() {
     });
     let mut clients: Vec<Client> = (0..n).map(Client::new).collect();
     for c in &mut clients {
-        assert!(c.connect(&mut t, Trust::AssumedGood));
+        assert!(c.connect(&mut t, Class::AssumedGood));
     }
     assert_eq!(t.stats().established, u64::from(n));
     assert_eq!(t.stats().active, u64::from(n));
@@ -113,7 +114,7 @@ fn thousands_of_concurrent_connections_all_complete() {
             &mut t,
             TcpControl::Psh,
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            Trust::KnownGood,
+            Class::KnownGood,
         );
     }
     poll(&mut t, &mut clients);
@@ -137,7 +138,7 @@ fn half_open_budget_drops_suspect_syns_first() {
     for i in 0..4 {
         let mut c = Client::new(i);
         if !c
-            .send(&mut t, TcpControl::Syn, &[], Trust::Suspect)
+            .send(&mut t, TcpControl::Syn, &[], Class::Suspect)
             .is_empty()
         {
             answered += 1;
@@ -146,34 +147,34 @@ fn half_open_budget_drops_suspect_syns_first() {
     assert_eq!(answered, 4, "suspect SYNs admitted up to half the budget");
     let mut c = Client::new(10);
     assert!(
-        c.send(&mut t, TcpControl::Syn, &[], Trust::Suspect)
+        c.send(&mut t, TcpControl::Syn, &[], Class::Suspect)
             .is_empty(),
         "5th suspect SYN dropped, no RST"
     );
     assert_eq!(t.stats().syn_dropped_suspect, 1);
     for i in 20..24 {
         let mut c = Client::new(i);
-        assert!(c.connect(&mut t, Trust::AssumedGood) || t.stats().half_open < 8);
+        assert!(c.connect(&mut t, Class::AssumedGood) || t.stats().half_open < 8);
     }
     let mut more = Client::new(40);
     let before = t.stats();
     // Four suspect + the established ones: half-open is back to 4, so assumed-good still gets in.
-    assert!(more.connect(&mut t, Trust::AssumedGood), "{before:?}");
+    assert!(more.connect(&mut t, Class::AssumedGood), "{before:?}");
     // Fill the budget with assumed-good SYNs that never complete.
     for i in 50..54 {
         let mut c = Client::new(i);
-        c.send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood);
+        c.send(&mut t, TcpControl::Syn, &[], Class::AssumedGood);
     }
     assert_eq!(t.stats().half_open, 8);
     // Full: a suspect SYN is dropped, an assumed-good one takes the oldest half-open slot
     // and completes its handshake.
     let mut spoof = Client::new(98);
     assert!(spoof
-        .send(&mut t, TcpControl::Syn, &[], Trust::Suspect)
+        .send(&mut t, TcpControl::Syn, &[], Class::Suspect)
         .is_empty());
     let mut late = Client::new(99);
     assert!(
-        late.connect(&mut t, Trust::AssumedGood),
+        late.connect(&mut t, Class::AssumedGood),
         "evicts the oldest and gets in"
     );
     let s = t.stats();
@@ -194,14 +195,14 @@ fn the_per_poll_syn_budget_defers_syns_without_a_reset() {
     // connection; the second creates the next (budget 2); the third finds none and no budget.
     let mut cs: Vec<Client> = (0..3).map(Client::new).collect();
     assert!(!cs[0]
-        .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+        .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
         .is_empty());
     assert!(!cs[1]
-        .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+        .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
         .is_empty());
     assert!(
         cs[2]
-            .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+            .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
             .is_empty(),
         "no SYN-ACK and no RST"
     );
@@ -210,7 +211,7 @@ fn the_per_poll_syn_budget_defers_syns_without_a_reset() {
     poll(&mut t, &mut cs);
     cs[2].next_seq = cs[2].next_seq.wrapping_sub(1);
     assert!(!cs[2]
-        .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+        .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
         .is_empty());
 }
 
@@ -223,7 +224,7 @@ fn max_connections_is_a_hard_bound() {
     let mut ok = 0;
     for i in 0..20 {
         let mut c = Client::new(i);
-        if c.connect(&mut t, Trust::AssumedGood) {
+        if c.connect(&mut t, Class::AssumedGood) {
             ok += 1;
         }
         poll(&mut t, &mut []);
@@ -260,7 +261,7 @@ fn icmpv6_echo_to_a_service_address_is_answered() {
         &ChecksumCapabilities::default(),
     );
     let mut out = Vec::new();
-    t.receive(&buf, Trust::Suspect, Instant::now(), &mut |o| {
+    t.receive(&buf, Class::Suspect, Instant::now(), &mut |o| {
         out.push(o.to_vec())
     });
     assert_eq!(out.len(), 1, "one echo reply");
@@ -278,7 +279,7 @@ fn idle_connections_are_closed() {
         ..cfg()
     });
     let mut c = Client::new(3);
-    assert!(c.connect(&mut t, Trust::AssumedGood));
+    assert!(c.connect(&mut t, Class::AssumedGood));
     std::thread::sleep(Duration::from_millis(2100));
     poll(&mut t, std::slice::from_mut(&mut c));
     assert!(c.fin_seen, "the idle connection got a FIN");
@@ -353,7 +354,7 @@ fn ipv4_service_prefixes_are_served_too() {
     let mut out = Vec::new();
     t.receive(
         &packet(100, None, TcpControl::Syn, &[]),
-        Trust::AssumedGood,
+        Class::AssumedGood,
         Instant::now(),
         &mut |o| out.extend(parse4(o)),
     );
@@ -362,7 +363,7 @@ fn ipv4_service_prefixes_are_served_too() {
     let mut out = Vec::new();
     t.receive(
         &packet(101, Some(srv_seq + 1), TcpControl::None, &[]),
-        Trust::KnownGood,
+        Class::KnownGood,
         Instant::now(),
         &mut |o| out.extend(parse4(o)),
     );
@@ -373,7 +374,7 @@ fn ipv4_service_prefixes_are_served_too() {
             TcpControl::Psh,
             b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
         ),
-        Trust::KnownGood,
+        Class::KnownGood,
         Instant::now(),
         &mut |o| out.extend(parse4(o)),
     );

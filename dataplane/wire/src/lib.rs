@@ -31,6 +31,7 @@ pub use frame::{
     ipv4_mapped, is_ipv4_mapped, parse_frame, peek_addresses, tcp_flags, Fragment, Frame, Icmpv6,
     Ip, IpVersion, Malformed, Net, Quote, Tcp, Transport,
 };
+pub use parse::{link_layer, LinkLayer};
 
 /// IP protocol numbers (IPv4 protocol / IPv6 next header) weir names.
 pub mod protocol {

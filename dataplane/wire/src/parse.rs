@@ -46,6 +46,36 @@ fn link(frame: &[u8]) -> Result<(u8, u16, &[u8]), Malformed> {
     Ok((tags, ty, rest))
 }
 
+/// The link layer of a frame: Ethernet and up to two VLAN tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLayer<'a> {
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// VLAN tags walked (0..=2).
+    pub vlan_tags: u8,
+    /// The EtherType after the tags.
+    pub ethertype: u16,
+    /// What follows (the network packet).
+    pub payload: &'a [u8],
+}
+
+/// Split a frame into its link layer and the packet it carries (the same walk as
+/// `parse_frame`'s first step: a third VLAN tag is `TooManyVlanTags`).
+pub fn link_layer(frame: &[u8]) -> Result<LinkLayer<'_>, Malformed> {
+    let eth = ethernet::Packet::new_checked(frame)?;
+    let (dst, src) = (eth.dst_addr(), eth.src_addr());
+    let (vlan_tags, ethertype, payload) = link(frame)?;
+    Ok(LinkLayer {
+        dst,
+        src,
+        vlan_tags,
+        ethertype,
+        payload,
+    })
+}
+
 pub(crate) fn peek_addresses(frame: &[u8]) -> Option<(IpVersion, u128, u128)> {
     let (_, ty, rest) = link(frame).ok()?;
     match ty {

@@ -384,7 +384,7 @@ fn dp_section(out: &mut String, name: &str, s: &DpStats, p: Option<&DpStats>, se
         t.row(vec![
             r.rx.to_string(),
             r.worker.to_string(),
-            r.class.clone(),
+            r.class.to_string(),
             r.size.to_string(),
             r.occupancy.to_string(),
             full,
@@ -604,7 +604,8 @@ pub fn blocks_table(blocks: &[BlockSpec], now_unix_ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_control::proto::{DpLink, RingStats, SourceRate, WorkerStats};
+    use weir_control::proto::{DpLink, RingStats, SourceRate};
+    use weir_model::{Class, WorkerStats};
 
     #[test]
     fn tables_align() {
@@ -663,11 +664,12 @@ mod tests {
                 suspect: 1,
                 bytes: 9000,
                 new_flows: 7,
+                rounds: 0,
             }],
             rings: vec![RingStats {
                 rx: 0,
                 worker: 1,
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: 512,
                 occupancy: 128,
                 drops: 17,

@@ -396,7 +396,7 @@ pub(crate) fn render(shared: &Shared) -> String {
                         ("dataplane", dp),
                         ("rx", &r.rx.to_string()),
                         ("worker", &r.worker.to_string()),
-                        ("class", &r.class),
+                        ("class", r.class.name()),
                     ],
                     get(r),
                 );

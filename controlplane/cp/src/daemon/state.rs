@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, SliceRun};
-use weir_model::config::{Config, RingConfig, RingsConfig, MAX_BLOCKS};
+use weir_model::config::{Config, RingConfig, MAX_BLOCKS};
+use weir_model::Class;
 use weir_ssa::Rule;
 use weir_ssa::{Prefix, ServicePrefixes, SliceMap};
 
 /// The queued classes, as written in `[rings]` and in `RingsSet`.
-pub const RING_CLASSES: [&str; 3] = ["known_good", "assumed_good", "suspect"];
 
 /// Reason recorded for `[[block]]` entries of the config file.
 pub const CONFIG_BLOCK_REASON: &str = "config";
@@ -66,9 +66,9 @@ pub struct SliceOverride {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overlay {
-    /// Ring overrides by class name.
+    /// Ring overrides by class (`known_good`, … in the state file).
     #[serde(default)]
-    pub rings: BTreeMap<String, RingOverride>,
+    pub rings: BTreeMap<Class, RingOverride>,
     /// Rule override.
     #[serde(default)]
     pub rule: Option<RuleOverride>,
@@ -88,8 +88,8 @@ pub struct Overlay {
 pub enum Change {
     /// Ring size and/or weight of one class.
     Ring {
-        /// Class name.
-        class: String,
+        /// The ring's class.
+        class: Class,
         /// New size.
         size: Option<u32>,
         /// New weight.
@@ -188,7 +188,7 @@ impl Desired {
                 class,
                 size,
                 weight,
-            } => self.ring_change(&mut overlay, &class, size, weight)?,
+            } => self.ring_change(&mut overlay, class, size, weight)?,
             Change::Rule(rule) => {
                 rule.validate().map_err(|e| e.to_string())?;
                 let base = self.config.ssa();
@@ -283,41 +283,28 @@ impl Desired {
     fn ring_change(
         &self,
         overlay: &mut Overlay,
-        class: &str,
+        class: Class,
         size: Option<u32>,
         weight: Option<u32>,
     ) -> Result<String, String> {
-        let base = ring_of(&self.config.rings, class).ok_or_else(|| {
-            format!(
-                "unknown ring class {class:?} (expected one of {})",
-                RING_CLASSES.join(", ")
-            )
+        let base = self.config.rings.of(class).ok_or_else(|| {
+            format!("{class} has no ring (known_good, assumed_good and suspect have)")
         })?;
         if size.is_none() && weight.is_none() {
             return Err("nothing to change: give a size and/or a weight".into());
         }
-        let current = ring_of(&self.snapshot.rings, class).unwrap_or(base);
+        let current = self.snapshot.rings.of(class).unwrap_or(base);
         let mut value = current;
         if let Some(s) = size {
-            if !s.is_power_of_two() || !(2..=1 << 20).contains(&s) {
-                return Err(format!(
-                    "ring size must be a power of two from 2 to 1048576, got {s}"
-                ));
-            }
-            value.size = s;
+            value.size = weir_model::config::check_ring_size(s)?;
         }
         if let Some(w) = weight {
-            if !(1..=1 << 16).contains(&w) {
-                return Err(format!("ring weight must be from 1 to 65536, got {w}"));
-            }
-            value.weight = w;
+            value.weight = weir_model::config::check_ring_weight(w)?;
         }
         if value == base {
-            overlay.rings.remove(class);
+            overlay.rings.remove(&class);
         } else {
-            overlay
-                .rings
-                .insert(class.to_string(), RingOverride { base, value });
+            overlay.rings.insert(class, RingOverride { base, value });
         }
         Ok(format!(
             "ring {class}: size {} weight {} (was size {} weight {})",
@@ -328,24 +315,6 @@ impl Desired {
 
 /// Nanoseconds per second.
 pub const NS: u64 = 1_000_000_000;
-
-fn ring_of(rings: &RingsConfig, class: &str) -> Option<RingConfig> {
-    match class {
-        "known_good" => Some(rings.known_good),
-        "assumed_good" => Some(rings.assumed_good),
-        "suspect" => Some(rings.suspect),
-        _ => None,
-    }
-}
-
-fn ring_mut<'a>(rings: &'a mut RingsConfig, class: &str) -> Option<&'a mut RingConfig> {
-    match class {
-        "known_good" => Some(&mut rings.known_good),
-        "assumed_good" => Some(&mut rings.assumed_good),
-        "suspect" => Some(&mut rings.suspect),
-        _ => None,
-    }
-}
 
 /// What identifies a slice layout: slice ids mean the same addresses only while it holds.
 pub fn layout_key(config: &Config) -> String {
@@ -439,7 +408,7 @@ fn effective_blocks(config: &Config, overlay: &Overlay) -> Vec<BlockSpec> {
 fn prune(config: &Config, overlay: &mut Overlay) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
     overlay.rings.retain(|class, o| {
-        let keep = ring_of(&config.rings, class) == Some(o.base);
+        let keep = config.rings.of(*class) == Some(o.base);
         if !keep {
             notes.push(format!(
                 "runtime ring override of {class} dropped: the config file changed it"
@@ -482,7 +451,7 @@ fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySn
     let map = effective_map(config, overlay)?;
     let mut rings = config.rings;
     for (class, o) in &overlay.rings {
-        if let Some(r) = ring_mut(&mut rings, class) {
+        if let Some(r) = rings.of_mut(*class) {
             *r = o.value;
         }
     }
@@ -550,7 +519,7 @@ mod tests {
         let d = base();
         assert!(d
             .propose(Change::Ring {
-                class: "bogus".into(),
+                class: Class::Reject,
                 size: Some(8),
                 weight: None
             })
@@ -558,7 +527,7 @@ mod tests {
         for (size, weight) in [(Some(1000), None), (Some(0), None), (None, Some(0))] {
             assert!(d
                 .propose(Change::Ring {
-                    class: "suspect".into(),
+                    class: Class::Suspect,
                     size,
                     weight
                 })
@@ -567,7 +536,7 @@ mod tests {
         let d2 = apply(
             &d,
             Change::Ring {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: Some(1024),
                 weight: None,
             },
@@ -577,7 +546,7 @@ mod tests {
         let d3 = apply(
             &d2,
             Change::Ring {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: Some(512),
                 weight: None,
             },
@@ -688,7 +657,7 @@ mod tests {
         let d = apply(
             &d,
             Change::Ring {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: Some(1024),
                 weight: None,
             },
@@ -696,7 +665,7 @@ mod tests {
         let d = apply(
             &d,
             Change::Ring {
-                class: "known_good".into(),
+                class: Class::KnownGood,
                 size: None,
                 weight: Some(7),
             },
