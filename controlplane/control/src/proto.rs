@@ -130,7 +130,7 @@ pub enum DpReply {
     },
     /// The request was refused; nothing changed.
     Error {
-        /// Why.
+        /// What was wrong, in one line for the operator.
         message: String,
     },
 }
@@ -359,7 +359,7 @@ pub enum CtlReply {
     },
     /// Refused; nothing changed.
     Error {
-        /// Why.
+        /// What was wrong, in one line for the operator.
         message: String,
     },
 }

@@ -70,7 +70,7 @@ pub enum StartError {
     Socket {
         /// The socket.
         path: PathBuf,
-        /// Why.
+        /// What the transport reported.
         source: weir_control::transport::TransportError,
     },
     /// The metrics address cannot be bound.
@@ -78,7 +78,7 @@ pub enum StartError {
     Metrics {
         /// The address.
         addr: SocketAddr,
-        /// Why.
+        /// The error the operating system gave.
         source: std::io::Error,
     },
     /// A thread could not be started.

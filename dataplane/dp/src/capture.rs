@@ -32,7 +32,7 @@ pub enum CaptureError {
     Io {
         /// The file.
         path: String,
-        /// Why.
+        /// The error the operating system gave.
         source: std::io::Error,
     },
     /// The file is neither pcap nor pcapng.
@@ -51,14 +51,14 @@ pub enum CaptureError {
         /// The link type found.
         link: DataLink,
     },
-    /// The file is corrupt or cut short.
+    /// The file is corrupt (a file cut short is not an error: see `Capture::cut_short`).
     #[error("{path}: corrupt capture after {records} records: {source}")]
     Corrupt {
         /// The file.
         path: String,
         /// Records read before the error.
         records: u64,
-        /// Why.
+        /// What the pcap reader reported.
         source: pcap_file::PcapError,
     },
 }
@@ -98,6 +98,8 @@ pub struct Capture {
     path: String,
     inner: Inner,
     records: u64,
+    /// The file ended in the middle of a record (a capture cut short).
+    cut_short: bool,
     /// Bytes of the file read so far.
     pub progress: Arc<AtomicU64>,
     /// File size in bytes.
@@ -194,6 +196,7 @@ impl Capture {
             path: name,
             inner,
             records: 0,
+            cut_short: false,
             progress,
             size,
         })
@@ -220,18 +223,41 @@ impl Capture {
         self.records
     }
 
+    /// Whether the file ended in the middle of a record: what came before was read, as
+    /// tshark does, and the caller says so (weir-dp replay warns and exits with 2).
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
+    }
+
     /// Call `f` for up to `max` more frames, in order; how many there were (0 at the end).
     pub fn next_records(
         &mut self,
         max: usize,
         mut f: impl FnMut(Record<'_>),
     ) -> Result<usize, CaptureError> {
+        if self.cut_short {
+            return Ok(0);
+        }
         let path = &self.path;
         let records = &mut self.records;
-        let corrupt = |records, source| CaptureError::Corrupt {
-            path: path.clone(),
-            records,
-            source,
+        let cut_short = &mut self.cut_short;
+        // The end of the file inside a record is a capture cut short, not a corrupt one.
+        let mut corrupt = |records, source: pcap_file::PcapError| {
+            let eof = match &source {
+                pcap_file::PcapError::IncompleteBuffer => true,
+                pcap_file::PcapError::IoError(e) => e.kind() == std::io::ErrorKind::UnexpectedEof,
+                _ => false,
+            };
+            if eof {
+                *cut_short = true;
+                None
+            } else {
+                Some(CaptureError::Corrupt {
+                    path: path.clone(),
+                    records,
+                    source,
+                })
+            }
         };
         let mut n = 0;
         match &mut self.inner {
@@ -241,7 +267,13 @@ impl Capture {
                     let Some(p) = reader.next_raw_packet() else {
                         break;
                     };
-                    let p = p.map_err(|e| corrupt(*records, e))?;
+                    let p = match p {
+                        Ok(p) => p,
+                        Err(e) => match corrupt(*records, e) {
+                            Some(e) => return Err(e),
+                            None => break,
+                        },
+                    };
                     *records += 1;
                     n += 1;
                     f(Record {
@@ -256,7 +288,13 @@ impl Capture {
                     let Some(b) = reader.next_block() else {
                         break;
                     };
-                    let b = b.map_err(|e| corrupt(*records, e))?;
+                    let b = match b {
+                        Ok(b) => b,
+                        Err(e) => match corrupt(*records, e) {
+                            Some(e) => return Err(e),
+                            None => break,
+                        },
+                    };
                     match b {
                         Block::InterfaceDescription(idb) => {
                             if idb.linktype != DataLink::ETHERNET {

@@ -39,7 +39,7 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn run(self) -> Result<()> {
+    fn run(self) -> Result<ExitCode> {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
         use weir_control::transport::{current_uid, Listener};
@@ -79,7 +79,7 @@ impl RunArgs {
                 stats.packets, stats.policy_version
             );
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -113,7 +113,8 @@ struct ReplayArgs {
 }
 
 impl ReplayArgs {
-    fn run(self) -> Result<()> {
+    /// Exit status 2 when a capture was cut short: the report covers what could be read.
+    fn run(self) -> Result<ExitCode> {
         let cfg = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
@@ -132,7 +133,13 @@ impl ReplayArgs {
         } else {
             print!("{}", report.table());
         }
-        Ok(())
+        if report.cut_short() {
+            for w in report.warnings.iter().filter(|w| w.contains("cut short")) {
+                eprintln!("weir-dp: warning: {w}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -174,14 +181,19 @@ fn main() -> ExitCode {
         Command::Run(a) => a.run(),
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            // One line: the chain of causes joined.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
+            // One line: the chain of causes joined, skipping a cause whose text the
+            // message before it already carries.
+            let mut msg = String::new();
+            for c in e.chain().map(|c| c.to_string()) {
+                if !msg.contains(&c) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&c);
+                }
+            }
             eprintln!("weir-dp: {msg}");
             ExitCode::FAILURE
         }

@@ -354,7 +354,17 @@ fn build_report(
         events,
         flows,
         workers,
-        warnings: clf.policy().spread_warning().into_iter().collect(),
+        warnings: clf
+            .policy()
+            .spread_warning()
+            .into_iter()
+            .chain(files.iter().filter(|f| f.cut_short).map(|f| {
+                format!(
+                    "{} was cut short in the middle of a record: {} frames read, the rest is not in the report",
+                    f.path, f.packets
+                )
+            }))
+            .collect(),
         files,
         elapsed_s: secs,
         mpps: if secs > 0.0 { n / secs / 1e6 } else { 0.0 },
@@ -364,6 +374,11 @@ fn build_report(
 }
 
 impl Report {
+    /// Whether a capture was cut short (the report covers what could be read).
+    pub fn cut_short(&self) -> bool {
+        self.files.iter().any(|f| f.cut_short)
+    }
+
     /// The report as a table for people.
     pub fn table(&self) -> String {
         use std::fmt::Write;

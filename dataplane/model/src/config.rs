@@ -566,8 +566,20 @@ pub struct ServiceConfig {
     #[serde(deserialize_with = "de_apl")]
     pub apl: Apl,
     /// Slices per prefix = 2^slice_bits.
-    #[serde(default = "default_slice_bits")]
+    #[serde(default = "default_slice_bits", deserialize_with = "de_slice_bits")]
     pub slice_bits: u8,
+}
+
+/// Checked as it is read, so an error points at the value, not at the section.
+fn de_slice_bits<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let n = u8::deserialize(d)?;
+    if n > weir_ssa::MAX_SLICE_BITS {
+        return Err(serde::de::Error::custom(format!(
+            "slice_bits must be at most {}, got {n}",
+            weir_ssa::MAX_SLICE_BITS
+        )));
+    }
+    Ok(n)
 }
 
 fn default_slice_bits() -> u8 {
@@ -847,16 +859,6 @@ impl Config {
             ConfigError::at(origin, text, Some(span), format!("[{section}] {msg}"))
         };
         if let Some(s) = &cfg.service {
-            if s.get_ref().slice_bits > 16 {
-                return Err(fail(
-                    s.span(),
-                    "service",
-                    format!(
-                        "slice_bits must be at most 16, got {}",
-                        s.get_ref().slice_bits
-                    ),
-                ));
-            }
             if !s.get_ref().apl.items.iter().any(|i| !i.negated) {
                 return Err(fail(
                     s.span(),
@@ -1050,6 +1052,17 @@ flow_table_capacity = 1048576
         let c = Config::from_toml("f.toml", "[ssa]\nrule = \"src-mix\"\nsrc_prefix_len = 48\n")
             .unwrap();
         assert_eq!(c.ssa(), Rule::SrcMix { src_prefix_len: 48 });
+
+        let e = Config::from_toml(
+            "f.toml",
+            "[service]\napl = \"2:2001:db8::/64\"\nslice_bits = 20\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(14)), "{e}");
+        assert!(
+            e.message.contains("slice_bits must be at most 16, got 20"),
+            "{e}"
+        );
 
         let e = Config::from_toml("f.toml", "[limits]\nflow_table_capacity = 3\n").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");

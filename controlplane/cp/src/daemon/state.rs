@@ -27,8 +27,6 @@ use weir_model::Class;
 use weir_ssa::Rule;
 use weir_ssa::{Prefix, ServicePrefixes, SliceMap};
 
-/// The queued classes, as written in `[rings]` and in `RingsSet`.
-
 /// Reason recorded for `[[block]]` entries of the config file.
 pub const CONFIG_BLOCK_REASON: &str = "config";
 
@@ -112,7 +110,7 @@ pub enum Change {
         prefix: String,
         /// Expiry, unix ns.
         until_unix_ns: Option<u64>,
-        /// Why.
+        /// Who blocked it (`operator`, `policy`, `config`) and why.
         reason: String,
     },
     /// Remove a block.

@@ -674,6 +674,7 @@ impl Port for DpdkReplay {
                 self.done.push(FileReport {
                     path,
                     packets: frames,
+                    cut_short: false,
                 });
                 self.current = None;
                 self.next += 1;

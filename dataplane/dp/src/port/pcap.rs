@@ -25,6 +25,8 @@ pub struct FileReport {
     pub path: String,
     /// Frames.
     pub packets: u64,
+    /// The file ended in the middle of a record; the frames before it were replayed.
+    pub cut_short: bool,
 }
 
 /// Capture files replayed in order, as if captured back to back.
@@ -114,9 +116,17 @@ impl Port for CaptureReplay {
                 }
                 return Ok(RxStatus::Frames(n));
             }
+            if cap.cut_short() {
+                tracing::warn!(
+                    file = cap.path(),
+                    records = cap.records(),
+                    "the capture was cut short in the middle of a record; the frames before it were replayed"
+                );
+            }
             self.done.push(FileReport {
                 path: cap.path().to_string(),
                 packets: cap.records(),
+                cut_short: cap.cut_short(),
             });
             self.done_bytes += cap.size;
             self.current += 1;
@@ -186,7 +196,7 @@ pub enum PortLoadError {
     Io {
         /// The file.
         path: String,
-        /// Why.
+        /// The error the operating system gave.
         source: std::io::Error,
     },
     /// The file is too large to hold in memory.
