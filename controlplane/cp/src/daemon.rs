@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  weirctl ──► operator (socket 0600, uid checked) ──┐
-//!  policy loop (per link, after each stats poll) ────┼─► Shared::commit ──► state file
+//!  policy loop (per link, after each stats poll) ────┼─► DaemonState::commit ──► state file
 //!  expiry (every 250 ms) ────────────────────────────┘        │             (atomic)
 //!                                                             ▼  notify
 //!                                            link thread per dataplane ──► weir-dp
@@ -12,7 +12,7 @@
 //!  metrics (TCP, loopback) ◄── latest DpStats, link status, decision counters
 //! ```
 //!
-//! All changes go through one function, `Shared::commit`: build and validate the next
+//! All changes go through one function, `DaemonState::commit`: build and validate the next
 //! state in full ([`state::Desired::propose`]), persist it, and only then put it in force and
 //! wake the links. A refused change leaves everything as it was; an acknowledged one is on
 //! disk. The version grows by one per change and continues from the state file across
@@ -89,7 +89,7 @@ pub enum StartError {
 /// A running daemon; [`Daemon::stop`] ends it (dropping it does too).
 #[derive(Debug)]
 pub struct Daemon {
-    shared: Arc<Shared>,
+    shared: Arc<DaemonState>,
     threads: Vec<JoinHandle<()>>,
     metrics_addr: Option<SocketAddr>,
 }
@@ -159,7 +159,7 @@ impl Daemon {
             persist::save(path, &state_file_of(&desired))?;
         }
 
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(DaemonState {
             config_path: config_path.to_path_buf(),
             control: control.clone(),
             desired: Mutex::new(desired),
@@ -385,7 +385,7 @@ pub(crate) fn now_unix_ns() -> u64 {
 
 /// What every thread shares.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct DaemonState {
     /// The config file.
     pub config_path: PathBuf,
     /// `[control]` as read at start.
@@ -443,7 +443,7 @@ pub(crate) struct Committed {
     pub expired: Vec<BlockSpec>,
 }
 
-impl Shared {
+impl DaemonState {
     pub fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }

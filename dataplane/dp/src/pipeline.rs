@@ -11,8 +11,8 @@
 //! A full ring drops the new packet and counts `ring-full` for its class (live ports), or
 //! makes the rx core wait for room ([`Overflow::Wait`], replay: verdicts and counts must
 //! not depend on thread timing). A lower class never takes room from a higher one because
-//! each class has its own ring. Until the terminators exist, a worker counts what it
-//! drains and returns the buffer.
+//! each class has its own ring. A worker hands what it drains to its [`Drain`] (a
+//! terminator, see `terminators`; or nothing but its counters) and returns the buffer.
 //!
 //! **Live changes.** Sizes and weights change at run time without losing a queued packet:
 //! [`RxQueues::resize`] makes a new ring, switches its own producer to it at once (so the

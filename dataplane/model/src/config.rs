@@ -656,31 +656,38 @@ pub const MAX_RING_SIZE: u32 = 1 << 20;
 /// Largest drain weight (packets per round).
 pub const MAX_RING_WEIGHT: u32 = 1 << 16;
 
+/// A ring size or weight out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// Not a power of two in range.
+    #[error("ring size must be a power of two from 2 to {MAX_RING_SIZE}, got {0}")]
+    Size(u32),
+    /// Out of range.
+    #[error("ring weight must be from 1 to {MAX_RING_WEIGHT}, got {0}")]
+    Weight(u32),
+}
+
 /// The one check of a ring size, for the config file, weir-cp, weirctl and snapshots.
-pub fn check_ring_size(n: u32) -> Result<u32, String> {
+pub fn check_ring_size(n: u32) -> Result<u32, RingError> {
     if n.is_power_of_two() && (2..=MAX_RING_SIZE).contains(&n) {
         Ok(n)
     } else {
-        Err(format!(
-            "ring size must be a power of two from 2 to {MAX_RING_SIZE}, got {n}"
-        ))
+        Err(RingError::Size(n))
     }
 }
 
 /// The one check of a drain weight.
-pub fn check_ring_weight(n: u32) -> Result<u32, String> {
+pub fn check_ring_weight(n: u32) -> Result<u32, RingError> {
     if (1..=MAX_RING_WEIGHT).contains(&n) {
         Ok(n)
     } else {
-        Err(format!(
-            "ring weight must be from 1 to {MAX_RING_WEIGHT}, got {n}"
-        ))
+        Err(RingError::Weight(n))
     }
 }
 
 impl RingConfig {
     /// Both checks.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RingError> {
         check_ring_size(self.size)?;
         check_ring_weight(self.weight)?;
         Ok(())

@@ -26,7 +26,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use weir_control::proto::{DpStats, RingStats};
 
-use super::{lock, Shared, TICK};
+use super::{lock, DaemonState, TICK};
 
 /// Quantiles exposed per latency summary.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
@@ -35,7 +35,7 @@ pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 const DECISIONS: [&str; 3] = ["block-added", "block-expired", "block-refused"];
 
 /// Serve scrapes until shutdown.
-pub(crate) fn serve(shared: &Shared, listener: TcpListener) {
+pub(crate) fn serve(shared: &DaemonState, listener: TcpListener) {
     while !shared.stopping() {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -54,7 +54,7 @@ pub(crate) fn serve(shared: &Shared, listener: TcpListener) {
     }
 }
 
-fn respond(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
+fn respond(shared: &DaemonState, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -154,7 +154,7 @@ struct Dp {
 }
 
 /// The exposition text.
-pub(crate) fn render(shared: &Shared) -> String {
+pub(crate) fn render(shared: &DaemonState) -> String {
     let desired = lock(&shared.desired).version();
     let decisions = lock(&shared.decisions).clone();
     let dps: Vec<Dp> = shared

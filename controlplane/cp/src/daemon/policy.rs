@@ -27,7 +27,7 @@ use weir_control::proto::DpStats;
 use weir_ssa::Prefix;
 
 use super::state::{Change, NS};
-use super::{lock, now_unix_ns, Shared, TICK};
+use super::{lock, now_unix_ns, DaemonState, TICK};
 
 /// Since when each prefix has been limited in every poll.
 #[derive(Debug, Default)]
@@ -68,7 +68,12 @@ impl Tracker {
 }
 
 /// Run the loop on one dataplane's stats.
-pub(crate) fn observe(shared: &Shared, dataplane: &str, tracker: &mut Tracker, stats: &DpStats) {
+pub(crate) fn observe(
+    shared: &DaemonState,
+    dataplane: &str,
+    tracker: &mut Tracker,
+    stats: &DpStats,
+) {
     let policy = lock(&shared.desired).config.policy;
     if !policy.enabled {
         tracker.reset();
@@ -117,7 +122,7 @@ pub(crate) fn observe(shared: &Shared, dataplane: &str, tracker: &mut Tracker, s
     }
 }
 
-fn is_blocked(shared: &Shared, prefix: &Prefix) -> bool {
+fn is_blocked(shared: &DaemonState, prefix: &Prefix) -> bool {
     lock(&shared.desired)
         .snapshot
         .blocks
@@ -127,7 +132,7 @@ fn is_blocked(shared: &Shared, prefix: &Prefix) -> bool {
 }
 
 /// Remove expired blocks until shutdown.
-pub(crate) fn expire_loop(shared: &Shared) {
+pub(crate) fn expire_loop(shared: &DaemonState) {
     let mut last_error: Option<String> = None;
     while !shared.stopping() {
         shared.sleep(TICK);

@@ -294,10 +294,10 @@ impl Desired {
         let current = self.snapshot.rings.of(class).unwrap_or(base);
         let mut value = current;
         if let Some(s) = size {
-            value.size = weir_model::config::check_ring_size(s)?;
+            value.size = weir_model::config::check_ring_size(s).map_err(|e| e.to_string())?;
         }
         if let Some(w) = weight {
-            value.weight = weir_model::config::check_ring_weight(w)?;
+            value.weight = weir_model::config::check_ring_weight(w).map_err(|e| e.to_string())?;
         }
         if value == base {
             overlay.rings.remove(&class);
