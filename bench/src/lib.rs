@@ -65,6 +65,7 @@ impl Pipeline {
                 data: frame,
                 wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 capture_ns: None,
+                network: None,
             },
             now_ns,
         );

@@ -395,21 +395,73 @@ impl Classifier {
         &self.flows
     }
 
-    /// Classify one received frame at `now_ns` (unix nanoseconds) and count it.
+    /// Start loading the flow-table slot `frame` would look up (untagged Ethernet, IPv6,
+    /// TCP: the common case; anything else is ignored). A hint only: it reads at fixed
+    /// offsets without validating, never changes state and never faults.
     #[inline]
+    pub fn prefetch(&self, frame: &[u8]) {
+        const ETH: usize = 14;
+        let Some(h) = frame.get(..ETH + 40 + 4) else {
+            return;
+        };
+        if h[12] != 0x86 || h[13] != 0xdd || h[ETH + 6] != weir_wire::protocol::TCP {
+            return;
+        }
+        let addr = |at: usize| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&h[at..at + 16]);
+            u128::from_be_bytes(a)
+        };
+        self.flows.prefetch(&FlowKey {
+            client: addr(ETH + 8),
+            service: addr(ETH + 24),
+            client_port: u16::from_be_bytes([h[ETH + 40], h[ETH + 41]]),
+            service_port: u16::from_be_bytes([h[ETH + 42], h[ETH + 43]]),
+        });
+    }
+
+    /// Classify one received frame at `now_ns` (unix nanoseconds) and count it.
+    #[inline(always)]
     pub fn classify(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
-        let d = self.decide(frame, now_ns);
+        // The common case straight to the IP steps; everything else through the general
+        // parse (which names the broken rule of a malformed frame).
+        let d = match weir_wire::parse_common(frame) {
+            Some(ip) => self.decide_ip(&ip, frame, now_ns),
+            None => self.decide(&parse_frame(frame), frame, || peek_addresses(frame), now_ns),
+        };
         self.counters.count(d);
         d
     }
 
+    /// Classify a network packet that came without an Ethernet header (a raw-IP, Linux
+    /// cooked or loopback capture), its link header having named EtherType `ethertype`:
+    /// the same steps from the network layer on.
     #[inline]
-    fn decide(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
+    pub fn classify_network(&mut self, ethertype: u16, packet: &[u8], now_ns: u64) -> Disposition {
+        let parsed = weir_wire::parse_network(ethertype, packet);
+        let d = self.decide(
+            &parsed,
+            packet,
+            || weir_wire::peek_network(ethertype, packet),
+            now_ns,
+        );
+        self.counters.count(d);
+        d
+    }
+
+    #[inline(always)]
+    fn decide(
+        &mut self,
+        parsed: &Result<Frame, weir_wire::Malformed>,
+        bytes: &[u8],
+        peek: impl FnOnce() -> Option<(IpVersion, u128, u128)>,
+        now_ns: u64,
+    ) -> Disposition {
         // Matched by reference: the parsed frame is read in place, not moved again.
-        match &parse_frame(frame) {
+        match parsed {
             Ok(Frame {
                 net: Net::Ip(ip), ..
-            }) => self.decide_ip(ip, now_ns),
+            }) => self.decide_ip(ip, bytes, now_ns),
             // 2. "NDP and ARP go to the host path."
             Ok(Frame {
                 net: Net::Arp { .. },
@@ -424,7 +476,7 @@ impl Classifier {
                 // "A frame whose Ethernet and fixed IPv6 (or IPv4) header are readable and
                 // whose source is a service address is outbound before step 1."
                 if self.vantage == Vantage::Replay {
-                    if let Some((_, src, _)) = peek_addresses(frame) {
+                    if let Some((_, src, _)) = peek() {
                         if self.policy.prefixes.contains(src) {
                             return Disposition::Outbound;
                         }
@@ -436,8 +488,8 @@ impl Classifier {
         }
     }
 
-    #[inline]
-    fn decide_ip(&mut self, ip: &Ip, now_ns: u64) -> Disposition {
+    #[inline(always)]
+    fn decide_ip(&mut self, ip: &Ip, bytes: &[u8], now_ns: u64) -> Disposition {
         if self.vantage == Vantage::Replay && self.policy.prefixes.contains(ip.src) {
             self.track_outbound(ip, None, now_ns);
             return Disposition::Outbound;
@@ -460,8 +512,8 @@ impl Classifier {
             _ => return reject(Reason::NotService),
         };
         // 4. ICMPv6 errors are classified by the packet they quote.
-        if let Transport::Icmpv6(Icmpv6::Error { quote, .. }) = ip.transport {
-            let matched = quote.and_then(|q| {
+        if let Transport::Icmpv6(Icmpv6::Error { quote_at, .. }) = ip.transport {
+            let matched = weir_wire::quote_of(bytes, quote_at).and_then(|q| {
                 let (sport, dport) = q.tcp_ports?;
                 if !policy.prefixes.contains(q.src) {
                     return None;

@@ -61,10 +61,25 @@ pub trait Backing: Send + Sync + 'static {
     fn stamp(&self, buf: &Self::Buf) -> u64;
     /// Stamp it as queued now.
     fn set_stamp(&self, buf: &mut Self::Buf, ns: u64);
+    /// What a worker keeps spent handles in until it releases them together (a backing
+    /// that recycles through return rings keeps nothing).
+    type Spent: Default + Send + std::fmt::Debug;
+    /// Release a handle the worker is done with (a non-recycling backing).
+    #[inline]
+    fn release(spent: &mut Self::Spent, buf: Self::Buf) {
+        let _ = spent;
+        drop(buf);
+    }
+    /// Release everything kept (once per drained ring).
+    #[inline]
+    fn release_all(spent: &mut Self::Spent) {
+        let _ = spent;
+    }
 }
 
 impl Backing for Pool {
     type Buf = PktBuf;
+    type Spent = ();
     const RECYCLES: bool = true;
     #[inline]
     fn wire_len(&self, buf: &PktBuf) -> u32 {
@@ -116,6 +131,8 @@ pub struct RxQueues<B: Backing = Pool> {
     sizes: [usize; 3],
     /// Stamp queued buffers relative to this instant (latency measurement).
     stamp_base: Option<Instant>,
+    /// The stamp of this burst (see [`RxQueues::set_burst_stamp`]).
+    stamp_now: u64,
     /// Index of this rx core.
     rx_index: usize,
 }
@@ -209,6 +226,9 @@ pub struct WorkerQueues<B: Backing = Pool> {
     stamp_base: Option<Instant>,
     published: Option<Arc<Mutex<WorkerReport>>>,
     last_publish: Option<Instant>,
+    since_publish_check: u32,
+    /// Spent handles not yet released (see [`Backing::Spent`]).
+    spent: B::Spent,
 }
 
 /// Build the rings for `rx_cores` rx cores and `workers` workers, with a software
@@ -260,6 +280,8 @@ pub fn build_with<B: Backing>(
                 stamp_base: None,
                 published: None,
                 last_publish: None,
+                since_publish_check: 0,
+                spent: B::Spent::default(),
             }
         })
         .collect();
@@ -295,6 +317,7 @@ pub fn build_with<B: Backing>(
             mailboxes: mailboxes.clone(),
             sizes,
             stamp_base: None,
+            stamp_now: 1,
             rx_index,
         });
     }
@@ -460,19 +483,12 @@ impl RxQueues<Pool> {
             self.since_reclaim = 0;
             self.reclaim();
         }
-        let backoff = Backoff::new();
-        let mut buf = loop {
-            if let Some(b) = self.free.pop() {
-                break b;
-            }
-            self.reclaim();
-            if self.free.is_empty() {
-                if self.overflow == Overflow::Drop {
-                    self.ring_full[ci] += 1;
-                    return false;
-                }
-                backoff.snooze();
-            }
+        let mut buf = match self.free.pop() {
+            Some(b) => b,
+            None => match self.wait_for_buffer(ci) {
+                Some(b) => b,
+                None => return false,
+            },
         };
         if self
             .pool
@@ -485,7 +501,39 @@ impl RxQueues<Pool> {
     }
 }
 
+impl RxQueues<Pool> {
+    /// No free buffer: take back what the workers returned, and under
+    /// [`Overflow::Wait`] wait for them to return one.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_buffer(&mut self, ci: usize) -> Option<PktBuf> {
+        let backoff = Backoff::new();
+        loop {
+            self.reclaim();
+            if let Some(b) = self.free.pop() {
+                return Some(b);
+            }
+            if self.overflow == Overflow::Drop {
+                self.ring_full[ci] += 1;
+                return None;
+            }
+            backoff.snooze();
+        }
+    }
+}
+
 impl<B: Backing> RxQueues<B> {
+    /// The time queued packets are stamped with until the next call (the rx core sets it
+    /// once per burst: one clock read per burst, not per packet).
+    #[inline]
+    pub fn set_burst_stamp(&mut self) {
+        if let Some(base) = self.stamp_base {
+            self.stamp_now = u64::try_from(base.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+        }
+    }
+
     /// Take buffers that workers gave back.
     #[inline]
     fn reclaim(&mut self) {
@@ -513,23 +561,30 @@ impl<B: Backing> RxQueues<B> {
             self.give_back(buf);
             return false;
         }
-        if let Some(base) = self.stamp_base {
-            let ns = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.pool.set_stamp(&mut buf, ns.max(1));
+        if self.stamp_base.is_some() {
+            self.pool.set_stamp(&mut buf, self.stamp_now);
         }
+        match self.rings[usize::from(worker)][ci].push(buf) {
+            Ok(()) => true,
+            Err(back) => self.ring_is_full(worker, ci, back),
+        }
+    }
+
+    /// The ring was full: drop and count (live), or wait for room (replay).
+    #[cold]
+    #[inline(never)]
+    fn ring_is_full(&mut self, worker: u16, ci: usize, mut buf: B::Buf) -> bool {
         let backoff = Backoff::new();
         loop {
+            if self.overflow == Overflow::Drop {
+                self.ring_full[ci] += 1;
+                self.give_back(buf);
+                return false;
+            }
+            backoff.snooze();
             match self.rings[usize::from(worker)][ci].push(buf) {
                 Ok(()) => return true,
-                Err(back) => {
-                    buf = back;
-                    if self.overflow == Overflow::Drop {
-                        self.ring_full[ci] += 1;
-                        self.give_back(buf);
-                        return false;
-                    }
-                    backoff.snooze();
-                }
+                Err(back) => buf = back,
             }
         }
     }
@@ -637,7 +692,7 @@ impl<B: Backing> WorkerQueues<B> {
     /// [`WorkerQueues::round`], handing every packet's class and bytes to `on_packet`
     /// before the buffer is released.
     #[inline]
-    pub fn round_with(&mut self, on_packet: &mut dyn FnMut(usize, Class, &[u8])) -> usize {
+    pub fn round_with<F: FnMut(usize, Class, &[u8])>(&mut self, on_packet: &mut F) -> usize {
         self.read_mailbox();
         let now = self
             .stamp_base
@@ -648,6 +703,7 @@ impl<B: Backing> WorkerQueues<B> {
             for (rx, rings) in self.rings.iter_mut().enumerate() {
                 let stats = &mut self.report.stats;
                 let hist = &mut self.report.latency[ci];
+                let spent = &mut self.spent;
                 let Some(pool) = self.pools.get(rx) else {
                     continue;
                 };
@@ -669,11 +725,20 @@ impl<B: Backing> WorkerQueues<B> {
                     }
                     // The return ring holds the whole pool, so this cannot fail; were it
                     // to, the buffer would be lost to the pool, never to the count above.
-                    // Without return rings, dropping the handle releases the buffer.
-                    if let Some(ret) = ret.as_deref_mut() {
-                        let _ = ret.push(buf);
+                    // Without return rings, the backing releases the handle (DPDK: freed
+                    // in bulk below).
+                    match ret.as_deref_mut() {
+                        Some(ret) => {
+                            let _ = ret.push_unpublished(buf);
+                        }
+                        None => B::release(spent, buf),
                     }
                 });
+                B::release_all(spent);
+                // The buffers go back in one publication per ring drained, not per packet.
+                if let Some(ret) = ret {
+                    ret.publish();
+                }
                 // The resized ring takes over once the old one is empty (no more pushes
                 // reach the old one, so empty stays empty).
                 if let Some(p) = self.pending.get_mut(rx) {
@@ -696,6 +761,11 @@ impl<B: Backing> WorkerQueues<B> {
         let Some(slot) = &self.published else {
             return;
         };
+        // The clock is read every 64 rounds at most (a round can be a handful of packets).
+        self.since_publish_check = self.since_publish_check.wrapping_add(1);
+        if self.last_publish.is_some() && !self.since_publish_check.is_multiple_of(64) {
+            return;
+        }
         let due = self
             .last_publish
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
@@ -726,7 +796,7 @@ impl<B: Backing> WorkerQueues<B> {
 
     /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `after_round`
     /// after every round — a terminator's timers and transmissions.
-    pub fn run_with(mut self, drain: &mut dyn Drain) -> WorkerStats {
+    pub fn run_with<D: Drain>(mut self, drain: &mut D) -> WorkerStats {
         let backoff = Backoff::new();
         loop {
             let n = self.round_with(&mut |r, c, f| drain.packet(r, c, f));

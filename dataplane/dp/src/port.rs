@@ -43,9 +43,22 @@ pub trait Received<B: Backing> {
     fn wire_len(&self) -> u32;
     /// When it was captured (unix ns), for ports whose clock is the capture's.
     fn capture_ns(&self) -> Option<u64>;
+    /// For a frame without an Ethernet header (a raw-IP, Linux cooked or loopback
+    /// capture): the EtherType its link header names and where the packet starts.
+    #[inline]
+    fn network(&self) -> Option<(u16, usize)> {
+        None
+    }
     /// Queue it for `worker` in `class`'s ring; false when it was dropped (counted by the
     /// queues as `ring-full`).
     fn queue(self, queues: &mut RxQueues<B>, worker: u16, class: Class) -> bool;
+    /// The bytes of the frame that follows in the same burst, when the port has them at
+    /// hand (DPDK): the rx core prefetches that frame's flow-table slot while it decides
+    /// this one, so the table's cache miss overlaps useful work.
+    #[inline]
+    fn lookahead(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A frame in a software port's memory (a capture record, a TAP read).
@@ -57,6 +70,9 @@ pub struct SoftFrame<'a> {
     pub wire_len: u32,
     /// Capture time, when the port replays a capture.
     pub capture_ns: Option<u64>,
+    /// Not Ethernet: the EtherType and offset of the network packet (see
+    /// [`Received::network`]).
+    pub network: Option<(u16, usize)>,
 }
 
 impl Received<Pool> for SoftFrame<'_> {
@@ -71,6 +87,10 @@ impl Received<Pool> for SoftFrame<'_> {
     #[inline]
     fn capture_ns(&self) -> Option<u64> {
         self.capture_ns
+    }
+    #[inline]
+    fn network(&self) -> Option<(u16, usize)> {
+        self.network
     }
     #[inline]
     fn queue(self, queues: &mut RxQueues<Pool>, worker: u16, class: Class) -> bool {

@@ -283,7 +283,7 @@ pub struct RxCore<B: Backing = Pool> {
     bursts: u32,
     last_ns: u64,
     last_publish: Instant,
-    last_walk: Instant,
+    walk: crate::flow::OccupancyWalk,
     last_top: Instant,
     last_port_read: Instant,
     report: RxReport,
@@ -326,7 +326,7 @@ impl<B: Backing> RxCore<B> {
             bursts: 0,
             last_ns: 0,
             last_publish: now,
-            last_walk: now,
+            walk: crate::flow::OccupancyWalk::default(),
             last_top: now,
             last_port_read: now,
             report: RxReport::default(),
@@ -336,9 +336,19 @@ impl<B: Backing> RxCore<B> {
     /// One received frame at `now_ns`: classify it, show it to the tee, then queue it to
     /// its worker, answer it (host path, sent after the burst), or let it go (its verdict
     /// is counted; a DPDK mbuf is freed when dropped here).
-    #[inline]
+    #[inline(always)]
     pub fn receive<F: Received<B>>(&mut self, frame: F, now_ns: u64) -> Disposition {
-        let d = self.clf.classify(frame.bytes(), now_ns);
+        if let Some(next) = frame.lookahead() {
+            self.clf.prefetch(next);
+        }
+        let d = match frame.network() {
+            None => self.clf.classify(frame.bytes(), now_ns),
+            Some((ethertype, at)) => self.clf.classify_network(
+                ethertype,
+                frame.bytes().get(at..).unwrap_or_default(),
+                now_ns,
+            ),
+        };
         if let Some(tee) = self.tee.as_deref_mut() {
             tee.frame(d, frame.bytes(), now_ns, frame.wire_len());
         }
@@ -397,6 +407,7 @@ impl<B: Backing> RxCore<B> {
                 clock.now_ns()
             };
             let mut last = self.last_ns;
+            self.rx.set_burst_stamp();
             let status = port.rx_burst(|frame| {
                 let t = frame.capture_ns().unwrap_or(burst_ns);
                 last = t;
@@ -480,14 +491,12 @@ impl<B: Backing> RxCore<B> {
         }
     }
 
-    /// Flow-table walk every 2 s, top sources every 1 s, port drops every 1 s, publish
-    /// every 100 ms (never waiting for the lock).
+    /// A slice of the flow-table walk, top sources every 1 s, port drops every 1 s,
+    /// publish every 100 ms (never waiting for the lock).
     fn housekeeping<P: Port<Backing = B>>(&mut self, state: &DataplaneState, port: &P) {
-        if self.last_walk.elapsed() >= Duration::from_secs(2) {
-            let (h, e) = self.clf.flows().occupancy(self.last_ns);
-            self.report.half_open = h as u64;
-            self.report.established = e as u64;
-            self.last_walk = Instant::now();
+        if !P::CAPTURE_CLOCK && self.walk.step(self.clf.flows(), self.last_ns) {
+            self.report.half_open = self.walk.last.0 as u64;
+            self.report.established = self.walk.last.1 as u64;
         }
         if self.last_top.elapsed() >= Duration::from_secs(1) {
             self.report.top_sources = self.clf.top_sources(16);

@@ -40,7 +40,7 @@ mod tests;
 
 pub use eal::{eal_init, test_eal_args};
 pub use lcore::{launch, lcore_id, wait, worker_lcores, LCORE_INVALID, LCORE_PANICKED};
-pub use mbuf::{Burst, Mbuf, TxBurst, BURST};
+pub use mbuf::{Burst, FreeBatch, Mbuf, TxBurst, BURST};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM};
 pub use port::{Port, PortInfo, PortReady, PortSetup, PortStats, TxResult, RSS_ADDRESS};
 

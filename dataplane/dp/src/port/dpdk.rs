@@ -72,6 +72,37 @@ impl Received<Mbufs> for Mbuf {
     }
 }
 
+/// A received mbuf with the data of the one after it in its burst (see
+/// [`Received::lookahead`]).
+#[derive(Debug)]
+pub struct InBurst<'a> {
+    m: Mbuf,
+    next: Option<&'a [u8]>,
+}
+
+impl Received<Mbufs> for InBurst<'_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self.m.data()
+    }
+    #[inline]
+    fn wire_len(&self) -> u32 {
+        self.m.pkt_len()
+    }
+    #[inline]
+    fn capture_ns(&self) -> Option<u64> {
+        None
+    }
+    #[inline]
+    fn queue(self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
+        queues.push(worker, class, self.m)
+    }
+    #[inline]
+    fn lookahead(&self) -> Option<&[u8]> {
+        self.next
+    }
+}
+
 /// One rx queue of every device, as one rx core's port: bursts from each device's queue
 /// `queue` in turn (the mbufs themselves are lent and queued: zero copy); answers and
 /// the terminators' frames are copied into mbufs and sent on the first device's tx queue
@@ -105,23 +136,24 @@ impl DpdkQueue {
 
 impl Port for DpdkQueue {
     type Backing = Mbufs;
-    type Frame<'a> = Mbuf;
+    type Frame<'a> = InBurst<'a>;
 
     #[inline]
     fn rx_burst<F>(&mut self, mut f: F) -> Result<RxStatus, PortError>
     where
-        F: for<'a> FnMut(Mbuf),
+        F: for<'a> FnMut(InBurst<'a>),
     {
         let mut total = 0;
         for dev in self.devices.iter() {
             let n = dev.rx_burst(self.queue, &mut self.burst);
             total += n;
-            for m in self.burst.by_ref() {
+            while let Some(m) = self.burst.next() {
                 if m.segments() > 1 {
                     self.oversize += 1;
                     continue;
                 }
-                f(m);
+                let next = self.burst.peek_data();
+                f(InBurst { m, next });
             }
         }
         Ok(RxStatus::Frames(total))
@@ -180,7 +212,16 @@ impl Port for DpdkQueue {
 
 impl Backing for Mbufs {
     type Buf = Mbuf;
+    type Spent = crate::dpdk::FreeBatch;
     const RECYCLES: bool = false;
+    #[inline]
+    fn release(spent: &mut crate::dpdk::FreeBatch, buf: Mbuf) {
+        spent.push(buf);
+    }
+    #[inline]
+    fn release_all(spent: &mut crate::dpdk::FreeBatch) {
+        spent.flush();
+    }
     #[inline]
     fn wire_len(&self, buf: &Mbuf) -> u32 {
         buf.pkt_len()

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::capture::{Capture, CaptureError};
+use crate::capture::{Capture, CaptureError, Link};
 use crate::pool::Pool;
 use crate::port::{Port, PortError, RxStatus, Sent, SoftFrame, BURST};
 
@@ -106,6 +106,12 @@ impl Port for CaptureReplay {
                     data: r.data,
                     wire_len: r.orig_len,
                     capture_ns: Some(r.ts_ns),
+                    // A link header too short to name its packet: an empty IPv6
+                    // packet, so the frame is malformed.
+                    network: match r.link {
+                        Link::Ethernet => None,
+                        link => Some(link.network(r.data).unwrap_or((0x86dd, r.data.len()))),
+                    },
                 });
             })?;
             if n > 0 {
@@ -170,7 +176,20 @@ impl CaptureLoop {
             });
         }
         let mut frames = Vec::new();
-        Capture::open(path)?.for_each(|r| frames.push(r.data.to_vec()))?;
+        let mut other_link = None;
+        Capture::open(path)?.for_each(|r| {
+            if r.link == Link::Ethernet {
+                frames.push(r.data.to_vec());
+            } else {
+                other_link = Some(r.link);
+            }
+        })?;
+        if let Some(link) = other_link {
+            return Err(PortLoadError::NotEthernet {
+                path: path.display().to_string(),
+                link,
+            });
+        }
         if frames.is_empty() {
             return Err(PortLoadError::Empty {
                 path: path.display().to_string(),
@@ -206,6 +225,14 @@ pub enum PortLoadError {
         path: String,
         /// Its size.
         size: u64,
+    },
+    /// A live source sends what it reads onto a link: it must be Ethernet.
+    #[error("[port] {path} holds {link:?} frames; a pcap port replays Ethernet captures (use `weir-dp replay` for others)")]
+    NotEthernet {
+        /// The file.
+        path: String,
+        /// The link type found.
+        link: Link,
     },
     /// The file holds no frames.
     #[error("[port] {path} holds no frames")]
@@ -247,6 +274,7 @@ impl Port for CaptureLoop {
                 data: frame,
                 wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 capture_ns: None,
+                network: None,
             });
         }
         self.received += n as u64;

@@ -321,6 +321,7 @@ impl crate::port::Port for TapPort {
                 data,
                 wire_len: u32::try_from(len).unwrap_or(u32::MAX),
                 capture_ns: None,
+                network: None,
             });
         }
         Ok(crate::port::RxStatus::Frames(n))
@@ -588,11 +589,19 @@ mod tests {
         // retransmits its NS after a second when a busy machine delays the answer), until
         // the datagram it was holding arrives at weir's MAC.
         let is_ns = |f: &[u8]| {
-            matches!(weir_wire::parse_frame(f).map(|f| f.net),
+            let ns = matches!(
+                weir_wire::parse_frame(f).map(|f| f.net),
                 Ok(weir_wire::Net::Ip(weir_wire::Ip {
-                    transport: weir_wire::Transport::Icmpv6(weir_wire::Icmpv6::Ndp { ty: 135, target: Some(t) }),
+                    transport: weir_wire::Transport::Icmpv6(weir_wire::Icmpv6::Ndp { ty: 135 }),
+                    ext_headers: 0,
                     ..
-                })) if t == peer)
+                }))
+            );
+            // Untagged Ethernet + IPv6: the ICMPv6 message starts at 54.
+            ns && f
+                .get(54..)
+                .and_then(|m| weir_wire::icmpv6::Packet::new_checked(m).ok())
+                .is_some_and(|m| m.target_addr() == peer)
         };
         let mut answered = 0;
         let data = recv_until(&tap, "the UDP datagram to weir's MAC", |f| {
