@@ -99,6 +99,46 @@ impl Backing for Pool {
     }
 }
 
+/// A thread that sleeps when it has nothing to do, and the flag by which the other side
+/// knows to wake it. Workers park when their rings are empty and the rx core wakes them
+/// after a burst that queued something; an rx core waiting for ring space (replay) parks
+/// and the workers wake it after a round that freed some. The protocol is the classic
+/// one: the sleeper sets `sleeping`, then looks once more for work (SeqCst on both sides
+/// orders that look against the waker's publish-then-check), then parks; a timeout bounds
+/// any wake-up lost to a race the protocol does not cover.
+#[derive(Debug, Default)]
+pub struct Parker {
+    sleeping: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Parker {
+    /// The calling thread is the one that parks here.
+    pub fn bind(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Park unless `has_work` (checked after announcing the sleep), at most `timeout`.
+    pub fn park_unless(&self, has_work: impl FnOnce() -> bool, timeout: Duration) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Wake the thread if it sleeps (one atomic load when it does not).
+    #[inline]
+    pub fn wake(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
 /// What the rx side does when a ring is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -135,6 +175,12 @@ pub struct RxQueues<B: Backing = Pool> {
     stamp_now: u64,
     /// Index of this rx core.
     rx_index: usize,
+    /// Each worker's parker, woken after a burst that queued for it.
+    worker_parkers: Vec<Arc<Parker>>,
+    /// Workers queued for since the last wake.
+    queued_for: u64,
+    /// This rx core's parker (it waits for ring space in replay).
+    parker: Arc<Parker>,
 }
 
 /// What an rx core mails to a worker.
@@ -229,6 +275,10 @@ pub struct WorkerQueues<B: Backing = Pool> {
     since_publish_check: u32,
     /// Spent handles not yet released (see [`Backing::Spent`]).
     spent: B::Spent,
+    /// This worker's parker.
+    parker: Arc<Parker>,
+    /// The rx cores' parkers, woken after a round that freed ring space.
+    rx_parkers: Vec<Arc<Parker>>,
 }
 
 /// Build the rings for `rx_cores` rx cores and `workers` workers, with a software
@@ -282,11 +332,18 @@ pub fn build_with<B: Backing>(
                 last_publish: None,
                 since_publish_check: 0,
                 spent: B::Spent::default(),
+                parker: Arc::new(Parker::default()),
+                rx_parkers: Vec::new(),
             }
         })
         .collect();
+    let worker_parkers: Vec<Arc<Parker>> = wk.iter().map(|w| Arc::clone(&w.parker)).collect();
     for rx_index in 0..rx_cores {
         let (pool, free) = backing(rx_index);
+        let rx_parker = Arc::new(Parker::default());
+        for w in wk.iter_mut() {
+            w.rx_parkers.push(Arc::clone(&rx_parker));
+        }
         let pool_size = free.len();
         let mut producers = Vec::with_capacity(usize::from(workers));
         let mut returns = Vec::with_capacity(usize::from(workers));
@@ -319,6 +376,9 @@ pub fn build_with<B: Backing>(
             stamp_base: None,
             stamp_now: 1,
             rx_index,
+            worker_parkers: worker_parkers.clone(),
+            queued_for: 0,
+            parker: rx_parker,
         });
     }
     (rx, wk)
@@ -517,7 +577,7 @@ impl RxQueues<Pool> {
                 self.ring_full[ci] += 1;
                 return None;
             }
-            backoff.snooze();
+            self.wait(&backoff);
         }
     }
 }
@@ -532,6 +592,34 @@ impl<B: Backing> RxQueues<B> {
                 .unwrap_or(u64::MAX)
                 .max(1);
         }
+    }
+
+    /// Wait for the workers (replay only): spin a little, then wake them and sleep until
+    /// one frees ring space (they wake this core after every round that drained something).
+    #[cold]
+    fn wait(&mut self, backoff: &Backoff) {
+        if !backoff.is_completed() {
+            backoff.snooze();
+            return;
+        }
+        self.queued_for = u64::MAX;
+        self.wake_workers();
+        self.parker.bind();
+        self.parker.park_unless(|| false, Duration::from_millis(1));
+    }
+
+    /// After a burst: wake the workers it queued for, if they sleep.
+    #[inline]
+    pub fn wake_workers(&mut self) {
+        if self.queued_for == 0 {
+            return;
+        }
+        for (w, p) in self.worker_parkers.iter().enumerate() {
+            if self.queued_for & (1 << (w & 63)) != 0 {
+                p.wake();
+            }
+        }
+        self.queued_for = 0;
     }
 
     /// Take buffers that workers gave back.
@@ -564,6 +652,7 @@ impl<B: Backing> RxQueues<B> {
         if self.stamp_base.is_some() {
             self.pool.set_stamp(&mut buf, self.stamp_now);
         }
+        self.queued_for |= 1 << (worker & 63);
         match self.rings[usize::from(worker)][ci].push(buf) {
             Ok(()) => true,
             Err(back) => self.ring_is_full(worker, ci, back),
@@ -581,7 +670,7 @@ impl<B: Backing> RxQueues<B> {
                 self.give_back(buf);
                 return false;
             }
-            backoff.snooze();
+            self.wait(&backoff);
             match self.rings[usize::from(worker)][ci].push(buf) {
                 Ok(()) => return true,
                 Err(back) => buf = back,
@@ -601,6 +690,9 @@ impl<B: Backing> RxQueues<B> {
     /// empty.
     pub fn finish(&self) {
         self.stop.store(true, Ordering::Release);
+        for p in &self.worker_parkers {
+            p.wake();
+        }
     }
 
     /// Current size of `class`'s rings.
@@ -798,10 +890,15 @@ impl<B: Backing> WorkerQueues<B> {
     /// after every round — a terminator's timers and transmissions.
     pub fn run_with<D: Drain>(mut self, drain: &mut D) -> WorkerStats {
         let backoff = Backoff::new();
+        self.parker.bind();
         loop {
             let n = self.round_with(&mut |r, c, f| drain.packet(r, c, f));
             drain.after_round(n > 0, &mut self.report);
             if n > 0 {
+                // Room was freed: an rx core waiting for it may go on.
+                for p in &self.rx_parkers {
+                    p.wake();
+                }
                 backoff.reset();
                 continue;
             }
@@ -814,7 +911,20 @@ impl<B: Backing> WorkerQueues<B> {
                 self.maybe_publish();
                 return self.report.stats;
             }
-            backoff.snooze();
+            if backoff.is_completed() {
+                // Idle: sleep until an rx core queues something (or 1 ms passes, which
+                // also bounds how late a stop is seen).
+                let (rings, stop) = (&self.rings, &self.stop);
+                self.parker.park_unless(
+                    || {
+                        stop.load(Ordering::Acquire)
+                            || rings.iter().flatten().any(|r| !r.is_empty())
+                    },
+                    Duration::from_millis(1),
+                );
+            } else {
+                backoff.snooze();
+            }
         }
     }
 }

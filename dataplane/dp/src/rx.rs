@@ -414,6 +414,7 @@ impl<B: Backing> RxCore<B> {
                 self.receive(frame, t);
             })?;
             self.last_ns = if P::CAPTURE_CLOCK { last } else { burst_ns };
+            self.rx.wake_workers();
             let received = matches!(status, RxStatus::Frames(n) if n > 0);
             let sent = self.send_out(port);
             self.bursts = self.bursts.wrapping_add(1);
