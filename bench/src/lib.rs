@@ -5,6 +5,7 @@
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod load;
 pub mod terminator;
 
 use weir_dp::classify::Limits;

@@ -14,6 +14,7 @@ pub mod dpdk;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_port;
 pub mod flow;
+pub mod handover;
 pub mod l2;
 pub mod live;
 pub mod pipeline;

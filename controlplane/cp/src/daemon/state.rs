@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, SliceRun};
+use weir_control::proto::{slice_runs, BlockSpec, ClusterPolicy, PolicySnapshot, SliceRun};
 use weir_model::config::{Config, RingConfig, RingsConfig, MAX_BLOCKS};
 use weir_ssa::Rule;
 use weir_ssa::{Prefix, ServicePrefixes, SliceMap};
@@ -127,6 +127,8 @@ pub enum Change {
     },
     /// Replace the config file's part.
     Reload(Box<Config>),
+    /// Replace the cluster part (handover addresses and runs), from the cluster session.
+    Cluster(Option<ClusterPolicy>),
 }
 
 /// The desired state in force.
@@ -136,7 +138,9 @@ pub struct Desired {
     pub config: Config,
     /// The runtime part.
     pub overlay: Overlay,
-    /// What both make, with the current version.
+    /// The cluster part, kept by the cluster session (not persisted: etcd holds it).
+    pub cluster: Option<ClusterPolicy>,
+    /// What all three make, with the current version.
     pub snapshot: PolicySnapshot,
 }
 
@@ -160,11 +164,12 @@ impl Desired {
         version: u64,
     ) -> Result<(Desired, Vec<String>), String> {
         let notes = prune(&config, &mut overlay)?;
-        let snapshot = snapshot(&config, &overlay, version)?;
+        let snapshot = snapshot(&config, &overlay, None, version)?;
         Ok((
             Desired {
                 config,
                 overlay,
+                cluster: None,
                 snapshot,
             },
             notes,
@@ -183,6 +188,7 @@ impl Desired {
         let mut config = self.config.clone();
         let mut expired = Vec::new();
         let mut notes = Vec::new();
+        let mut cluster = self.cluster.clone();
         let message = match change {
             Change::Ring {
                 class,
@@ -256,6 +262,21 @@ impl Desired {
                 notes = prune(&config, &mut overlay)?;
                 "config reloaded".to_string()
             }
+            Change::Cluster(c) => {
+                if c == self.cluster {
+                    return Ok(None);
+                }
+                let msg = match &c {
+                    Some(c) => format!(
+                        "cluster: {} members, {} handover runs",
+                        c.members.len(),
+                        c.handovers.len()
+                    ),
+                    None => "cluster: none".to_string(),
+                };
+                cluster = c;
+                msg
+            }
         };
         let count = effective_blocks(&config, &overlay).len();
         if count > MAX_BLOCKS {
@@ -263,7 +284,7 @@ impl Desired {
                 "at most {MAX_BLOCKS} blocks, this would make {count}"
             ));
         }
-        let snapshot = snapshot(&config, &overlay, self.version() + 1)?;
+        let snapshot = snapshot(&config, &overlay, cluster.clone(), self.version() + 1)?;
         let message = if notes.is_empty() {
             message
         } else {
@@ -273,6 +294,7 @@ impl Desired {
             desired: Desired {
                 config,
                 overlay,
+                cluster,
                 snapshot,
             },
             message,
@@ -476,7 +498,12 @@ fn prune(config: &Config, overlay: &mut Overlay) -> Result<Vec<String>, String> 
 }
 
 /// The snapshot `config` and `overlay` make at `version`.
-fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySnapshot, String> {
+fn snapshot(
+    config: &Config,
+    overlay: &Overlay,
+    cluster: Option<ClusterPolicy>,
+    version: u64,
+) -> Result<PolicySnapshot, String> {
     let service = config.service();
     let limits = config.limits();
     let map = effective_map(config, overlay)?;
@@ -497,6 +524,7 @@ fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySn
         rings,
         new_flows_per_sec: limits.new_flows_per_sec,
         source_prefix_len: limits.source_prefix_len,
+        cluster,
     };
     check_fits(&snap)?;
     Ok(snap)
