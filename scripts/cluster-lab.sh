@@ -271,6 +271,8 @@ case "$cmd" in
     [ -f "$D/tag" ] || echo "wl$(( $$ % 100000 ))" >"$D/tag"
     T=$(cat "$D/tag")
     : >"$D/pids"
+    # A failure half way leaves nothing behind: everything started so far is stopped.
+    trap 'rc=$?; if [ $rc -ne 0 ]; then log "up failed (status $rc); tearing down"; down; fi' EXIT
     for t in "$BIN/weir-dp" "$BIN/weir-cp" "$BIN/weirctl"; do
       [ -x "$t" ] || { echo "$0: $t is missing (cargo build --release)" >&2; exit 1; }
     done
@@ -282,6 +284,7 @@ case "$cmd" in
     router_up
     for n in $(seq "$HOSTS"); do host_up "$n"; done
     wait_ready
+    trap - EXIT
     log "ready: $(nexthops) ECMP nexthops for $SVC"
     ;;
   down)

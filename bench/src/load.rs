@@ -73,6 +73,10 @@ pub struct Plan {
     pub response_timeout: Duration,
     /// Pause between two requests on a slot (0: back to back).
     pub think: Duration,
+    /// Use only the sources whose destination lies in these slices (of `slice_bits`).
+    pub slices: Option<(u32, u32)>,
+    /// Slice bits of the service prefix (for `slices`).
+    pub slice_bits: u8,
 }
 
 /// The sources `count` addresses `::1` in successive /64s of `net` (prefix length ≤ 64).
@@ -225,9 +229,21 @@ pub fn run(plan: &Plan) -> Result<Report> {
         bail!("nothing to run: no sources or no connections");
     }
     let service = ServicePrefixes::parse(&plan.apl).map_err(|e| anyhow::anyhow!("--apl: {e}"))?;
+    let map = weir_ssa::SliceMap::new(service.prefixes(), plan.slice_bits, 1)
+        .map_err(|e| anyhow::anyhow!("--slice-bits: {e}"))?;
     let mut targets = Vec::with_capacity(plan.sources.len());
     for &src in &plan.sources {
-        targets.push((src, destination(&service, &plan.rule, src)?));
+        let dst = destination(&service, &plan.rule, src)?;
+        if let Some((first, last)) = plan.slices {
+            let slice = map.slice_of(0, u128::from(dst));
+            if !(first..=last).contains(&slice) {
+                continue;
+            }
+        }
+        targets.push((src, dst));
+    }
+    if targets.is_empty() {
+        bail!("no source's destination lies in the slices asked for");
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -528,6 +544,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             think: Duration::ZERO,
+            slices: None,
+            slice_bits: 0,
         };
         let r = run(&plan).unwrap();
         assert!(r.requests > 10, "{}", r.table());

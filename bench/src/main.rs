@@ -141,9 +141,29 @@ struct LoadArgs {
     /// Pause between two requests of a slot, milliseconds.
     #[arg(long, default_value_t = 0)]
     think_ms: u64,
+    /// Only the sources whose destination lies in these slices, `FIRST..LAST`.
+    #[arg(long, value_name = "FIRST..LAST", value_parser = parse_slices)]
+    slices: Option<(u32, u32)>,
+    /// Slice bits of the service prefix (for --slices).
+    #[arg(long, default_value_t = 14)]
+    slice_bits: u8,
     /// Print the report (with every slot) as JSON.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_slices(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s.split_once("..").unwrap_or((s, s));
+    let n = |t: &str| {
+        t.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{t:?} is not a slice number"))
+    };
+    let (a, b) = (n(a)?, n(b)?);
+    if a > b {
+        return Err(format!("{a}..{b}: first after last"));
+    }
+    Ok((a, b))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -179,6 +199,8 @@ fn load(a: LoadArgs) -> Result<()> {
         connect_timeout: std::time::Duration::from_millis(a.connect_timeout_ms.max(1)),
         response_timeout: std::time::Duration::from_millis(a.response_timeout_ms.max(1)),
         think: std::time::Duration::from_millis(a.think_ms),
+        slices: a.slices,
+        slice_bits: a.slice_bits,
     };
     let report = load::run(&plan)?;
     if a.json {

@@ -50,6 +50,16 @@ pub const NEXT_HEADER_IPV4: u8 = 4;
 /// Most cluster members a [`Members`] list holds.
 pub const MAX_MEMBERS: usize = 64;
 
+/// Counter (a `DpStats` event) of packets sent to a predecessor, encapsulated.
+pub const COUNTER_FORWARDED: &str = "handover-forwarded";
+/// Counter of encapsulated frames accepted and classified as their inner packet.
+pub const COUNTER_DECAPSULATED: &str = "handover-decapsulated";
+/// Counter of packets not forwarded because the tunnel packet would exceed the MTU.
+pub const COUNTER_TOO_BIG: &str = "handover-too-big";
+/// Refused encapsulated frames are counted under [`Refusal::name`] (`tunnel-not-member`,
+/// …); their sum is reported as this counter too.
+pub const COUNTER_REFUSED: &str = "handover-refused";
+
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;

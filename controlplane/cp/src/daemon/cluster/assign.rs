@@ -177,11 +177,19 @@ impl Assignment {
             || eligible.iter().any(|h| !counts.contains_key(h))
     }
 
+    /// The live hosts that may own slices: the undrained ones, or, when every live host
+    /// is drained, all of them (drained hosts serving beats slices owned by no one).
     fn eligible(&self, live: &BTreeSet<String>) -> BTreeSet<String> {
-        live.iter()
+        let undrained: BTreeSet<String> = live
+            .iter()
             .filter(|h| !self.drained.contains(h))
             .cloned()
-            .collect()
+            .collect();
+        if undrained.is_empty() {
+            live.clone()
+        } else {
+            undrained
+        }
     }
 
     /// The next assignment where every live, undrained host has an even share, moving as
@@ -291,7 +299,7 @@ impl Assignment {
             drained,
             ..self.clone()
         };
-        if with.eligible(live).is_empty() {
+        if live.iter().all(|h| with.drained.contains(h)) {
             return Err(format!(
                 "draining {host} would leave no live host to own the slices"
             ));
