@@ -179,7 +179,7 @@ impl Lab {
             .filter_map(|l| l.split_once(' '))
             .filter(|(_, n)| *n == name)
             .filter_map(|(p, _)| p.parse().ok())
-            .last()
+            .next_back()
     }
 
     fn nexthops(&self) -> usize {
@@ -485,6 +485,72 @@ fn host_failure_bfd_withdraws_slices_move_and_other_hosts_see_no_failure() {
     assert!(
         last_failed_start.unwrap_or(0) <= 1000,
         "new connections failed until {last_failed_start:?} ms after the kill"
+    );
+}
+
+/// A host whose BIRD freezes (SIGSTOP: its BGP session stays open, no NOTIFICATION, no
+/// FIN) is withdrawn by BFD alone; its weir-cp sees BIRD stop answering and leaves the
+/// cluster, so its slices move too.
+#[test]
+fn a_frozen_host_is_withdrawn_by_bfd_within_a_second() {
+    if !can_run("frozen") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("frozen", &[("LAB_LEASE_TTL_S", "3")]);
+    let fresh = lab.load(
+        "frozen-new",
+        &[
+            "--connections",
+            "48",
+            "--src-count",
+            "256",
+            "--mode",
+            "close",
+            "--duration",
+            "7",
+            "--think-ms",
+            "10",
+            "--connect-timeout-ms",
+            "300",
+            "--response-timeout-ms",
+            "1000",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let bird = lab.pid("h3-bird").expect("h3's BIRD").to_string();
+    let t_stop = now_ms();
+    let _ = Command::new("kill").args(["-STOP", &bird]).status();
+    let bfd = eventually("BFD withdraws h3 at the router", 5.0, || {
+        lab.nexthops() == 2
+    });
+    let moved = eventually("h3's slices reassigned", 6.0, || {
+        lab.status(1).is_some_and(|v| slices_of(&v, "h3") == 0)
+    });
+    let new = fresh.wait();
+    let _ = Command::new("kill").args(["-CONT", &bird]).status();
+    let kill_rel = t_stop.saturating_sub(new["started_unix_ms"].as_u64().unwrap_or(0));
+    let last_failed = new["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["failure_times_ms"].as_array().into_iter().flatten())
+        .filter_map(|f| f[0].as_u64())
+        .filter(|&t| t + 300 >= kill_rel)
+        .map(|t| t.saturating_sub(kill_rel))
+        .max();
+    eprintln!(
+        "frozen: BFD withdrew h3 after {:.3} s, its slices moved after {:.3} s; new connections: {} made, {} failed, the last failed one started {} ms after the freeze",
+        bfd.as_secs_f64(),
+        moved.as_secs_f64(),
+        new["connects"],
+        new["failed"],
+        last_failed.map_or("(none)".into(), |t| t.to_string())
+    );
+    assert!(bfd < Duration::from_secs(1), "BFD took {bfd:?}");
+    assert!(
+        last_failed.unwrap_or(0) <= 1000,
+        "new connections failed until {last_failed:?} ms"
     );
 }
 

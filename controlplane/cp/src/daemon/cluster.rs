@@ -377,6 +377,8 @@ struct Local {
     bird_ok: bool,
     bird_checked: Option<Instant>,
     last_ok: Instant,
+    /// The lease of a membership whose session was lost (see [`resume`]).
+    lease: Option<i64>,
 }
 
 /// Run the cluster session until shutdown (the `cp-cluster` thread).
@@ -472,6 +474,7 @@ impl Local {
             bird_ok: false,
             bird_checked: None,
             last_ok: Instant::now(),
+            lease: None,
         })
     }
 
@@ -566,10 +569,8 @@ impl Local {
     }
 
     fn bird_alive(&mut self, cfg: &ClusterConfig) -> bool {
-        if self
-            .bird_checked
-            .map_or(true, |t| t.elapsed() >= BIRD_CHECK)
-        {
+        let due = !matches!(self.bird_checked, Some(t) if t.elapsed() < BIRD_CHECK);
+        if due {
             self.bird_ok = bird::alive(&cfg.bird_socket, Duration::from_millis(300));
             self.bird_checked = Some(Instant::now());
         }
@@ -670,12 +671,44 @@ async fn session(
     for (_, reply, _) in pending.drain(..) {
         let _ = reply.send(Err("the cluster session ended".into()));
     }
-    if let Some(m) = member {
-        // Leaving on purpose: the coordinator reassigns at once instead of after the TTL.
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(m.lease)).await;
-        tracing::info!("left the cluster (lease revoked)");
+    match (member, &result) {
+        (Some(m), Ok(())) => {
+            // Leaving on purpose: the coordinator reassigns at once, not after the TTL.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(m.lease)).await;
+            local.lease = None;
+            tracing::info!("left the cluster (lease revoked)");
+        }
+        // Lost the session: the next one resumes this lease if it is still alive, so a
+        // short etcd outage does not look like this host's death.
+        (Some(m), Err(_)) => local.lease = Some(m.lease),
+        (None, _) => {}
     }
     result
+}
+
+/// Keep using `lease` if etcd still has it and this host's key is bound to it.
+async fn resume(client: &mut Client, keys: &Keys, me: &str, lease: i64) -> Option<Membership> {
+    let (mut keeper, mut stream) = client.lease_keep_alive(lease).await.ok()?;
+    keeper.keep_alive().await.ok()?;
+    let r = tokio::time::timeout(Duration::from_secs(1), stream.message())
+        .await
+        .ok()?
+        .ok()??;
+    if r.ttl() <= 0 {
+        return None;
+    }
+    let got = client.get(keys.host(me), None).await.ok()?;
+    if got.kvs().first()?.lease() != lease {
+        return None;
+    }
+    tracing::info!(lease, "cluster membership resumed");
+    Some(Membership {
+        lease,
+        keeper,
+        stream,
+        renewed: Instant::now(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -723,7 +756,12 @@ async fn round(
     // 2. Membership.
     match (healthy, member.is_some()) {
         (true, false) => {
-            *member = register(client, keys, cfg, idle).await?;
+            if let Some(lease) = local.lease.take() {
+                *member = resume(client, keys, me, lease).await;
+            }
+            if member.is_none() {
+                *member = register(client, keys, cfg, idle).await?;
+            }
         }
         (false, true) => {
             let why = if dp_up {

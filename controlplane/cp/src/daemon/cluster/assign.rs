@@ -117,7 +117,7 @@ impl Assignment {
         t
     }
 
-    fn from_table(&self, table: &[&str], drained: Vec<String>) -> Assignment {
+    fn next_with(&self, table: &[&str], drained: Vec<String>) -> Assignment {
         let mut runs: Vec<Run> = Vec::new();
         for (i, &h) in table.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
@@ -251,7 +251,7 @@ impl Assignment {
         if moved.is_empty() {
             return None;
         }
-        Some((self.from_table(&table, self.drained.clone()), moved))
+        Some((self.next_with(&table, self.drained.clone()), moved))
     }
 
     /// The next assignment with slices `first..=last` given to `host` (which is no longer
@@ -280,7 +280,7 @@ impl Assignment {
             .cloned()
             .collect();
         let moved = moved_runs(&old, &table);
-        Ok((self.from_table(&table, drained), moved))
+        Ok((self.next_with(&table, drained), moved))
     }
 
     /// The next assignment with `host` drained and its slices spread over the other live
