@@ -79,6 +79,21 @@ fn can_run(test: &str) -> bool {
     false
 }
 
+/// Print a figure and append it to `target/cluster-figures.txt`, which CI prints after
+/// the tests (cargo keeps a passing test's output to itself).
+fn figure(line: &str) {
+    eprintln!("{line}");
+    let path = bin_dir().join("../cluster-figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -345,18 +360,18 @@ fn spread_2000_connections_from_256_client_64s_over_three_hosts() {
         }
     }
     let total: u64 = per_host.values().sum();
-    eprintln!(
+    figure(&format!(
         "spread: {total} connections answered, requests {}, failed {}, p99 {} ms; per host {per_host:?}; slices {:?}",
         r["requests"],
         r["failed"],
         r["latency"]["p99_ms"],
         (1..=3).map(|n| slices_of(&v, &format!("h{n}"))).collect::<Vec<_>>()
-    );
+    ));
     assert_eq!(total, 2000, "every connection answered: {per_host:?}");
     assert_eq!(r["failed"], 0, "{}", r["failures"]);
     for n in 1..=3 {
         let share = per_host.get(&format!("h{n}")).copied().unwrap_or(0) as f64 / total as f64;
-        eprintln!("spread: h{n} share {:.1}%", 100.0 * share);
+        figure(&format!("spread: h{n} share {:.1}%", 100.0 * share));
         assert!(
             (1.0 / 3.0 / 1.5..=1.0 / 3.0 * 1.5).contains(&share),
             "h{n}'s share {share:.3} is not within 1.5x of a third"
@@ -454,7 +469,7 @@ fn host_failure_bfd_withdraws_slices_move_and_other_hosts_see_no_failure() {
             }
         }
     }
-    eprintln!(
+    figure(&format!(
         "failure: router FIB without h3 after {:.3} s (BFD), slices reassigned after {:.3} s (lease TTL {ttl_s} s); \
          keep-alive requests per old owner {requests_on:?}, failed per old owner {failed_on:?}; \
          new connections: {} made, {failed_new} failed after the kill, the last failed one started {} ms after it; \
@@ -464,7 +479,7 @@ fn host_failure_bfd_withdraws_slices_move_and_other_hosts_see_no_failure() {
         new["connects"],
         last_failed_start.map_or("(none)".into(), |t| t.to_string()),
         t_kill.saturating_sub(t_start)
-    );
+    ));
     let _ = killed;
     for h in ["h1", "h2"] {
         assert_eq!(
@@ -539,14 +554,14 @@ fn a_frozen_host_is_withdrawn_by_bfd_within_a_second() {
         .filter(|&t| t + 300 >= kill_rel)
         .map(|t| t.saturating_sub(kill_rel))
         .max();
-    eprintln!(
+    figure(&format!(
         "frozen: BFD withdrew h3 after {:.3} s, its slices moved after {:.3} s; new connections: {} made, {} failed, the last failed one started {} ms after the freeze",
         bfd.as_secs_f64(),
         moved.as_secs_f64(),
         new["connects"],
         new["failed"],
         last_failed.map_or("(none)".into(), |t| t.to_string())
-    );
+    ));
     assert!(bfd < Duration::from_secs(1), "BFD took {bfd:?}");
     assert!(
         last_failed.unwrap_or(0) <= 1000,
@@ -632,12 +647,12 @@ fn planned_handover_under_load_fails_no_request() {
             s["dataplanes"][0]["stats"]["events"][weir_dp::handover::COUNTER_DECAPSULATED].as_u64()
         })
         .unwrap_or(0);
-    eprintln!(
+    figure(&format!(
         "handover: move announced after {:.3} s; keep-alive {} requests, {} failed; new {} requests, {} failed; \
          after the move new connections in 0..1023 answered by {}; {a} decapsulated {decap}",
         moved.as_secs_f64(),
         ka["requests"], ka["failed"], new["requests"], new["failed"], after["servers"]
-    );
+    ));
     assert_eq!(ka["failed"], 0, "{}", ka["failures"]);
     assert_eq!(new["failed"], 0, "{}", new["failures"]);
     for slot in ka["slots"].as_array().unwrap() {
@@ -724,10 +739,10 @@ fn a_forged_tunnel_frame_from_a_non_member_is_refused_and_counted() {
     eventually("h1 counts the refused tunnel frames", 5.0, || {
         refused(&lab) > before
     });
-    eprintln!(
+    figure(&format!(
         "forged: h1 refused {} tunnel frames from a non-member",
         refused(&lab) - before
-    );
+    ));
 }
 
 /// The lab script's `down` leaves nothing behind even when `up` failed half way.

@@ -44,6 +44,24 @@ fn tools(list: &[&str]) -> bool {
     false
 }
 
+/// Print a figure and append it to `target/cluster-figures.txt` (CI prints it).
+fn figure(line: &str) {
+    eprintln!("{line}");
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_weirctl"))
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("cluster-figures.txt"))
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -199,7 +217,10 @@ fn two_coordinators_racing_never_both_win() {
         }
         // Both sides won some rounds (the race is real), or at least the test ran 20.
         assert_eq!(wins[0] + wins[1], 20);
-        eprintln!("campaign race: a won {} rounds, b won {}", wins[0], wins[1]);
+        figure(&format!(
+            "campaign race: a won {} rounds, b won {}, never both",
+            wins[0], wins[1]
+        ));
 
         // A coordinator whose lease is gone (expired while it was paused, or revoked) is
         // fenced out: the next coordinator's key has another create revision.
@@ -446,7 +467,9 @@ fn three_weir_cps_assign_fail_over_move_and_drain() {
                     .all(|h| slices_of(&v, &h) == 8192)
         })
     });
-    eprintln!("BIRD of {victim} killed: slices reassigned in {t:?}");
+    figure(&format!(
+        "three weir-cps: BIRD of {victim} killed, its slices reassigned in {t:?}"
+    ));
 
     // Drain a survivor: the other one owns everything, the drained one no covering route.
     let drainee = (1..=3)

@@ -76,8 +76,9 @@ use super::{lock, Shared};
 const ROUND: Duration = Duration::from_millis(200);
 /// How long a new coordinator waits for hosts to register before the first assignment.
 const SETTLE: Duration = Duration::from_millis(1500);
-/// How long an operator request waits for the coordinator's answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an operator request waits for the coordinator's answer (below weirctl's
+/// default 5 s timeout, so a request weirctl gave up on is never carried out later).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often BIRD's control socket is checked.
 const BIRD_CHECK: Duration = Duration::from_millis(500);
 
