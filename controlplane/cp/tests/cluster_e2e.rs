@@ -470,7 +470,7 @@ fn host_failure_bfd_withdraws_slices_move_and_other_hosts_see_no_failure() {
         }
     }
     figure(&format!(
-        "failure: router FIB without h3 after {:.3} s (BFD), slices reassigned after {:.3} s (lease TTL {ttl_s} s); \
+        "failure: router FIB without h3 after {:.3} s (the kill closed its BGP session; BFD is the backstop), slices reassigned after {:.3} s (lease TTL {ttl_s} s); \
          keep-alive requests per old owner {requests_on:?}, failed per old owner {failed_on:?}; \
          new connections: {} made, {failed_new} failed after the kill, the last failed one started {} ms after it; \
          load started {} ms before the kill",

@@ -159,12 +159,26 @@ pub struct ClusterState {
     pub unreadable: Vec<String>,
 }
 
-/// Read the whole prefix.
+/// Most keys read under a service's prefix: hosts (at most
+/// `weir_control::proto::MAX_CLUSTER_MEMBERS`), handovers (at most one per assignment run
+/// change) and two more, with room to spare. More is refused, so memory stays bounded.
+pub const MAX_KEYS: i64 = 8192;
+
+/// Read the whole prefix (at most [`MAX_KEYS`] keys).
 pub async fn read_state(client: &mut Client, keys: &Keys) -> Result<ClusterState, String> {
     let resp = client
-        .get(keys.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+        .get(
+            keys.prefix.as_str(),
+            Some(GetOptions::new().with_prefix().with_limit(MAX_KEYS)),
+        )
         .await
         .map_err(|e| format!("etcd get {}: {e}", keys.prefix))?;
+    if resp.more() {
+        return Err(format!(
+            "more than {MAX_KEYS} keys under {}: not a weir cluster's state",
+            keys.prefix
+        ));
+    }
     let mut st = ClusterState::default();
     for kv in resp.kvs() {
         let Ok(key) = kv.key_str() else { continue };
