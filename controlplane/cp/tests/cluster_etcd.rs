@@ -258,6 +258,19 @@ fn two_coordinators_racing_never_both_win() {
     });
 }
 
+/// The metrics body at `addr`.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 fn weirctl(sock: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weirctl"))
         .arg("--socket")
@@ -338,7 +351,7 @@ fn cp_config(dir: &Path, host: &str, n: u32, etcd: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[service]\napl = \"2:2001:db8:5::/64\"\n[control]\nsocket = {:?}\nprometheus = \"\"\npoll_ms = 200\n\
+            "[service]\napl = \"2:2001:db8:5::/64\"\n[control]\nsocket = {:?}\nprometheus = \"127.0.0.1:0\"\npoll_ms = 200\n\
              [cluster]\nservice = \"t\"\nhost = \"{host}\"\netcd = [\"{etcd}\"]\nbird_socket = {:?}\n\
              bird_include = {:?}\nhandover_addr = \"2001:db8:77::{n}\"\ndrain_s = 2\nlease_ttl_s = 2\n",
             dir.join("cp.sock").display().to_string(),
@@ -385,6 +398,40 @@ fn three_weir_cps_assign_fail_over_move_and_drain() {
     for s in &socks {
         assert_eq!(status(s).unwrap()["coordinator"], coord.as_str());
     }
+    // Prometheus: the cluster gauges, valid for promtool when it is installed.
+    let addr = daemons[0].as_ref().unwrap().metrics_addr().unwrap();
+    let body = scrape(addr);
+    for want in [
+        "weir_cluster_connected{host=\"h1\"} 1",
+        "weir_cluster_host_slices{host=\"h2\"}",
+        "weir_cluster_host_live{host=\"h3\"} 1",
+        "weir_cluster_epoch 1",
+    ] {
+        assert!(body.contains(want), "{want} missing:\n{body}");
+    }
+    if have("promtool") {
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // h1's include: the covering /64, its blocks, its handover address.
     let include = std::fs::read_to_string(dir.0.join("h1/routes.conf")).unwrap();
     assert!(
