@@ -545,3 +545,141 @@ fn three_weir_cps_assign_fail_over_move_and_drain() {
     drop(daemons);
     drop(birds);
 }
+
+/// A real weir-dp (in this process: the live engine on a looped capture, its control
+/// server on `sock`), so the test can read the policy it runs.
+struct Dataplane {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shared: std::sync::Arc<weir_dp::live::Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Dataplane {
+    fn start(sock: &Path) -> Dataplane {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let pcap = format!(
+            "{}/../../pcap-fixtures/mix.pcap",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let cfg = weir_model::config::Config::from_toml(
+            "dp",
+            &format!(
+                "[dataplane]\nworkers = 1\ncontrol_socket = {:?}\n[port]\nkind = \"pcap\"\npath = {pcap:?}\nloop = true\npps = 2000\n",
+                sock.display().to_string()
+            ),
+        )
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = weir_dp::live::shared_for(&cfg, Arc::clone(&stop)).unwrap();
+        let listener =
+            weir_control::transport::Listener::bind(sock, weir_control::transport::current_uid())
+                .unwrap();
+        let control = weir_dp::control::spawn(listener, Arc::clone(&shared)).unwrap();
+        let run = {
+            let s = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let _ = weir_dp::live::run(&cfg, &s, &weir_dp::live::RunOptions::default());
+            })
+        };
+        Dataplane {
+            stop,
+            shared,
+            threads: vec![control, run],
+        }
+    }
+
+    /// The predecessor of `slice` in the policy in force, and the member count.
+    fn handover(&self, slice: u32) -> (Option<u128>, usize) {
+        let p = self.shared.policy.lock().unwrap();
+        p.cluster
+            .as_ref()
+            .map_or((None, 0), |c| (c.predecessor(slice), c.members.len()))
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The cp → dp interface: while a handover of run R from A to B lasts, B's dataplane runs
+/// a policy that lists R with A's handover address as predecessor, and every member's
+/// address; after it, R has no predecessor.
+#[test]
+fn the_new_owners_dataplane_gets_the_run_with_its_predecessor() {
+    if !tools(&["etcd", "bird", "birdc"]) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = test_dir("cldp");
+    let (_etcd, url) = etcd(&dir.0);
+    let mut keep = Vec::new();
+    let mut dps = Vec::new();
+    let mut socks = Vec::new();
+    // Declared after the dataplanes: the daemons stop first.
+    let mut cps = Vec::new();
+    for n in 1..=2u32 {
+        let h = dir.0.join(format!("h{n}"));
+        std::fs::create_dir_all(&h).unwrap();
+        std::fs::set_permissions(&h, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        keep.push(bird(&h));
+        dps.push(Dataplane::start(&h.join("dp.sock")));
+        let cfg = cp_config(&h, &format!("h{n}"), n, &url);
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "poll_ms = 200\n",
+            &format!(
+                "poll_ms = 200\ndataplanes = [{{ name = \"dp\", socket = {:?} }}]\n",
+                h.join("dp.sock").display().to_string()
+            ),
+        );
+        let text = text
+            .replace("drain_s = 2", "drain_s = 3")
+            .replace("[control]\n", "[dataplane]\nworkers = 1\n[control]\n");
+        std::fs::write(&cfg, text).unwrap();
+        socks.push(h.join("cp.sock"));
+        cps.push(Daemon::start(&cfg).unwrap());
+    }
+    eventually("both hosts own half", 20, || {
+        status(&socks[0])
+            .is_some_and(|v| slices_of(&v, "h1") == 8192 && slices_of(&v, "h2") == 8192)
+    });
+    eventually("both dataplanes know both members", 10, || {
+        dps.iter().all(|d| d.handover(0).1 == 2)
+    });
+    let v = status(&socks[0]).unwrap();
+    let coord: usize = v["coordinator"].as_str().unwrap()[1..].parse().unwrap();
+    let (a, b) = (
+        v["runs"][0]["host"].as_str().unwrap().to_string(),
+        v["runs"][1]["host"].as_str().unwrap().to_string(),
+    );
+    let (ai, bi) = (
+        a[1..].parse::<usize>().unwrap() - 1,
+        b[1..].parse::<usize>().unwrap() - 1,
+    );
+    let a_addr =
+        u128::from("2001:db8:77::".parse::<std::net::Ipv6Addr>().unwrap()) + (ai as u128 + 1);
+    let o = weirctl(&socks[coord - 1], &["cluster", "move", "0..1023", &b]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bdp = &dps[bi];
+    let t = eventually(
+        "B's dataplane runs slices 0..1023 with A as predecessor",
+        5,
+        || bdp.handover(0).0 == Some(a_addr) && bdp.handover(1023).0 == Some(a_addr),
+    );
+    assert_eq!(bdp.handover(1024).0, None, "only the moved run");
+    assert_eq!(dps[ai].handover(0).0, None, "A forwards nothing");
+    let ended = eventually(
+        "the handover ends (drain_s, or A has no flow left)",
+        10,
+        || bdp.handover(0).0.is_none(),
+    );
+    figure(&format!(
+        "cp → dp: B's dataplane had the run with its predecessor {t:?} after the move; it ended {ended:?} later"
+    ));
+    drop(cps);
+}

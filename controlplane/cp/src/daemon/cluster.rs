@@ -597,9 +597,18 @@ fn now_unix_ms() -> u64 {
     super::now_unix_ns() / 1_000_000
 }
 
-/// Whether every dataplane link is up (a host with none configured counts as up).
+/// Whether every dataplane link is up and took the last policy pushed (a host with none
+/// configured counts as up): a dataplane that refuses weir-cp's policy cannot forward
+/// handed-over runs, so the host does not serve the cluster.
 fn dataplanes_up(shared: &Shared) -> bool {
-    shared.links.iter().all(|l| lock(&l.status).connected)
+    shared.links.iter().all(|l| {
+        let s = lock(&l.status);
+        s.connected
+            && !s
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("dataplane refused"))
+    })
 }
 
 /// Whether the dataplanes report no flow at all.
@@ -782,7 +791,7 @@ async fn round(
             let why = if dp_up {
                 "BIRD does not answer"
             } else {
-                "a dataplane link is down"
+                "a dataplane link is down or refused the policy"
             };
             tracing::warn!(reason = why, "withdrawing from the cluster");
             if let Some(m) = member.take() {
