@@ -12,16 +12,21 @@
 # Everything it starts is stopped by PID and every namespace removed when it ends, also
 # on failure or Ctrl-C.
 #
-# usage: sudo scripts/demo-cluster.sh
+# usage: sudo scripts/demo-cluster.sh          (WEIR_BIN=target/debug to use a test build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo-cluster.sh: needs root (namespaces, TAP devices)" >&2; exit 1; }
 for t in bird birdc etcd ip curl python3; do
   command -v "$t" >/dev/null || { echo "demo-cluster.sh: needs $t (apt-get install bird2 etcd-server curl iproute2)" >&2; exit 1; }
 done
-cargo build --release -q --bin weir-dp --bin weir-cp --bin weirctl --bin weir-bench
-export WEIR_BIN=${CARGO_TARGET_DIR:-target}/release
+# WEIR_BIN: a folder with weir-dp, weir-cp, weirctl and weir-bench already built (CI passes
+# the test build's); otherwise they are built here, in release.
+if [ -z "${WEIR_BIN:-}" ]; then
+  cargo build --release -q --bin weir-dp --bin weir-cp --bin weirctl --bin weir-bench
+  WEIR_BIN=${CARGO_TARGET_DIR:-target}/release
+fi
 WEIR_BIN=$(cd "$WEIR_BIN" && pwd)
+export WEIR_BIN
 lab=$(mktemp -d /tmp/weir-cluster.XXXXXX)
 cleanup() {
   bash scripts/cluster-lab.sh down "$lab" || true
@@ -30,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '\n== %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 LAB_DRAIN_S=${LAB_DRAIN_S:-15} bash scripts/cluster-lab.sh up "$lab"

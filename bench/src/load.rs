@@ -273,7 +273,7 @@ pub fn run(plan: &Plan) -> Result<Report> {
         elapsed_s,
         mode: format!("{:?}", plan.mode).to_lowercase(),
         connections: plan.connections,
-        sources: targets.len(),
+        sources: targets.len().min(plan.connections),
         ..Report::default()
     };
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?;
