@@ -42,6 +42,11 @@
 //! in R", which the stats do not break down). A host that dies just loses its slices to
 //! the survivors, with no handover (no one holds its flows).
 //!
+//! `birdc configure` runs as a child process and BIRD's socket is probed with a blocking
+//! connect (at most 300 ms): both block this thread's runtime briefly, which only delays
+//! the next round; the lease is renewed every third of its TTL (≥ 0.66 s), so a slow round
+//! does not cost the lease.
+//!
 //! Rejected: etcd's election API (`Campaign` blocks inside a gRPC call, and the fencing
 //! revision it returns is the same create revision used here); a coordinator-free design
 //! where each host claims slices with its own transactions (no even spread without a
@@ -777,6 +782,19 @@ async fn round(
     let healthy = dp_up && bird_up;
     let idle = dataplanes_idle(shared);
 
+    // A handover address must be one host's: another live host with ours would receive
+    // the tunnels meant for us (the routes would be ECMP'd between the two).
+    let mine = cfg.handover_addr.to_string();
+    let clash = state
+        .hosts
+        .values()
+        .find(|h| h.name != me && h.handover_addr == mine)
+        .map(|h| h.name.clone());
+    if let Some(other) = &clash {
+        tracing::error!(other = %other, addr = %mine, "another live host has this host's handover address; not joining");
+    }
+    let healthy = healthy && clash.is_none();
+
     // 2. Membership.
     match (healthy, member.is_some()) {
         (true, false) => {
@@ -788,10 +806,12 @@ async fn round(
             }
         }
         (false, true) => {
-            let why = if dp_up {
+            let why = if !dp_up {
+                "a dataplane link is down or refused the policy"
+            } else if !bird_up {
                 "BIRD does not answer"
             } else {
-                "a dataplane link is down or refused the policy"
+                "another host has this host's handover address"
             };
             tracing::warn!(reason = why, "withdrawing from the cluster");
             if let Some(m) = member.take() {
