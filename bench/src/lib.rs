@@ -6,6 +6,7 @@
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod load;
 pub mod terminator;
 
 use std::sync::atomic::AtomicBool;

@@ -18,9 +18,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
-    BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats, Envelope,
-    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SourceRate, MAX_FRAME,
-    PROTOCOL_VERSION,
+    BlockSpec, ClusterPolicy, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats,
+    Envelope, HandoverRun, Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun,
+    SourceRate, MAX_FRAME, PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_model::config::RingsConfig;
@@ -132,6 +132,15 @@ fn snapshot() -> PolicySnapshot {
         rings: RingsConfig::default(),
         new_flows_per_sec: 1000,
         source_prefix_len: 48,
+        cluster: Some(ClusterPolicy {
+            handover_addr: "2001:db8:77::1".into(),
+            members: vec!["2001:db8:77::1".into(), "2001:db8:77::2".into()],
+            handovers: vec![HandoverRun {
+                first: 0,
+                last: 99,
+                predecessor: "2001:db8:77::2".into(),
+            }],
+        }),
     }
 }
 
@@ -237,6 +246,13 @@ fn every_ctl_request_round_trips() {
         },
         CtlRequest::BlockList,
         CtlRequest::ConfigReload,
+        CtlRequest::ClusterStatus,
+        CtlRequest::ClusterMove {
+            first: 0,
+            last: 4095,
+            host: "h2".into(),
+        },
+        CtlRequest::ClusterDrain { host: "h3".into() },
     ]);
 }
 
@@ -279,6 +295,33 @@ fn every_ctl_reply_round_trips() {
         },
         CtlReply::Error {
             message: "no such class".into(),
+        },
+        CtlReply::Cluster(Box::new(weir_control::proto::ClusterView {
+            service: "svc".into(),
+            host: "h1".into(),
+            connected: true,
+            coordinator: Some("h2".into()),
+            epoch: 3,
+            slices: 16384,
+            hosts: vec![weir_control::proto::ClusterHostView {
+                name: "h1".into(),
+                live: true,
+                drained: false,
+                handover_addr: "2001:db8:77::1".into(),
+                slices: 16384,
+            }],
+            runs: vec![weir_control::proto::ClusterRunView {
+                first: 0,
+                last: 16383,
+                host: "h1".into(),
+            }],
+            handovers: vec![],
+            announced: vec!["2001:db8:5::/64".into()],
+            last_error: None,
+        })),
+        CtlReply::ClusterDone {
+            message: "moved".into(),
+            epoch: 4,
         },
     ]);
 }
@@ -451,7 +494,7 @@ fn garbage_hello_is_refused() {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
         // Right magic and version, then an unknown role.
-        (b"weir\x01\x09\x01x", |e| {
+        (b"weir\x02\x09\x01x", |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
     ];

@@ -24,12 +24,15 @@
 //! is blocking. Every loop wakes at least every 250 ms to notice shutdown.
 //!
 //! Live-reloadable: `[service]`, `[ssa]`, `[dataplane] workers`, `[rings]`, `[limits]`,
-//! `[[block]]` and `[policy]`. `[control]` (sockets, dataplanes, metrics address) is read
-//! at start only; a reload that changes it says so in the log and the reply.
+//! `[[block]]` and `[policy]`. `[control]` (sockets, dataplanes, metrics address) and
+//! `[cluster]` are read at start only; a reload that changes `[control]` says so in the
+//! log and the reply. With `[cluster]`, a thread runs the cluster session (`cluster`):
+//! etcd membership, the coordinator, this host's handover runs and BIRD routes.
 //!
 //! In-process use (tests, embedding): [`Daemon::start`] returns a [`Daemon`] handle,
 //! [`Daemon::stop`] ends it cleanly; [`run`] does both around a shutdown flag.
 
+pub mod cluster;
 mod link;
 mod metrics;
 mod operator;
@@ -131,6 +134,7 @@ impl Daemon {
                 (Overlay::default(), 0)
             }
         };
+        let cluster_config = config.cluster().cloned();
         let (desired, notes) = Desired::build(config, overlay, version + 1)
             .map_err(|m| plain_error(config_path, m))?;
         for n in &notes {
@@ -176,6 +180,7 @@ impl Daemon {
             decisions: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             shutdown,
+            cluster: cluster_config.map(|c| Arc::new(cluster::Cluster::new(c))),
         });
         tracing::info!(
             config = %config_path.display(),
@@ -206,6 +211,14 @@ impl Daemon {
             daemon.threads.push(spawn(
                 format!("cp-link-{i}"),
                 Box::new(move || link::run(&s, i)),
+            )?);
+        }
+        if let Some(c) = shared.cluster.clone() {
+            tracing::info!(service = %c.config.service, host = %c.config.host, "joining the cluster");
+            let s = shared.clone();
+            daemon.threads.push(spawn(
+                "cp-cluster".into(),
+                Box::new(move || cluster::run(&s, &c)),
             )?);
         }
         let s = shared.clone();
@@ -402,6 +415,8 @@ pub(crate) struct DaemonState {
     pub started: Instant,
     /// Set to stop.
     pub shutdown: Arc<AtomicBool>,
+    /// The cluster session, with `[cluster]`.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// One dataplane link as the other threads see it.

@@ -27,6 +27,7 @@ use weir_wire::{
 
 use crate::blocklist::{Block, Blocklist, BlocklistError};
 use crate::flow::{FlowCounters, FlowKey, FlowTable, InboundMatch};
+use crate::handover::{Members, MAX_MEMBERS};
 use crate::rate::{RateCounters, RateMeter};
 use weir_model::config::Config;
 use weir_model::verdict::{Class, Disposition, Reason, Verdict};
@@ -48,6 +49,124 @@ pub struct Policy {
     pub source_prefix_len: u8,
     /// New flows per second per source prefix.
     pub new_flows_per_sec: u32,
+    /// This host's part in a cluster (handover addresses and runs); `None` alone.
+    pub cluster: Option<ClusterState>,
+}
+
+/// Most handover runs a [`ClusterState`] holds (as `weir_control::proto::MAX_HANDOVER_RUNS`).
+pub const MAX_HANDOVER_RUNS: usize = weir_control::proto::MAX_HANDOVER_RUNS;
+
+/// The cluster part of a policy, parsed and checked for the packet path: addresses as
+/// `u128`, the members in a fixed-size sorted list, the handover runs sorted and disjoint
+/// (a binary search finds a slice's predecessor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    /// This host's handover address.
+    pub handover_addr: u128,
+    /// Every member's handover address (this host's included).
+    pub members: Members,
+    /// Handed-over runs: (first, last, predecessor's handover address), sorted by `first`,
+    /// disjoint, at most [`MAX_HANDOVER_RUNS`].
+    runs: Vec<(u32, u32, u128)>,
+}
+
+impl ClusterState {
+    /// The predecessor's handover address for `slice`, if the slice is in a handover run.
+    #[inline]
+    pub fn predecessor(&self, slice: u32) -> Option<u128> {
+        let i = self.runs.partition_point(|&(first, _, _)| first <= slice);
+        let &(_, last, pred) = self.runs.get(i.checked_sub(1)?)?;
+        (slice <= last).then_some(pred)
+    }
+
+    /// The handover runs: (first, last, predecessor), sorted.
+    pub fn runs(&self) -> &[(u32, u32, u128)] {
+        &self.runs
+    }
+
+    /// Parse and check a snapshot's cluster part for a layout of `slices` slices and the
+    /// service `prefixes`; the error names the field.
+    pub fn from_policy(
+        c: &weir_control::proto::ClusterPolicy,
+        slices: usize,
+        prefixes: &ServicePrefixes,
+    ) -> Result<ClusterState, PolicyError> {
+        let bad = |m: String| PolicyError::Cluster(m);
+        let parse = |field: &str, text: &str| -> Result<u128, PolicyError> {
+            let a: std::net::Ipv6Addr = text
+                .parse()
+                .map_err(|_| bad(format!("{field} {text:?} is not an IPv6 address")))?;
+            let a = u128::from(a);
+            if !weir_model::config::is_unicast_v6(a) {
+                return Err(bad(format!("{field} {text} is not a unicast address")));
+            }
+            if prefixes.contains(a) {
+                return Err(bad(format!("{field} {text} is a service address")));
+            }
+            Ok(a)
+        };
+        let handover_addr = parse("cluster.handover_addr", &c.handover_addr)?;
+        if c.members.len() > MAX_MEMBERS {
+            return Err(bad(format!(
+                "cluster.members: at most {MAX_MEMBERS}, got {}",
+                c.members.len()
+            )));
+        }
+        let mut addrs = [0u128; MAX_MEMBERS];
+        for (i, (slot, text)) in addrs.iter_mut().zip(&c.members).enumerate() {
+            *slot = parse(&format!("cluster.members[{i}]"), text)?;
+        }
+        let members = Members::new(&addrs[..c.members.len()])
+            .map_err(|e| bad(format!("cluster.members: {e}")))?;
+        if !members.contains(handover_addr) {
+            return Err(bad(format!(
+                "cluster.members does not list this host's handover_addr {}",
+                c.handover_addr
+            )));
+        }
+        if c.handovers.len() > MAX_HANDOVER_RUNS {
+            return Err(bad(format!(
+                "cluster.handovers: at most {MAX_HANDOVER_RUNS}, got {}",
+                c.handovers.len()
+            )));
+        }
+        let mut runs = Vec::with_capacity(c.handovers.len());
+        for (i, h) in c.handovers.iter().enumerate() {
+            let field = format!("cluster.handovers[{i}]");
+            if h.first > h.last || h.last as usize >= slices {
+                return Err(bad(format!(
+                    "{field}: slices {}..={} are not within 0..{slices}",
+                    h.first, h.last
+                )));
+            }
+            let pred = parse(&format!("{field}.predecessor"), &h.predecessor)?;
+            if !members.contains(pred) {
+                return Err(bad(format!(
+                    "{field}.predecessor {} is not a member",
+                    h.predecessor
+                )));
+            }
+            if pred == handover_addr {
+                return Err(bad(format!(
+                    "{field}.predecessor {} is this host",
+                    h.predecessor
+                )));
+            }
+            runs.push((h.first, h.last, pred));
+        }
+        runs.sort_unstable_by_key(|r| r.0);
+        if let Some(w) = runs.windows(2).find(|w| w[1].0 <= w[0].1) {
+            return Err(bad(format!(
+                "cluster.handovers: runs {}..={} and {}..={} overlap",
+                w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
+        Ok(ClusterState {
+            handover_addr,
+            members,
+            runs,
+        })
+    }
 }
 
 /// Errors building a policy from a config.
@@ -59,6 +178,9 @@ pub enum PolicyError {
     /// The blocklist is invalid.
     #[error(transparent)]
     Blocklist(#[from] BlocklistError),
+    /// The cluster part is invalid.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl Policy {
@@ -91,6 +213,7 @@ impl Policy {
             blocklist: Blocklist::new(&blocks)?,
             source_prefix_len: limits.source_prefix_len,
             new_flows_per_sec: limits.new_flows_per_sec,
+            cluster: None,
         })
     }
 }
@@ -166,7 +289,12 @@ impl Policy {
                     .map_err(|e| bad(format!("rings.{}: {e}", class.name())))?;
             }
         }
+        let cluster = match &s.cluster {
+            Some(c) => Some(ClusterState::from_policy(c, slices.len(), &prefixes)?),
+            None => None,
+        };
         Ok(Policy {
+            cluster,
             version: s.version,
             prefixes,
             checker: Checker::new(&rule),
@@ -837,6 +965,131 @@ mod tests {
                 worker: other
             }
         );
+    }
+
+    fn snapshot_with(cluster: weir_control::proto::ClusterPolicy) -> PolicySnapshot {
+        PolicySnapshot {
+            version: 3,
+            apl: "2:2001:db8:5::/64".into(),
+            slice_bits: 14,
+            rule: weir_ssa::Rule::default(),
+            slices: vec![weir_control::proto::SliceRun {
+                first: 0,
+                last: 16383,
+                worker: 0,
+            }],
+            blocks: vec![],
+            rings: weir_model::config::RingsConfig::default(),
+            new_flows_per_sec: 1000,
+            source_prefix_len: 64,
+            cluster: Some(cluster),
+        }
+    }
+
+    fn cluster() -> weir_control::proto::ClusterPolicy {
+        weir_control::proto::ClusterPolicy {
+            handover_addr: "2001:db8:77::2".into(),
+            members: vec![
+                "2001:db8:77::1".into(),
+                "2001:db8:77::2".into(),
+                "2001:db8:77::3".into(),
+            ],
+            handovers: vec![
+                weir_control::proto::HandoverRun {
+                    first: 100,
+                    last: 199,
+                    predecessor: "2001:db8:77::1".into(),
+                },
+                weir_control::proto::HandoverRun {
+                    first: 10,
+                    last: 19,
+                    predecessor: "2001:db8:77::3".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn cluster_state_is_parsed_and_looked_up() {
+        let p = Policy::from_snapshot(&snapshot_with(cluster()), 1).unwrap();
+        let c = p.cluster.as_ref().unwrap();
+        assert_eq!(c.handover_addr, 0x2001_0db8_0077_0000_0000_0000_0000_0002);
+        assert_eq!(c.members.len(), 3);
+        let a1 = 0x2001_0db8_0077_0000_0000_0000_0000_0001;
+        let a3 = 0x2001_0db8_0077_0000_0000_0000_0000_0003;
+        for (slice, want) in [
+            (0, None),
+            (9, None),
+            (10, Some(a3)),
+            (19, Some(a3)),
+            (20, None),
+            (100, Some(a1)),
+            (199, Some(a1)),
+            (200, None),
+            (u32::MAX, None),
+        ] {
+            assert_eq!(c.predecessor(slice), want, "slice {slice}");
+        }
+        let mut s = snapshot_with(cluster());
+        s.cluster = None;
+        assert!(Policy::from_snapshot(&s, 1).unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn every_cluster_field_is_checked_by_name() {
+        type Edit = fn(&mut weir_control::proto::ClusterPolicy);
+        let cases: [(Edit, &str); 10] = [
+            (
+                |c| c.handover_addr = "nope".into(),
+                "cluster.handover_addr \"nope\"",
+            ),
+            (|c| c.handover_addr = "ff02::1".into(), "not a unicast"),
+            (
+                |c| c.handover_addr = "2001:db8:5::1".into(),
+                "is a service address",
+            ),
+            (|c| c.members[1] = "1.2.3.4".into(), "cluster.members[1]"),
+            (|c| c.members[2] = "2001:db8:77::1".into(), "listed twice"),
+            (
+                |c| {
+                    c.members.remove(1);
+                },
+                "does not list this host",
+            ),
+            (
+                |c| c.members = (0..65).map(|i| format!("2001:db8:77::{i:x}")).collect(),
+                "at most 64",
+            ),
+            (
+                |c| c.handovers[0].last = 16384,
+                "cluster.handovers[0]: slices 100..=16384",
+            ),
+            (
+                |c| c.handovers[1].predecessor = "2001:db8:77::2".into(),
+                "cluster.handovers[1].predecessor 2001:db8:77::2 is this host",
+            ),
+            (|c| c.handovers[1].last = 100, "overlap"),
+        ];
+        for (edit, needle) in cases {
+            let mut c = cluster();
+            edit(&mut c);
+            let e = Policy::from_snapshot(&snapshot_with(c), 1)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let mut c = cluster();
+        c.handovers[0].predecessor = "2001:db8:99::1".into();
+        let e = Policy::from_snapshot(&snapshot_with(c), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a member"), "{e}");
+        let mut c = cluster();
+        c.handovers = vec![c.handovers[0].clone(); MAX_HANDOVER_RUNS + 1];
+        let e = Policy::from_snapshot(&snapshot_with(c), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 1024"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod control;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod flow;
+pub mod handover;
 pub mod host;
 pub mod pipeline;
 pub mod pool;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use weir_control::proto::{BlockSpec, CpStatus, DpStats, SliceRun};
+use weir_control::proto::{BlockSpec, ClusterView, CpStatus, DpStats, SliceRun};
 use weir_model::config::RingsConfig;
 use weir_ssa::{key_hex, Rule};
 use weir_ssa::{Apl, ServicePrefixes, SliceMap};
@@ -579,6 +579,96 @@ pub fn slices_table(
     }
     out.push_str(&or_none(&t));
     out
+}
+
+/// `weirctl cluster status`: members, the assignment's runs, handovers, this host's routes.
+pub fn cluster_table(v: &ClusterView) -> String {
+    let mut out = format!(
+        "service {}  host {}  etcd {}  coordinator {}  epoch {}  slices {}\n",
+        v.service,
+        v.host,
+        if v.connected {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        },
+        v.coordinator.as_deref().unwrap_or("-"),
+        v.epoch,
+        v.slices
+    );
+    if let Some(e) = &v.last_error {
+        let _ = writeln!(out, "last error: {e}");
+    }
+    out.push_str("\nhosts\n");
+    let mut t = Table::new(&["HOST", "STATE", "HANDOVER ADDRESS", ">SLICES", ">SHARE"]);
+    for h in &v.hosts {
+        let state = match (h.live, h.drained) {
+            (true, false) => "live",
+            (true, true) => "live, drained",
+            (false, true) => "down, drained",
+            (false, false) => "down",
+        };
+        let share = if v.slices == 0 {
+            0.0
+        } else {
+            100.0 * f64::from(h.slices) / f64::from(v.slices)
+        };
+        t.row(vec![
+            h.name.clone(),
+            state.into(),
+            if h.handover_addr.is_empty() {
+                "-".into()
+            } else {
+                h.handover_addr.clone()
+            },
+            h.slices.to_string(),
+            format!("{share:.1}%"),
+        ]);
+    }
+    out.push_str(&or_none(&t));
+    out.push_str("\nassignment\n");
+    let mut t = Table::new(&[">FIRST", ">LAST", ">SLICES", "HOST"]);
+    for r in &v.runs {
+        t.row(vec![
+            r.first.to_string(),
+            r.last.to_string(),
+            (u64::from(r.last.saturating_sub(r.first)) + 1).to_string(),
+            r.host.clone(),
+        ]);
+    }
+    out.push_str(&or_none(&t));
+    out.push_str("\nhandovers\n");
+    let mut t = Table::new(&[
+        "ID",
+        ">FIRST",
+        ">LAST",
+        "FROM",
+        "TO",
+        "ANNOUNCED",
+        ">REMAINING",
+    ]);
+    for h in &v.handovers {
+        t.row(vec![
+            h.id.clone(),
+            h.first.to_string(),
+            h.last.to_string(),
+            h.from.clone(),
+            h.to.clone(),
+            if h.announced { "yes" } else { "no" }.into(),
+            format!("{:.1}s", h.remaining_ms as f64 / 1000.0),
+        ]);
+    }
+    out.push_str(&or_none(&t));
+    let _ = writeln!(out, "\nannounced by this host ({})", v.announced.len());
+    for p in &v.announced {
+        let _ = writeln!(out, "  {p}");
+    }
+    out
+}
+
+/// The line printed after a cluster change.
+pub fn cluster_done_line(message: &str, epoch: u64) -> String {
+    format!("{message}\nassignment epoch {epoch}\n")
 }
 
 /// `weirctl block list`; expiry is shown relative to `now_unix_ns`.

@@ -125,6 +125,65 @@ impl Exposition {
     }
 }
 
+/// The cluster session's view, with `[cluster]`.
+fn cluster(e: &mut Exposition, v: &weir_control::proto::ClusterView) {
+    let me = v.host.as_str();
+    e.family(
+        "weir_cluster_connected",
+        "gauge",
+        "1 while weir-cp has a live etcd session.",
+    );
+    e.sample(
+        "weir_cluster_connected",
+        &[("host", me)],
+        u8::from(v.connected),
+    );
+    e.family(
+        "weir_cluster_coordinator",
+        "gauge",
+        "1 while this host is the cluster's coordinator.",
+    );
+    e.sample(
+        "weir_cluster_coordinator",
+        &[("host", me)],
+        u8::from(v.coordinator.as_deref() == Some(me)),
+    );
+    e.family(
+        "weir_cluster_epoch",
+        "gauge",
+        "Epoch of the slice assignment this host sees.",
+    );
+    e.sample("weir_cluster_epoch", &[], v.epoch);
+    e.family(
+        "weir_cluster_host_live",
+        "gauge",
+        "1 while the host is registered in etcd (its lease is alive).",
+    );
+    for h in &v.hosts {
+        e.sample(
+            "weir_cluster_host_live",
+            &[("host", &h.name)],
+            u8::from(h.live),
+        );
+    }
+    e.family(
+        "weir_cluster_host_slices",
+        "gauge",
+        "Slices each host owns in the assignment.",
+    );
+    for h in &v.hosts {
+        e.sample("weir_cluster_host_slices", &[("host", &h.name)], h.slices);
+    }
+    e.family("weir_cluster_handovers", "gauge", "Handovers in progress.");
+    e.sample("weir_cluster_handovers", &[], v.handovers.len());
+    e.family(
+        "weir_cluster_announced_routes",
+        "gauge",
+        "Routes this host announces through BIRD.",
+    );
+    e.sample("weir_cluster_announced_routes", &[], v.announced.len());
+}
+
 /// Label values escape `\`, `"` and newline (exposition format 0.0.4).
 fn escape(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
@@ -209,6 +268,10 @@ pub(crate) fn render(shared: &DaemonState) -> String {
     }
     for (d, v) in all {
         e.sample("weir_decisions_total", &[("decision", d)], v);
+    }
+
+    if let Some(c) = &shared.cluster {
+        cluster(&mut e, &c.view());
     }
 
     e.family(

@@ -149,6 +149,22 @@ pub(crate) fn answer(shared: &DaemonState, request: CtlRequest, who: &str) -> Ct
             return CtlReply::Blocks(lock(&shared.desired).snapshot.blocks.clone())
         }
         CtlRequest::ConfigReload => return reload(shared, who),
+        CtlRequest::ClusterStatus => {
+            return match &shared.cluster {
+                Some(c) => CtlReply::Cluster(Box::new(c.view())),
+                None => error(NO_CLUSTER.into()),
+            }
+        }
+        CtlRequest::ClusterMove { first, last, host } => {
+            return cluster_request(
+                shared,
+                super::cluster::Request::Move { first, last, host },
+                who,
+            )
+        }
+        CtlRequest::ClusterDrain { host } => {
+            return cluster_request(shared, super::cluster::Request::Drain { host }, who)
+        }
         CtlRequest::RingsSet {
             class,
             size,
@@ -196,6 +212,22 @@ pub(crate) fn answer(shared: &DaemonState, request: CtlRequest, who: &str) -> Ct
         Ok(None) => error("nothing to change".into()),
         Err(message) => {
             tracing::info!(by = who, %message, "operator change refused");
+            error(message)
+        }
+    }
+}
+
+const NO_CLUSTER: &str = "this weir-cp is not part of a cluster (no [cluster] in its config)";
+
+fn cluster_request(shared: &DaemonState, r: super::cluster::Request, who: &str) -> CtlReply {
+    let Some(c) = &shared.cluster else {
+        return error(NO_CLUSTER.into());
+    };
+    tracing::info!(by = who, request = ?r, "cluster request");
+    match c.request(r) {
+        Ok((message, epoch)) => CtlReply::ClusterDone { message, epoch },
+        Err(message) => {
+            tracing::info!(by = who, %message, "cluster request refused");
             error(message)
         }
     }

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, SliceRun};
+use weir_control::proto::{slice_runs, BlockSpec, ClusterPolicy, PolicySnapshot, SliceRun};
 use weir_model::config::{Config, RingConfig, MAX_BLOCKS};
 use weir_model::Class;
 use weir_ssa::Rule;
@@ -125,6 +125,8 @@ pub enum Change {
     },
     /// Replace the config file's part.
     Reload(Box<Config>),
+    /// Replace the cluster part (handover addresses and runs), from the cluster session.
+    Cluster(Option<ClusterPolicy>),
 }
 
 /// The desired state in force.
@@ -134,7 +136,9 @@ pub struct Desired {
     pub config: Config,
     /// The runtime part.
     pub overlay: Overlay,
-    /// What both make, with the current version.
+    /// The cluster part, kept by the cluster session (not persisted: etcd holds it).
+    pub cluster: Option<ClusterPolicy>,
+    /// What all three make, with the current version.
     pub snapshot: PolicySnapshot,
 }
 
@@ -158,11 +162,12 @@ impl Desired {
         version: u64,
     ) -> Result<(Desired, Vec<String>), String> {
         let notes = prune(&config, &mut overlay)?;
-        let snapshot = snapshot(&config, &overlay, version)?;
+        let snapshot = snapshot(&config, &overlay, None, version)?;
         Ok((
             Desired {
                 config,
                 overlay,
+                cluster: None,
                 snapshot,
             },
             notes,
@@ -181,6 +186,7 @@ impl Desired {
         let mut config = self.config.clone();
         let mut expired = Vec::new();
         let mut notes = Vec::new();
+        let mut cluster = self.cluster.clone();
         let message = match change {
             Change::Ring {
                 class,
@@ -254,6 +260,21 @@ impl Desired {
                 notes = prune(&config, &mut overlay)?;
                 "config reloaded".to_string()
             }
+            Change::Cluster(c) => {
+                if c == self.cluster {
+                    return Ok(None);
+                }
+                let msg = match &c {
+                    Some(c) => format!(
+                        "cluster: {} members, {} handover runs",
+                        c.members.len(),
+                        c.handovers.len()
+                    ),
+                    None => "cluster: none".to_string(),
+                };
+                cluster = c;
+                msg
+            }
         };
         let count = effective_blocks(&config, &overlay).len();
         if count > MAX_BLOCKS {
@@ -261,7 +282,7 @@ impl Desired {
                 "at most {MAX_BLOCKS} blocks, this would make {count}"
             ));
         }
-        let snapshot = snapshot(&config, &overlay, self.version() + 1)?;
+        let snapshot = snapshot(&config, &overlay, cluster.clone(), self.version() + 1)?;
         let message = if notes.is_empty() {
             message
         } else {
@@ -271,6 +292,7 @@ impl Desired {
             desired: Desired {
                 config,
                 overlay,
+                cluster,
                 snapshot,
             },
             message,
@@ -443,7 +465,12 @@ fn prune(config: &Config, overlay: &mut Overlay) -> Result<Vec<String>, String> 
 }
 
 /// The snapshot `config` and `overlay` make at `version`.
-fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySnapshot, String> {
+fn snapshot(
+    config: &Config,
+    overlay: &Overlay,
+    cluster: Option<ClusterPolicy>,
+    version: u64,
+) -> Result<PolicySnapshot, String> {
     let service = config.service();
     let limits = config.limits();
     let map = effective_map(config, overlay)?;
@@ -464,6 +491,7 @@ fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySn
         rings,
         new_flows_per_sec: limits.new_flows_per_sec,
         source_prefix_len: limits.source_prefix_len,
+        cluster,
     };
     check_fits(&snap)?;
     Ok(snap)
