@@ -562,6 +562,31 @@ impl RxQueues<Pool> {
 }
 
 impl RxQueues<Pool> {
+    /// [`RxQueues::enqueue`] of the concatenation of `parts` (a decapsulated packet behind
+    /// a rewritten Ethernet header).
+    pub fn enqueue_parts(&mut self, worker: u16, class: Class, parts: &[&[u8]]) -> bool {
+        let ci = class.index();
+        if ci >= 3 || usize::from(worker) >= self.rings.len() {
+            return false;
+        }
+        let mut buf = match self.free.pop() {
+            Some(b) => b,
+            None => match self.wait_for_buffer(ci) {
+                Some(b) => b,
+                None => return false,
+            },
+        };
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if self
+            .pool
+            .fill_parts(&mut buf, parts)
+            .is_some_and(|n| n < total)
+        {
+            self.oversize += 1;
+        }
+        self.push(worker, class, buf)
+    }
+
     /// No free buffer: take back what the workers returned, and under
     /// [`Overflow::Wait`] wait for them to return one.
     #[cold]

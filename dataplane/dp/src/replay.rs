@@ -170,6 +170,8 @@ impl ClassCaptures {
         match d {
             Disposition::Outbound => self.write("outbound", ts_ns, data, orig_len),
             Disposition::Host => self.write("host", ts_ns, data, orig_len),
+            // A replay has no cluster, so nothing is forwarded.
+            Disposition::Forward { .. } => {}
             Disposition::Classified { verdict, .. } => {
                 let class = verdict.class();
                 self.write(class.name(), ts_ns, data, orig_len);
