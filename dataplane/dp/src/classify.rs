@@ -362,6 +362,11 @@ impl Counters {
         self.by_code[Disposition::Host.code()]
     }
 
+    /// Cut by a capture's snap length inside the headers: not classified.
+    pub fn truncated(&self) -> u64 {
+        self.by_code[Disposition::Truncated.code()]
+    }
+
     /// Sent to a predecessor during a handover.
     pub fn forwarded(&self) -> u64 {
         self.by_code[Disposition::Forward { run: 0 }.code()]
@@ -448,11 +453,18 @@ pub struct Classifier {
     last_inner: Option<crate::handover::Inner>,
     /// Classifying a decapsulated packet: never forward it again.
     decapsulating: bool,
+    /// A cut frame padded to its wire length ([`Classifier::classify_cut`]); allocated
+    /// once, at [`CUT_MAX`].
+    cut_buf: Vec<u8>,
     vantage: Vantage,
     flows: FlowTable,
     rate: RateMeter,
     counters: Counters,
 }
+
+/// The longest frame `classify_cut` pads to: the largest IPv6 packet behind the longest
+/// link header weir reads (Ethernet with two VLAN tags; Linux cooked v2 is 20 bytes).
+pub const CUT_MAX: usize = 65_535 + 40 + 22;
 
 /// True for sources no client can have (DESIGN.md step 2 and "Other frames").
 #[inline]
@@ -487,6 +499,7 @@ impl Classifier {
             tunnel: TunnelCounters::default(),
             last_inner: None,
             decapsulating: false,
+            cut_buf: Vec::with_capacity(CUT_MAX),
             policy: Arc::new(policy),
             vantage,
             flows: FlowTable::new(limits.flow_table_capacity, seed),
@@ -657,6 +670,69 @@ impl Classifier {
             return None;
         }
         c.run_of(self.policy.slices.slice_of(prefix_idx, dst))
+    }
+
+    /// Classify a received frame, whatever its link layer and whether or not a capture cut
+    /// it: `frame` as received, `wire_len` its length on the wire, `network` as for
+    /// [`crate::port::Received::network`].
+    #[inline(always)]
+    pub fn classify_received(
+        &mut self,
+        frame: &[u8],
+        wire_len: u32,
+        network: Option<(u16, usize)>,
+        now_ns: u64,
+    ) -> Disposition {
+        if wire_len as usize > frame.len() {
+            // A capture cut it short (snap length), or a DPDK frame in several segments.
+            return self.classify_cut(frame, wire_len, network, now_ns);
+        }
+        match network {
+            None => self.classify(frame, now_ns),
+            Some((ethertype, at)) => {
+                self.classify_network(ethertype, frame.get(at..).unwrap_or_default(), now_ns)
+            }
+        }
+    }
+
+    /// Classify a frame that a capture cut short (`wire_len` beyond its bytes): the same
+    /// steps over the captured bytes padded with zeros to the length on the wire, so that
+    /// length rules see the lengths the packet had; [`Disposition::Truncated`] when the cut
+    /// removed a header byte the steps read. `network` as for [`Received::network`]
+    /// (`crate::port::Received`). A cut tunnel frame is classified as the outer packet.
+    #[cold]
+    #[inline(never)]
+    pub fn classify_cut(
+        &mut self,
+        frame: &[u8],
+        wire_len: u32,
+        network: Option<(u16, usize)>,
+        now_ns: u64,
+    ) -> Disposition {
+        let mut buf = std::mem::take(&mut self.cut_buf);
+        let len = usize::try_from(wire_len).map_or(CUT_MAX, |l| l.min(CUT_MAX));
+        let kept = frame.len().min(len);
+        buf.clear();
+        buf.extend_from_slice(&frame[..kept]);
+        buf.resize(len, 0);
+        let d = match weir_wire::parse_cut(&buf, kept, network) {
+            None => Disposition::Truncated,
+            Some(parsed) => match network {
+                None => self.decide(&parsed, &buf, || peek_addresses(&buf), now_ns),
+                Some((ethertype, at)) => {
+                    let packet = buf.get(at..).unwrap_or_default();
+                    self.decide(
+                        &parsed,
+                        packet,
+                        || weir_wire::peek_network(ethertype, packet),
+                        now_ns,
+                    )
+                }
+            },
+        };
+        self.cut_buf = buf;
+        self.counters.count(d);
+        d
     }
 
     /// Classify a network packet that came without an Ethernet header (a raw-IP, Linux

@@ -137,6 +137,8 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
     events.insert("flow-table-full".to_string(), rx.flow.table_full);
     events.insert("rate-table-evicted".to_string(), rx.rate.evicted);
     events.insert("oversize".to_string(), rx.oversize);
+    // A DPDK frame in several segments whose headers are not all in the first one.
+    events.insert("truncated".to_string(), c.truncated());
     events.insert("port-imissed".to_string(), rx.port.imissed);
     events.insert("port-ierrors".to_string(), rx.port.ierrors);
     events.insert("port-rx-nombuf".to_string(), rx.port.rx_nombuf);

@@ -49,6 +49,11 @@ pub trait Received<B: Backing> {
     fn network(&self) -> Option<(u16, usize)> {
         None
     }
+    /// Its link type (Ethernet but for a capture's frames).
+    #[inline]
+    fn link(&self) -> crate::capture::Link {
+        crate::capture::Link::Ethernet
+    }
     /// Queue it for `worker` in `class`'s ring; false when it was dropped (counted by the
     /// queues as `ring-full`).
     fn queue(self, queues: &mut RxQueues<B>, worker: u16, class: Class) -> bool;
@@ -83,6 +88,8 @@ pub struct SoftFrame<'a> {
     /// Not Ethernet: the EtherType and offset of the network packet (see
     /// [`Received::network`]).
     pub network: Option<(u16, usize)>,
+    /// Its link type.
+    pub link: crate::capture::Link,
 }
 
 impl Received<Pool> for SoftFrame<'_> {
@@ -101,6 +108,10 @@ impl Received<Pool> for SoftFrame<'_> {
     #[inline]
     fn network(&self) -> Option<(u16, usize)> {
         self.network
+    }
+    #[inline]
+    fn link(&self) -> crate::capture::Link {
+        self.link
     }
     #[inline]
     fn queue(self, queues: &mut RxQueues<Pool>, worker: u16, class: Class) -> bool {

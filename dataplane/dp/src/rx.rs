@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_model::config::RingsConfig;
 use weir_model::{Class, Disposition};
 
-use crate::classify::{Classifier, Counters, Limits, Vantage};
+use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
 use crate::flow::FlowCounters;
 use crate::host::{HostResponder, MAX_REPLY_LEN};
 use crate::pipeline::{self, Backing, ReplyEnds, RxQueues};
@@ -203,14 +203,55 @@ impl Default for Clock {
     }
 }
 
+/// A received frame and its decision, as a [`Tee`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TeeFrame<'a> {
+    /// What the classifier decided.
+    pub disposition: Disposition,
+    /// The frame's bytes as received (as captured, in replay), link header included.
+    pub bytes: &'a [u8],
+    /// Its link type (a capture's; Ethernet on a port).
+    pub link: crate::capture::Link,
+    /// For a frame without an Ethernet header: its EtherType and where the packet starts.
+    pub network: Option<(u16, usize)>,
+    /// Its time (the burst's on a live port, the capture's in replay), unix ns.
+    pub time_ns: u64,
+    /// Its length on the wire (beyond `bytes.len()` when a capture cut it short).
+    pub wire_len: u32,
+    /// The policy it was classified under.
+    pub policy: &'a Policy,
+}
+
 /// Something that sees every received frame with its decision: `replay --out-dir`'s
-/// per-class captures, a live sampled tee. Called on the rx core, after classification.
+/// per-class captures, `--verdicts` and `--expect`. Called on the rx core, after
+/// classification; it must not block.
 pub trait Tee: Send + std::fmt::Debug {
-    /// One frame, its disposition and its time (capture time in replay).
-    fn frame(&mut self, d: Disposition, bytes: &[u8], time_ns: u64, wire_len: u32);
+    /// One frame and its decision.
+    fn frame(&mut self, f: &TeeFrame<'_>);
     /// The loop has ended: write out what is buffered.
     fn finish(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Several tees, each shown every frame in turn.
+impl Tee for Vec<Box<dyn Tee>> {
+    fn frame(&mut self, f: &TeeFrame<'_>) {
+        for t in self.iter_mut() {
+            t.frame(f);
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        // Every tee is finished, the first error reported.
+        let mut first = Ok(());
+        for t in self.iter_mut() {
+            let r = t.finish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 }
 
@@ -395,16 +436,19 @@ impl<B: Backing> RxCore<B> {
         if let Some(next) = frame.lookahead() {
             self.clf.prefetch(next);
         }
-        let d = match frame.network() {
-            None => self.clf.classify(frame.bytes(), now_ns),
-            Some((ethertype, at)) => self.clf.classify_network(
-                ethertype,
-                frame.bytes().get(at..).unwrap_or_default(),
-                now_ns,
-            ),
-        };
+        let d =
+            self.clf
+                .classify_received(frame.bytes(), frame.wire_len(), frame.network(), now_ns);
         if let Some(tee) = self.tee.as_deref_mut() {
-            tee.frame(d, frame.bytes(), now_ns, frame.wire_len());
+            tee.frame(&TeeFrame {
+                disposition: d,
+                bytes: frame.bytes(),
+                link: frame.link(),
+                network: frame.network(),
+                time_ns: now_ns,
+                wire_len: frame.wire_len(),
+                policy: self.clf.policy(),
+            });
         }
         match d {
             Disposition::Classified { verdict, worker } => {
@@ -417,7 +461,7 @@ impl<B: Backing> RxCore<B> {
                 }
             }
             Disposition::Host => self.answer_host(frame.bytes()),
-            Disposition::Outbound => {}
+            Disposition::Outbound | Disposition::Truncated => {}
             Disposition::Forward { run } => self.forward(frame.bytes(), run),
         }
         d
@@ -731,6 +775,7 @@ mod tests {
                 wire_len: frame.len() as u32,
                 capture_ns: None,
                 network: None,
+                link: crate::capture::Link::Ethernet,
             });
             Ok(RxStatus::Frames(1))
         }

@@ -234,6 +234,9 @@ pub enum Disposition {
     Outbound,
     /// NDP or ARP: the host path.
     Host,
+    /// A frame that a capture's snap length cut inside its headers: it cannot be
+    /// classified (replay only; a port delivers whole frames).
+    Truncated,
     /// Classified; `worker` is where a queued class goes (unused for reject).
     Classified {
         /// The verdict.
@@ -252,16 +255,17 @@ pub enum Disposition {
 
 impl Disposition {
     /// Number of distinct [`Disposition::code`]s.
-    pub const CODES: usize = 5 + Reason::ALL.len();
+    pub const CODES: usize = 6 + Reason::ALL.len();
 
     /// A dense code: outbound 0, host 1, known-good 2, assumed-good 3, reasons 4.. in
-    /// step order, forwarded last. Counters are arrays indexed by it.
+    /// step order, then forwarded, truncated last. Counters are arrays indexed by it.
     #[inline]
     pub const fn code(self) -> usize {
         match self {
             Disposition::Outbound => 0,
             Disposition::Host => 1,
             Disposition::Forward { .. } => 4 + Reason::ALL.len(),
+            Disposition::Truncated => 5 + Reason::ALL.len(),
             Disposition::Classified { verdict, .. } => match verdict {
                 Verdict::KnownGood => 2,
                 Verdict::AssumedGood => 3,
@@ -270,13 +274,14 @@ impl Disposition {
         }
     }
 
-    /// The label in expected-verdict files: `outbound`, `host`, `forwarded`, or the
+    /// The label in expected-verdict files: `outbound`, `host`, `forwarded`, `truncated`, or the
     /// verdict's label.
     pub const fn label(self) -> &'static str {
         match self {
             Disposition::Outbound => "outbound",
             Disposition::Host => "host",
             Disposition::Forward { .. } => "forwarded",
+            Disposition::Truncated => "truncated",
             Disposition::Classified { verdict, .. } => verdict.label(),
         }
     }
@@ -306,6 +311,7 @@ mod tests {
             Disposition::Outbound,
             Disposition::Host,
             Disposition::Forward { run: 3 },
+            Disposition::Truncated,
         ];
         for verdict in [Verdict::KnownGood, Verdict::AssumedGood]
             .into_iter()
