@@ -209,12 +209,22 @@ impl Record<'_> {
     /// For a frame without an Ethernet header: the EtherType and offset of its network
     /// packet ([`Link::network`]). A link header too short to name its packet gives an
     /// empty IPv6 packet, so the frame is malformed.
-    #[inline]
+    #[inline(always)]
     pub fn network(&self) -> Option<(u16, usize)> {
-        match self.link {
-            Link::Ethernet => None,
-            link => Some(link.network(self.data).unwrap_or((0x86dd, self.data.len()))),
+        if self.link == Link::Ethernet {
+            return None;
         }
+        self.network_cold()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn network_cold(&self) -> Option<(u16, usize)> {
+        Some(
+            self.link
+                .network(self.data)
+                .unwrap_or((0x86dd, self.data.len())),
+        )
     }
 }
 

@@ -564,6 +564,7 @@ impl RxQueues<Pool> {
 impl RxQueues<Pool> {
     /// [`RxQueues::enqueue`] of the concatenation of `parts` (a decapsulated packet behind
     /// a rewritten Ethernet header).
+    #[cold]
     pub fn enqueue_parts(&mut self, worker: u16, class: Class, parts: &[&[u8]]) -> bool {
         let ci = class.index();
         if ci >= 3 || usize::from(worker) >= self.rings.len() {
@@ -666,8 +667,9 @@ impl<B: Backing> RxQueues<B> {
 
     /// Queue `buf` (already holding its frame) for `worker` in `class`'s ring. Returns
     /// false when it was dropped (ring full under [`Overflow::Drop`], or no such ring);
-    /// a dropped buffer goes back to the free list or is released.
-    #[inline]
+    /// a dropped buffer goes back to the free list or is released. Always inlined: the
+    /// per-frame path must not pay a call for it because the handover path calls it too.
+    #[inline(always)]
     pub fn push(&mut self, worker: u16, class: Class, mut buf: B::Buf) -> bool {
         let ci = class.index();
         if ci >= 3 || usize::from(worker) >= self.rings.len() {
