@@ -22,6 +22,8 @@ use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
 use weir_model::Class;
 
+use crate::Warmup;
+
 /// What a run measured.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DpdkRun {
@@ -35,11 +37,15 @@ pub struct DpdkRun {
     pub rejected: u64,
     /// `ring-full` drops.
     pub ring_full: u64,
+    /// Classified known-good during the timed run.
+    pub known_good: u64,
+    /// Established flows in the table when the timed run started.
+    pub established: u64,
 }
 
-/// Run weir's rx core on `devargs` for `secs` seconds on a worker lcore. `eal`: EAL
-/// arguments (must give at least one worker lcore).
-pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkRun> {
+/// Run weir's rx core on `devargs` for `secs` seconds on a worker lcore, after `warm`.
+/// `eal`: EAL arguments (must give at least one worker lcore).
+pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32, warm: &Warmup) -> Result<DpdkRun> {
     dpdk::eal_init(eal).context("EAL initialisation")?;
     let lcore = *dpdk::worker_lcores()
         .first()
@@ -59,7 +65,13 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
     )?;
     port.start()?;
     let devices = Arc::new(vec![port]);
-    let cfg = Config::default();
+    let cfg = match warm.flow_table {
+        Some(slots) => Config::from_toml(
+            "--flow-table",
+            &format!("[limits]\nflow_table_capacity = {slots}\n"),
+        )?,
+        None => Config::default(),
+    };
     let state = DataplaneState::new(&cfg, 1, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
     let (mut rxs, mut workers) =
         pipeline::build_with(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Drop, |_| {
@@ -69,6 +81,17 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
     setup.vantage = Vantage::Replay;
     setup.seed = 0x5eed;
     let mut core = RxCore::new(&cfg, &state, rxs.pop().context("one rx core")?, setup);
+    let now_ns = 1_767_225_600_000_000_000u64; // classification time: fixed
+    if let Some(path) = &warm.capture {
+        weir_dp::capture::Capture::open(path)
+            .with_context(|| format!("warm-up capture {}", path.display()))?
+            .for_each(|r| {
+                core.clf.classify(r.data, now_ns);
+            })
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    let established = core.clf.flows().occupancy(now_ns).1 as u64;
+    let known_good_before = core.clf.counters().class(Class::KnownGood);
     let mut queue = DpdkQueue::new(Arc::clone(&devices), 0, pool.clone());
     let (done_tx, done_rx) = mpsc::channel();
     dpdk::launch(lcore, move || {
@@ -78,7 +101,6 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
         let start = Instant::now();
         let limit = Duration::from_secs_f64(secs);
         let mut bursts = 0u32;
-        let now_ns = 1_767_225_600_000_000_000u64; // classification time: fixed
         loop {
             // The rx core's own port and per-frame path; the workers' drain round on the
             // same lcore (as testpmd frees what it receives on its one lcore).
@@ -107,6 +129,8 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
             drained,
             rejected: c.class(Class::Reject),
             ring_full: core.rx.ring_full.iter().sum(),
+            known_good: c.class(Class::KnownGood) - known_good_before,
+            established,
         });
         drop(core);
         drop(queue);

@@ -138,3 +138,13 @@ impl Default for QueueOnly {
         Self::new()
     }
 }
+
+/// What `weir-bench dpdk`'s rx core holds before the timed run.
+#[derive(Debug, Clone, Default)]
+pub struct Warmup {
+    /// Flow-table slots (the config's default when `None`).
+    pub flow_table: Option<u32>,
+    /// A capture classified (in software, at the run's fixed time) before the run: the
+    /// handshakes of the flows the timed packets belong to.
+    pub capture: Option<std::path::PathBuf>,
+}

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use weir_bench::Pipeline;
+use weir_bench::{Pipeline, Warmup};
 use weir_dp::capture::Capture;
 use weir_model::Class;
 
@@ -27,6 +27,9 @@ enum Workload {
     Mix,
     /// Spoofed non-conforming SYNs from random sources.
     Flood,
+    /// Data on `--flows` established flows, drawn at random; the handshakes go to
+    /// `--warm` (the flow-table occupancy benchmark).
+    Established,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +45,12 @@ enum Cmd {
         /// Output pcap.
         #[arg(long)]
         out: PathBuf,
+        /// `established`: how many flows.
+        #[arg(long, default_value_t = 1024)]
+        flows: usize,
+        /// `established`: write the flows' handshakes here (for `dpdk --warm`).
+        #[arg(long)]
+        warm: Option<PathBuf>,
     },
     /// weir's rx core on a DPDK vdev for a while (built with `--features dpdk`); prints
     /// `weir-dpdk: <Mpps> Mpps ...` (scripts/bench-vs-testpmd.sh reads it).
@@ -62,6 +71,13 @@ enum Cmd {
         /// Mbufs in the pool.
         #[arg(long, default_value_t = 32768)]
         mbufs: u32,
+        /// Classify this capture before the run (the handshakes `gen --workload
+        /// established --warm` wrote), so the timed packets find their flows.
+        #[arg(long)]
+        warm: Option<PathBuf>,
+        /// Flow-table slots (default: the config's).
+        #[arg(long)]
+        flow_table: Option<u32>,
     },
     /// The terminator on one thread: ns per request packet for 16…10,000 keep-alive
     /// connections with shards 1024 and 1, connections/s, memory per connection. The last
@@ -218,10 +234,19 @@ fn main() -> Result<()> {
             workload,
             packets,
             out,
+            flows,
+            warm,
         } => {
             let frames = match workload {
                 Workload::Mix => weir_fixtures::bench_mix(packets),
                 Workload::Flood => weir_fixtures::bench_flood(packets),
+                Workload::Established => {
+                    let (handshakes, data) = weir_fixtures::bench_established(flows, packets);
+                    let warm = warm.context("--workload established needs --warm FILE")?;
+                    weir_fixtures::write_pcap(&warm, &handshakes)
+                        .with_context(|| format!("writing {}", warm.display()))?;
+                    data
+                }
             };
             weir_fixtures::write_pcap(&out, &frames)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -231,7 +256,18 @@ fn main() -> Result<()> {
             seconds,
             eal,
             mbufs,
-        } => dpdk(&vdev, seconds, &eal, mbufs)?,
+            warm,
+            flow_table,
+        } => dpdk(
+            &vdev,
+            seconds,
+            &eal,
+            mbufs,
+            &Warmup {
+                flow_table,
+                capture: warm,
+            },
+        )?,
         Cmd::Terminator {
             packets,
             max_seconds,
@@ -341,26 +377,28 @@ fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
 }
 
 #[cfg(feature = "dpdk")]
-fn dpdk(vdev: &str, seconds: f64, eal: &str, mbufs: u32) -> Result<()> {
+fn dpdk(vdev: &str, seconds: f64, eal: &str, mbufs: u32, warm: &Warmup) -> Result<()> {
     let mut eal: Vec<String> = eal.split_whitespace().map(str::to_string).collect();
     if !eal.iter().any(|a| a.starts_with("--file-prefix")) {
         eal.push(format!("--file-prefix=weir-bench-{}", std::process::id()));
     }
-    let r = weir_bench::dpdk::run(&eal, vdev, seconds, mbufs)?;
+    let r = weir_bench::dpdk::run(&eal, vdev, seconds, mbufs, warm)?;
     println!(
-        "weir-dpdk: {:.3} Mpps ({} packets in {:.3} s; drained {}, rejected {}, ring-full {})",
+        "weir-dpdk: {:.3} Mpps ({} packets in {:.3} s; drained {}, rejected {}, ring-full {}, known-good {}; {} flows established before)",
         r.packets as f64 / r.secs / 1e6,
         r.packets,
         r.secs,
         r.drained,
         r.rejected,
-        r.ring_full
+        r.ring_full,
+        r.known_good,
+        r.established
     );
     Ok(())
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn dpdk(_: &str, _: f64, _: &str, _: u32) -> Result<()> {
+fn dpdk(_: &str, _: f64, _: &str, _: u32, _: &Warmup) -> Result<()> {
     anyhow::bail!(
         "weir-bench was built without DPDK: cargo build --release -p weir-bench --features dpdk"
     )

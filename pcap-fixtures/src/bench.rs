@@ -15,6 +15,9 @@ use weir_wire::{tcp, tcp_flags};
 
 const US: u64 = 1_000;
 
+/// (timestamp ns, frame) in capture order.
+pub type Frames = Vec<(u64, Vec<u8>)>;
+
 /// A realistic mix of about `packets` frames (exactly `packets`, cut at the end), as
 /// (timestamp ns, frame) in capture order.
 pub fn bench_mix(packets: usize) -> Vec<(u64, Vec<u8>)> {
@@ -115,4 +118,62 @@ pub fn bench_flood(packets: usize) -> Vec<(u64, Vec<u8>)> {
         .into_iter()
         .map(|f| (f.ts_ns, f.data))
         .collect()
+}
+
+/// The flow-table occupancy benchmark: `flows` established HTTP flows from distinct
+/// clients, as their handshakes (`warm`: SYN, the service's SYN-ACK, the client's ACK,
+/// every 1 µs), and `packets` data frames (a 100-byte request each) on flows drawn
+/// uniformly at random from them (`data`, 1 µs apart after the handshakes). Replayed
+/// after `warm`, every data frame is known-good and looks its flow up in a table holding
+/// `flows` entries.
+pub fn bench_established(flows: usize, packets: usize) -> (Frames, Frames) {
+    let mut rng = Rng::new(0xbe7c_e570 ^ flows as u64);
+    let rule = Rule::default();
+    let request = [b'x'; 100];
+    let mut warm = Vec::with_capacity(3 * flows);
+    let mut conns = Vec::with_capacity(flows);
+    let mut t = BASE_NS;
+    for _ in 0..flows {
+        let (src, sport) = (rng.client(), rng.port());
+        let dst = conforming(&rule, &SERVICE_PREFIX, src, 0, 0);
+        let (c, sv) = (Addr::V6(src), Addr::V6(dst));
+        let (isn, sisn) = (rng.next_u64() as u32, rng.next_u64() as u32);
+        let syn = tcp::Repr::syn(sport, 80, isn, 1440);
+        let synack = tcp::Repr {
+            mss: Some(1440),
+            ..tcp::Repr::new(
+                80,
+                sport,
+                sisn,
+                isn.wrapping_add(1),
+                tcp_flags::SYN | tcp_flags::ACK,
+            )
+        };
+        let ack = tcp::Repr::new(
+            sport,
+            80,
+            isn.wrapping_add(1),
+            sisn.wrapping_add(1),
+            tcp_flags::ACK,
+        );
+        warm.push((t, tcp_frame(&Link::INBOUND, c, sv, &syn)));
+        warm.push((t + 300, tcp_frame(&Link::OUTBOUND, sv, c, &synack)));
+        warm.push((t + 600, tcp_frame(&Link::INBOUND, c, sv, &ack)));
+        conns.push((c, sv, sport, isn.wrapping_add(1), sisn.wrapping_add(1)));
+        t += US;
+    }
+    let mut data = Vec::with_capacity(packets);
+    for _ in 0..packets {
+        let Some(&(c, sv, sport, seq, ack)) = conns.get(rng.below(flows.max(1) as u64) as usize)
+        else {
+            break;
+        };
+        let repr = tcp::Repr {
+            payload: &request,
+            ..tcp::Repr::new(sport, 80, seq, ack, tcp_flags::ACK | tcp_flags::PSH)
+        };
+        data.push((t, tcp_frame(&Link::INBOUND, c, sv, &repr)));
+        t += US;
+    }
+    (warm, data)
 }

@@ -30,7 +30,7 @@ mod bench;
 mod fixtures;
 pub mod packet;
 
-pub use bench::{bench_flood, bench_mix, bench_mix_labelled};
+pub use bench::{bench_established, bench_flood, bench_mix, bench_mix_labelled};
 pub use fixtures::all;
 
 /// 2026-01-01T00:00:00Z in Unix nanoseconds: the first timestamp of every fixture.
