@@ -445,7 +445,11 @@ impl HttpConn {
         let mut rest = data;
         self.starved = false;
         loop {
-            if out.len() >= out_limit || self.waiting >= adapter.conn_limit() {
+            if out.len() >= out_limit {
+                break;
+            }
+            let pending = self.start < self.buf.len() || !rest.is_empty();
+            if !pending || self.waiting >= adapter.conn_limit() {
                 break;
             }
             if !adapter.can_start() {
