@@ -19,8 +19,8 @@ use serde::Serialize;
 use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats, Envelope,
-    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SourceRate, WorkerStats,
-    MAX_FRAME, PROTOCOL_VERSION,
+    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SlowSource, SourceRate,
+    UpstreamStats, WorkerStats, MAX_FRAME, PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_model::config::RingsConfig;
@@ -169,6 +169,24 @@ fn stats() -> DpStats {
             limited: 2,
         }],
         latency: BTreeMap::from([("known_good".into(), vec![1, 2, 3, 255])]),
+        slow_sources: vec![SlowSource {
+            prefix: "2001:db8:bad::/64".into(),
+            slow_header: 200,
+            slow_read: 3,
+        }],
+        upstreams: vec![UpstreamStats {
+            kind: "nats".into(),
+            url: "nats://127.0.0.1:4222".into(),
+            subject: "weir.http".into(),
+            state: "connected".into(),
+            connects: 2,
+            requests: 1000,
+            in_flight: 4,
+            outcomes: BTreeMap::from([("2xx".into(), 990), ("504".into(), 10)]),
+            headers_dropped: 0,
+            late_replies: 1,
+            latency: vec![9, 8, 7],
+        }],
     }
 }
 

@@ -1540,12 +1540,12 @@ mod tests {
         assert_eq!(got[0].header("Server"), Some("weir"));
         assert_eq!(got[2].body, b"two");
         assert!(c.owes_nothing());
-        assert!(!c.complete(1, reply(200, b"again"), &mut out), "answered once");
-        assert_eq!(c.stats().late_answers, 1);
-        assert_eq!(
-            (c.stats().responses_2xx, c.stats().responses_5xx),
-            (2, 1)
+        assert!(
+            !c.complete(1, reply(200, b"again"), &mut out),
+            "answered once"
         );
+        assert_eq!(c.stats().late_answers, 1);
+        assert_eq!((c.stats().responses_2xx, c.stats().responses_5xx), (2, 1));
     }
 
     #[test]
@@ -1555,7 +1555,11 @@ mod tests {
         let mut out = Vec::new();
         let data = [GET, GET, GET].concat();
         let (taken, _) = c.on_data_bounded(&data, &mut a, &mut out, usize::MAX);
-        assert_eq!(taken, 2 * GET.len(), "the third request stays in the socket");
+        assert_eq!(
+            taken,
+            2 * GET.len(),
+            "the third request stays in the socket"
+        );
         assert_eq!(c.waiting(), 2);
         assert!(!c.starved(), "a connection limit, not the worker's");
         assert!(c.complete(0, reply(200, b"a"), &mut out));
@@ -1583,10 +1587,7 @@ mod tests {
         assert!(!c.owes_nothing());
         assert!(c.complete(0, reply(200, b"first"), &mut out));
         let got = answers(&out, false);
-        assert_eq!(
-            got.iter().map(|a| a.status).collect::<Vec<_>>(),
-            [200, 400]
-        );
+        assert_eq!(got.iter().map(|a| a.status).collect::<Vec<_>>(), [200, 400]);
         assert_eq!(got[1].header("Connection"), Some("close"));
         assert!(c.owes_nothing());
         // An adapter's immediate answer behind a waiting one.
@@ -1615,7 +1616,10 @@ mod tests {
         let data = b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         let (_, action) = c.on_data_bounded(data, &mut a, &mut out, usize::MAX);
         assert_eq!(action, ConnAction::Close);
-        assert!(!c.owes_nothing(), "closed for input, still owing the answer");
+        assert!(
+            !c.owes_nothing(),
+            "closed for input, still owing the answer"
+        );
         assert!(c.complete(0, reply(200, b"body"), &mut out));
         let got = answers(&out, true);
         assert_eq!(got.len(), 1);

@@ -493,7 +493,13 @@ impl Pending {
 
     /// Take a slot; `None` when every slot is in use (more in flight than the limits
     /// allow: cannot happen, answered 503).
-    fn insert(&mut self, worker: u32, ticket: Ticket, taken: Instant, deadline: Instant) -> Option<u64> {
+    fn insert(
+        &mut self,
+        worker: u32,
+        ticket: Ticket,
+        taken: Instant,
+        deadline: Instant,
+    ) -> Option<u64> {
         let i = self.free.pop()?;
         let s = self.slots.get_mut(i as usize)?;
         s.generation = s.generation.wrapping_add(1);
@@ -857,9 +863,16 @@ mod tests {
     fn pending_tokens_and_deadlines() {
         let mut p = Pending::new(2);
         let t0 = Instant::now();
-        let a = p.insert(0, Ticket::default(), t0, t0 + Duration::from_millis(10)).unwrap();
-        let b = p.insert(1, Ticket::default(), t0, t0 + Duration::from_millis(20)).unwrap();
-        assert!(p.insert(0, Ticket::default(), t0, t0).is_none(), "table full");
+        let a = p
+            .insert(0, Ticket::default(), t0, t0 + Duration::from_millis(10))
+            .unwrap();
+        let b = p
+            .insert(1, Ticket::default(), t0, t0 + Duration::from_millis(20))
+            .unwrap();
+        assert!(
+            p.insert(0, Ticket::default(), t0, t0).is_none(),
+            "table full"
+        );
         assert_eq!(p.next_deadline(), Some(t0 + Duration::from_millis(10)));
         assert_eq!(p.take(a).map(|s| s.worker), Some(0));
         assert!(p.take(a).is_none(), "taken once");

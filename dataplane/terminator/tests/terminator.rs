@@ -444,7 +444,10 @@ fn a_client_that_completes_its_request_is_not_slow() {
     poll(&mut t, std::slice::from_mut(&mut c));
     let text = String::from_utf8_lossy(&c.received).to_string();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(!text.contains("408"), "an idle keep-alive connection is not slowloris");
+    assert!(
+        !text.contains("408"),
+        "an idle keep-alive connection is not slowloris"
+    );
     assert_eq!(t.stats().slow_header, 0);
     assert_eq!(t.stats().slow_read, 0);
 }
@@ -530,8 +533,18 @@ fn later_answers_reach_their_connections_in_order_and_limits_resume() {
     assert!(two.connect(&mut t, Trust::AssumedGood));
     let get = |p: &str| format!("GET /{p} HTTP/1.1\r\nHost: x\r\n\r\n");
     let pipelined = [get("a"), get("b"), get("c")].concat();
-    one.send(&mut t, TcpControl::Psh, pipelined.as_bytes(), Trust::KnownGood);
-    two.send(&mut t, TcpControl::Psh, get("d").as_bytes(), Trust::KnownGood);
+    one.send(
+        &mut t,
+        TcpControl::Psh,
+        pipelined.as_bytes(),
+        Trust::KnownGood,
+    );
+    two.send(
+        &mut t,
+        TcpControl::Psh,
+        get("d").as_bytes(),
+        Trust::KnownGood,
+    );
     // The worker's limit (3) is taken by `one`; `two` waits without being read.
     assert_eq!(taken.lock().unwrap().len(), 3);
     assert_eq!(t.stats().in_flight_stalls, 1);
@@ -551,7 +564,11 @@ fn later_answers_reach_their_connections_in_order_and_limits_resume() {
     two.absorb(&segs);
     assert!(one.received.is_empty(), "b and c wait for a");
     // Places freed: `two`'s request is read now.
-    assert_eq!(taken.lock().unwrap().len(), 4, "the starved connection resumed");
+    assert_eq!(
+        taken.lock().unwrap().len(),
+        4,
+        "the starved connection resumed"
+    );
     ready.lock().unwrap().push((tk[0], reply("a")));
     let d = taken.lock().unwrap()[3];
     assert_eq!(d.serial, tk[0].serial + 1, "the second connection");
@@ -561,11 +578,7 @@ fn later_answers_reach_their_connections_in_order_and_limits_resume() {
     one.absorb(&segs);
     two.absorb(&segs);
     let text = String::from_utf8_lossy(&one.received).to_string();
-    let bodies: Vec<&str> = text
-        .split("\r\n\r\n")
-        .skip(1)
-        .map(|b| &b[..1])
-        .collect();
+    let bodies: Vec<&str> = text.split("\r\n\r\n").skip(1).map(|b| &b[..1]).collect();
     assert_eq!(bodies, ["a", "b", "c"], "{text}");
     assert!(String::from_utf8_lossy(&two.received).ends_with("\r\n\r\nd"));
     // An answer for a connection that has gone is dropped and counted.
