@@ -6,7 +6,9 @@
 //! - `--mode echo` returns a POST body; `/bytes/N` returns N bytes;
 //! - a request in another message version is not answered (the terminator's timeout
 //!   answers for it);
-//! - `--http` answers the same over plain HTTP (curl).
+//! - `--http` answers the same over plain HTTP (curl);
+//! - `scripts/app-server.py` (Python, nats-py), written from the contract alone, decodes
+//!   the same requests and its replies decode here: the format is language-neutral.
 
 mod support;
 
@@ -133,4 +135,64 @@ fn http_mode_answers_the_same() {
         .unwrap();
     assert_eq!(out.stdout.len(), 70_000);
     assert_eq!(app.stop(), 2);
+}
+
+#[test]
+fn the_python_app_server_speaks_the_contract() {
+    let py = Command::new("python3")
+        .args(["-c", "import nats"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if skip_unless(
+        have("nats-server") && py,
+        "needs nats-server and python3 with nats-py (pip install nats-py)",
+    ) {
+        return;
+    }
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let script = format!("{}/../../scripts/app-server.py", env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new("python3")
+        .args([script.as_str(), &url, "t.py", "py", "p1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let guard = KillOnDrop(child);
+    assert_eq!(line.trim(), "ready");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = async_nats::connect(url.as_str()).await.unwrap();
+        let m = c
+            .request("t.py", request("GET", "/from/rust?x=1", b"").into())
+            .await
+            .unwrap();
+        let r = AppReply::decode(&m.payload).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.0, b"hello from python: GET /from/rust?x=1\n");
+        assert_eq!(header(&r, "X-Weir-App"), Some("p1"));
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let m = c
+            .request("t.py", request("POST", "/", &big).into())
+            .await
+            .unwrap();
+        assert_eq!(AppReply::decode(&m.payload).unwrap().body.0, &big[..]);
+    });
+    terminate(guard.0.id());
+}
+
+/// Kills the child by PID when dropped (also when an assertion fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

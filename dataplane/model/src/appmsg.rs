@@ -13,7 +13,7 @@
 //! | type            | bytes                                                              |
 //! |-----------------|--------------------------------------------------------------------|
 //! | `u8`            | one byte                                                           |
-//! | `u16`           | unsigned LEB128 varint (1 to 3 bytes: 7 bits per byte, low first, high bit = more) |
+//! | `u16`           | unsigned LEB128 varint (7 bits per byte, low first, high bit = more; writers use the shortest form, 1 to 3 bytes; readers also take longer ones, as postcard does) |
 //! | `str`, `bytes`  | varint length, then that many bytes (`str`: UTF-8)                 |
 //! | `[u8; 16]`      | 16 bytes, no length                                                |
 //! | `seq<T>`        | varint count, then each `T`                                        |
