@@ -6,6 +6,8 @@
 //!
 //! `nats_adapter_through_a_tap` (two workers, `timeout_ms = 500`, in-flight limits 8 per
 //! connection and 64 per worker):
+//! - weir-dp started before nats-server answers `503` at once, then serves once the link
+//!   is up;
 //! - curl gets the application's reply (`X-Weir-App`); 40 pipelined requests on one
 //!   connection come back in request order (echo bodies name their request);
 //! - wrk `-c32` for 5 s: no socket error, no non-2xx, and both `weir-app` instances served;
@@ -200,10 +202,9 @@ fn nats_adapter_through_a_tap() {
     if !prerequisites() {
         return;
     }
-    let mut nats = NatsServer::start();
+    // weir-dp starts before NATS: it answers 503 until the link comes up.
+    let mut nats = NatsServer::not_started();
     let url = nats.url();
-    let mut a1 = App::start(&url, "a1", &["--mode", "echo"]);
-    let mut a2 = App::start(&url, "a2", &["--mode", "echo"]);
     let cfg = format!(
         r#"
 [dataplane]
@@ -225,6 +226,18 @@ max_in_flight_per_worker = 64
     let mut weir = Weir::start("nt", &cfg, CLIENT, &[]);
     let dst = conforming(CLIENT);
     let target = format!("http://[{dst}]/");
+    let c = curl(&target, 5.0);
+    assert_eq!(c.status, 503, "NATS not up yet: {c:?}");
+    assert!(c.secs < 0.5, "at once: {c:?}");
+    eventually("the link shows as pending", 5, || {
+        weir.stats()
+            .upstreams
+            .first()
+            .is_some_and(|u| u.state == "pending")
+    });
+    nats.restart();
+    let mut a1 = App::start(&url, "a1", &["--mode", "echo"]);
+    let mut a2 = App::start(&url, "a2", &["--mode", "echo"]);
     eventually("weir's NATS link is up", 15, || {
         weir.stats()
             .upstreams
@@ -329,7 +342,7 @@ max_in_flight_per_worker = 64
         "after the outage: upstream {:?}, connects {}",
         s.upstreams[0].outcomes, s.upstreams[0].connects
     );
-    assert!(s.upstreams[0].connects >= 2, "reconnected");
+    assert!(s.upstreams[0].connects >= 2, "reconnected: {}", s.upstreams[0].connects);
     a3.stop();
 
     // A slow application: 504s, and the in-flight bound holds.

@@ -660,10 +660,7 @@ impl Bridge {
     /// Take every queued job and publish it; false once every worker has gone.
     async fn drain_jobs(&mut self, client: &async_nats::Client, inbox: &str) -> bool {
         for w in 0..self.ends.len() {
-            loop {
-                let Some(end) = self.ends.get_mut(w) else {
-                    break;
-                };
+            while let Some(end) = self.ends.get_mut(w) {
                 if !end.open {
                     break;
                 }

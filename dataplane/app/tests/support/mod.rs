@@ -87,12 +87,17 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
-        let mut s = NatsServer {
-            child: None,
-            port: free_port(),
-        };
+        let mut s = NatsServer::not_started();
         s.restart();
         s
+    }
+
+    /// A free port for a server started later with [`NatsServer::restart`].
+    pub fn not_started() -> NatsServer {
+        NatsServer {
+            child: None,
+            port: free_port(),
+        }
     }
 
     pub fn url(&self) -> String {
