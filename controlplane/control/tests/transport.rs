@@ -454,6 +454,10 @@ fn wrong_magic_is_refused() {
 /// disconnected; the listener goes on.
 #[test]
 fn garbage_hello_is_refused() {
+    assert_eq!(
+        PROTOCOL_VERSION, 2,
+        "the third case below spells the version out"
+    );
     let dir = TempDir::new();
     let listener = Listener::bind(&dir.sock(), current_uid()).unwrap();
     type Expect = fn(&TransportError) -> bool;
@@ -466,8 +470,8 @@ fn garbage_hello_is_refused() {
         (&[0xff, 0x01], |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
-        // Right magic and version, then an unknown role.
-        (b"weir\x01\x09\x01x", |e| {
+        // Right magic and version (PROTOCOL_VERSION, 2), then an unknown role.
+        (b"weir\x02\x09\x01x", |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
     ];

@@ -9,7 +9,8 @@
 //! - weir-dp started before nats-server answers `503` at once, then serves once the link
 //!   is up;
 //! - curl gets the application's reply (`X-Weir-App`); 40 pipelined requests on one
-//!   connection come back in request order (echo bodies name their request);
+//!   connection come back in request order (echo bodies name their request); a request
+//!   over the NATS server's `max_payload` gets `413`;
 //! - wrk `-c32` for 5 s: no socket error, no non-2xx, and both `weir-app` instances served;
 //! - both instances stopped: `503` at once (well within `timeout_ms`); one restarted:
 //!   served again;
@@ -271,6 +272,23 @@ max_in_flight_per_worker = 64
     }
     drop(s);
 
+    // A request over the NATS server's max_payload (1 MiB): 413, and the link stays up.
+    let mut s = connect_from(CLIENT, &dst).expect("connect");
+    let body = vec![b'z'; 1 << 20]; // max_body_bytes: allowed by HTTP, over NATS with the head
+    s.write_all(
+        format!(
+            "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let got = read_responses(&mut s, 1, Duration::from_secs(10));
+    assert_eq!(got.first().map(|g| g.0), Some(413), "over max_payload");
+    drop(s);
+    assert_eq!(curl(&target, 5.0).status, 200);
+
     // wrk: no errors, both instances served.
     let w = wrk(&target, 5, 32);
     assert!(w.requests > 100, "{w:?}");
@@ -342,7 +360,11 @@ max_in_flight_per_worker = 64
         "after the outage: upstream {:?}, connects {}",
         s.upstreams[0].outcomes, s.upstreams[0].connects
     );
-    assert!(s.upstreams[0].connects >= 2, "reconnected: {}", s.upstreams[0].connects);
+    assert!(
+        s.upstreams[0].connects >= 2,
+        "reconnected: {}",
+        s.upstreams[0].connects
+    );
     a3.stop();
 
     // A slow application: 504s, and the in-flight bound holds.

@@ -440,7 +440,7 @@ pub fn start(cfg: &NatsAdapterConfig, workers: usize) -> Result<Vec<NatsAdapter>
         });
     }
     let bridge = Bridge {
-        subject: cfg.subject.clone(),
+        subject: async_nats::Subject::from(cfg.subject.clone()),
         timeout: Duration::from_millis(cfg.timeout_ms),
         upstream,
         ends,
@@ -554,7 +554,8 @@ impl Pending {
 
 /// The `weir-nats` thread's state.
 struct Bridge {
-    subject: String,
+    /// The request subject (cloning it is a reference count, not a copy).
+    subject: async_nats::Subject,
     timeout: Duration,
     upstream: Arc<Upstream>,
     ends: Vec<WorkerEnd>,

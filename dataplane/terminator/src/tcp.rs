@@ -1086,6 +1086,17 @@ impl Terminator {
                 }
             }
         }
+        // Entries of connections recycled while they waited are skipped when popped; keep
+        // the queue from growing past the live ones while no place frees up.
+        if self.starved.len() > 2 * self.cfg.max_connections as usize + 64 {
+            let conns = &self.conns;
+            self.starved.retain(|&(i, serial)| {
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.starved && c.serial == serial)
+            });
+        }
         touched.sort_unstable();
         touched.dedup();
         for &s in &touched {
