@@ -27,8 +27,13 @@ done
 SECS=${SECS:-10}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-3}
-cargo build --release -q --bin weir-dp --bin weirctl --bin weir-app
-bin=${CARGO_TARGET_DIR:-target}/release
+# WEIR_BIN: a folder with weir-dp, weirctl and weir-app already built (CI passes the
+# test build for a smoke run; figures come from the release build, the default).
+if [ -z "${WEIR_BIN:-}" ]; then
+  cargo build --release -q --bin weir-dp --bin weirctl --bin weir-app
+  WEIR_BIN=${CARGO_TARGET_DIR:-target}/release
+fi
+bin=$(cd "$WEIR_BIN" && pwd)
 run=$(mktemp -d /tmp/weir-bench-app.XXXXXX)
 chmod 700 "$run"
 # nginx's workers drop root: their prefix must be readable to them.

@@ -1,32 +1,35 @@
 #!/usr/bin/env bash
-# Instructions per packet of the software pipeline (pcap reading + parse + classify +
-# enqueue + dequeue, 1M-slot flow table), counted by callgrind as the difference between
-# a run over N packets and one over 2N: start-up, table initialisation and the
-# generator's work cancel out, so the figure repeats exactly on a noisy machine.
-# Also prints wall-clock Mpps on one core (this one varies with the machine).
+# Instructions per packet on the product's own path: `weir-dp replay FILE --json` (capture
+# reading, parse, classify, enqueue, the workers' drain, the report) under callgrind, as the
+# difference between a run over N packets and one over 2N of the same workload — start-up,
+# table initialisation and the report cancel out, so the figure repeats exactly on a noisy
+# machine. The workloads are bench/gen_bench.py's `mix` and `flood` (default config:
+# src-mix), the ones the speed goals are stated on. Also prints wall-clock Mpps of a 10N
+# replay (this one varies with the machine).
 #
-# usage: scripts/bench-instructions.sh [N]      (default N = 200000)
+# usage: scripts/bench-instructions.sh [N]      (default N = 50000)
+# Last two lines: `mix: <i> instructions/packet ...` and `flood: <i> instructions/packet ...`
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-200000}
+N=${1:-50000}
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
-cargo build --release -q -p weir-bench
-B=target/release/weir-bench
+cargo build --release -q -p weir-dp --bin weir-dp
+B=${CARGO_TARGET_DIR:-target}/release/weir-dp
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
 instructions() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$B" run "$1" 2>&1 \
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$B" replay "$1" --json 2>&1 >/dev/null \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
 for w in mix flood; do
-  "$B" gen --workload "$w" --packets "$N" --out "$dir/$w-1.pcap"
-  "$B" gen --workload "$w" --packets $((2 * N)) --out "$dir/$w-2.pcap"
+  python3 bench/gen_bench.py "$w" "$dir/$w-1.pcap" "$N"
+  python3 bench/gen_bench.py "$w" "$dir/$w-2.pcap" $((2 * N))
   i1=$(instructions "$dir/$w-1.pcap")
   i2=$(instructions "$dir/$w-2.pcap")
   per=$(( (i2 - i1) / N ))
-  "$B" gen --workload "$w" --packets $((10 * N)) --out "$dir/$w-big.pcap"
-  wall=$("$B" run "$dir/$w-big.pcap" | tail -1)
-  echo "$w: $per instructions/packet (callgrind, N=$N: $i1 vs 2N: $i2); wall: $wall"
+  python3 bench/gen_bench.py "$w" "$dir/$w-big.pcap" $((10 * N))
+  wall=$("$B" replay "$dir/$w-big.pcap" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"mpps\"]:.2f} Mpps, {r[\"ns_per_packet\"]:.1f} ns/packet over {r[\"packets\"]} packets")')
+  echo "$w: $per instructions/packet (weir-dp replay under callgrind, N=$N: $i1 vs 2N: $i2); wall: $wall"
 done

@@ -14,15 +14,20 @@
 #    client is still answered.
 # Everything started here is stopped by PID when the script ends.
 #
-# usage: sudo scripts/demo-app.sh
+# usage: sudo scripts/demo-app.sh          (WEIR_BIN=target/debug to use a test build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo-app.sh: needs root (TAP devices, routes)" >&2; exit 1; }
 for t in nats-server curl ip python3; do
   command -v "$t" >/dev/null || { echo "demo-app.sh: needs $t" >&2; exit 1; }
 done
-cargo build --release -q --bin weir-dp --bin weirctl --bin weir-cp --bin weir-app
-bin=${CARGO_TARGET_DIR:-target}/release
+# WEIR_BIN: a folder with weir-dp, weir-cp, weirctl and weir-app already built (CI passes
+# the test build); else a release build.
+if [ -z "${WEIR_BIN:-}" ]; then
+  cargo build --release -q --bin weir-dp --bin weirctl --bin weir-cp --bin weir-app
+  WEIR_BIN=${CARGO_TARGET_DIR:-target}/release
+fi
+bin=$(cd "$WEIR_BIN" && pwd)
 run=$(mktemp -d /tmp/weir-app-demo.XXXXXX)
 chmod 700 "$run"
 IF=weirapp0

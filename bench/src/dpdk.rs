@@ -12,13 +12,15 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use weir_dp::classify::Limits;
-use weir_dp::dpdk::{self, Burst, Mempool, Port, PortSetup};
-use weir_dp::dpdk_port::Mbufs;
+use weir_dp::classify::Vantage;
+use weir_dp::dpdk::{self, Mempool, Port, PortSetup};
 use weir_dp::pipeline::{self, Overflow};
-use weir_dp::{Classifier, Policy, Vantage};
+use weir_dp::port::dpdk::{DpdkQueue, Mbufs};
+use weir_dp::port::{Port as _, RxStatus};
+use weir_dp::rx::{RxCore, RxSetup};
+use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
-use weir_model::{Class, Disposition};
+use weir_model::Class;
 
 /// What a run measured.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,19 +58,20 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
         &pool,
     )?;
     port.start()?;
-    let port = Arc::new(port);
+    let devices = Arc::new(vec![port]);
     let cfg = Config::default();
-    let policy = Policy::from_config(&cfg)?;
-    let mut clf = Classifier::new(policy, Limits::from_config(&cfg), Vantage::Replay, 0x5eed);
+    let state = DataplaneState::new(&cfg, 1, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
     let (mut rxs, mut workers) =
         pipeline::build_with(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Drop, |_| {
             (Arc::new(Mbufs), Vec::new())
         });
-    let mut rx = rxs.pop().context("one rx core")?;
+    let mut setup = RxSetup::live(0);
+    setup.vantage = Vantage::Replay;
+    setup.seed = 0x5eed;
+    let mut core = RxCore::new(&cfg, &state, rxs.pop().context("one rx core")?, setup);
+    let mut queue = DpdkQueue::new(Arc::clone(&devices), 0, pool.clone());
     let (done_tx, done_rx) = mpsc::channel();
-    let p = Arc::clone(&port);
     dpdk::launch(lcore, move || {
-        let mut burst = Burst::new();
         let mut packets = 0u64;
         let mut drained = 0u64;
         // Time checks every 1024 bursts keep the clock off the per-packet path.
@@ -77,16 +80,12 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
         let mut bursts = 0u32;
         let now_ns = 1_767_225_600_000_000_000u64; // classification time: fixed
         loop {
-            let n = p.rx_burst(0, &mut burst);
-            packets += n as u64;
-            for m in burst.by_ref() {
-                if let Disposition::Classified { verdict, worker } = clf.classify(m.data(), now_ns)
-                {
-                    let class = verdict.class();
-                    if class != Class::Reject {
-                        rx.push(worker, class, m);
-                    }
-                }
+            // The rx core's own port and per-frame path; the workers' drain round on the
+            // same lcore (as testpmd frees what it receives on its one lcore).
+            if let Ok(RxStatus::Frames(n)) = queue.rx_burst(|m| {
+                core.receive(m, now_ns);
+            }) {
+                packets += n as u64;
             }
             for w in &mut workers {
                 drained += w.round() as u64;
@@ -97,25 +96,27 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32) -> Result<DpdkR
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        rx.finish();
+        core.rx.finish();
         for w in &mut workers {
             while w.round() > 0 {}
         }
-        let c = clf.counters();
+        let c = core.clf.counters();
         let _ = done_tx.send(DpdkRun {
             packets,
             secs,
             drained,
             rejected: c.class(Class::Reject),
-            ring_full: rx.ring_full.iter().sum(),
+            ring_full: core.rx.ring_full.iter().sum(),
         });
+        drop(core);
+        drop(queue);
         0
     })?;
     let rc = dpdk::wait(lcore);
     let run = done_rx
         .try_recv()
         .with_context(|| format!("the benchmark lcore returned {rc} without a result"))?;
-    drop(port);
+    drop(devices);
     if pool.available() != pool.capacity() {
         bail!(
             "mbufs leaked: {} of {} back in the pool",

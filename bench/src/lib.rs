@@ -1,27 +1,32 @@
-//! The software pipeline as one rx core runs it — parse, classify, enqueue to the worker's
-//! ring, and the worker's dequeue — driven on one thread, so that a benchmark (or
-//! callgrind) sees the whole per-packet cost in one place. [`terminator`] does the same for
+//! The software pipeline as one rx core runs it — the rx core's own per-frame path
+//! ([`RxCore::receive`]: parse, classify, enqueue to the worker's ring) and the worker's
+//! dequeue — driven on one thread, so that a benchmark (or callgrind) sees the whole
+//! per-packet cost in one place. [`terminator`] does the same for
 //! a worker's terminator (smoltcp + HTTP/1.1).
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod load;
 pub mod terminator;
 
-use weir_dp::classify::Limits;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use weir_dp::classify::Vantage;
 use weir_dp::pipeline::{self, Overflow, RxQueues, WorkerQueues};
-use weir_dp::{Classifier, Policy, Vantage};
+use weir_dp::port::SoftFrame;
+use weir_dp::rx::{RxCore, RxSetup};
+use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
 use weir_model::{Class, Disposition};
 
-/// Packets handled between two worker drain rounds: DESIGN.md's burst size.
-pub const BURST: usize = 32;
+pub use weir_dp::port::BURST;
 
 /// One rx core and its workers on one thread.
 #[derive(Debug)]
 pub struct Pipeline {
-    /// The classifier.
-    pub classifier: Classifier,
-    rx: RxQueues,
+    /// The rx core (its classifier is `core.clf`).
+    pub core: RxCore,
     workers: Vec<WorkerQueues>,
     in_burst: usize,
     /// Packets the workers drained.
@@ -31,33 +36,40 @@ pub struct Pipeline {
 impl Pipeline {
     /// The built-in default config with a flow table of `flow_table_capacity` slots.
     pub fn new(flow_table_capacity: usize) -> Pipeline {
-        let cfg = Config::default();
-        let policy = Policy::from_config(&cfg).expect("built-in policy is valid");
-        let limits = Limits {
-            flow_table_capacity,
-            ..Limits::from_config(&cfg)
-        };
+        let cfg = Config::from_toml(
+            "bench",
+            &format!("[limits]\nflow_table_capacity = {flow_table_capacity}\n"),
+        )
+        .expect("bench config is valid");
+        let state = DataplaneState::new(&cfg, 1, Arc::new(AtomicBool::new(false)))
+            .expect("built-in policy is valid");
         let (mut rx, workers) =
             pipeline::build(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Drop);
+        let mut setup = RxSetup::live(0);
+        setup.vantage = Vantage::Replay;
+        setup.seed = 0x5eed;
+        let core = RxCore::new(&cfg, &state, rx.pop().expect("one rx core"), setup);
         Pipeline {
-            classifier: Classifier::new(policy, limits, Vantage::Replay, 0x5eed),
-            rx: rx.pop().expect("one rx core"),
+            core,
             workers,
             in_burst: 0,
             drained: 0,
         }
     }
 
-    /// Parse, classify and queue one frame; every [`BURST`] frames the workers drain.
+    /// The rx core's per-frame path for one frame; every [`BURST`] frames the workers
+    /// drain.
     #[inline]
     pub fn push(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
-        let d = self.classifier.classify(frame, now_ns);
-        if let Disposition::Classified { verdict, worker } = d {
-            let class = verdict.class();
-            if class != Class::Reject {
-                self.rx.enqueue(worker, class, frame);
-            }
-        }
+        let d = self.core.receive(
+            SoftFrame {
+                data: frame,
+                wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+                capture_ns: None,
+                network: None,
+            },
+            now_ns,
+        );
         self.in_burst += 1;
         if self.in_burst == BURST {
             self.drain();
@@ -76,7 +88,7 @@ impl Pipeline {
 
     /// `ring-full` drops so far, per queued class.
     pub fn ring_full(&self) -> [u64; 3] {
-        self.rx.ring_full
+        self.core.rx.ring_full
     }
 }
 

@@ -87,6 +87,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// HTTP load over many client source addresses, each to the destination the SSA rule
+    /// gives it (weir's cluster tests; see `weir_bench::load`).
+    Load(LoadArgs),
     /// Run a capture through parse + classify + enqueue + dequeue on one core.
     Run {
         /// The capture.
@@ -97,8 +100,120 @@ enum Cmd {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// The service's APL text.
+    #[arg(long, default_value = "2:2001:db8:5::/64")]
+    apl: String,
+    /// The SSA rule the destinations follow.
+    #[arg(long, value_enum, default_value = "src-mix")]
+    rule: LoadRule,
+    /// src-mix: source prefix length.
+    #[arg(long, default_value_t = 64)]
+    src_prefix_len: u8,
+    /// Client sources: `::1` of successive /64s of this prefix (length ≤ 64).
+    #[arg(long, default_value = "2001:db8:c000::/48")]
+    src_net: String,
+    /// How many source addresses (M).
+    #[arg(long, default_value_t = 256)]
+    src_count: usize,
+    /// Connection slots (N); slot i uses source i mod M.
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// keepalive: requests back to back per connection; close: one per connection.
+    #[arg(long, value_enum, default_value = "keepalive")]
+    mode: weir_bench::load::Mode,
+    /// TCP port.
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Connect timeout, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    connect_timeout_ms: u64,
+    /// Response timeout, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    response_timeout_ms: u64,
+    /// Pause between two requests of a slot, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
+    /// Only the sources whose destination lies in these slices, `FIRST..LAST`.
+    #[arg(long, value_name = "FIRST..LAST", value_parser = parse_slices)]
+    slices: Option<(u32, u32)>,
+    /// Slice bits of the service prefix (for --slices).
+    #[arg(long, default_value_t = 14)]
+    slice_bits: u8,
+    /// Print the report (with every slot) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_slices(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s.split_once("..").unwrap_or((s, s));
+    let n = |t: &str| {
+        t.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{t:?} is not a slice number"))
+    };
+    let (a, b) = (n(a)?, n(b)?);
+    if a > b {
+        return Err(format!("{a}..{b}: first after last"));
+    }
+    Ok((a, b))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LoadRule {
+    /// DESIGN.md's default rule.
+    SrcMix,
+    /// Any address of the prefix.
+    Any,
+}
+
+fn load(a: LoadArgs) -> Result<()> {
+    use weir_bench::load;
+    if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 3600.0) {
+        anyhow::bail!("--duration must be from 0 to 3600 seconds");
+    }
+    let rule = match a.rule {
+        LoadRule::SrcMix => weir_ssa::Rule::SrcMix {
+            src_prefix_len: a.src_prefix_len,
+        },
+        LoadRule::Any => weir_ssa::Rule::Any,
+    };
+    rule.validate()
+        .map_err(|e| anyhow::anyhow!("--rule: {e}"))?;
+    let plan = load::Plan {
+        apl: a.apl,
+        rule,
+        sources: load::sources_in(&a.src_net, a.src_count)?,
+        connections: a.connections,
+        port: a.port,
+        path: a.path,
+        duration: std::time::Duration::from_secs_f64(a.duration),
+        mode: a.mode,
+        connect_timeout: std::time::Duration::from_millis(a.connect_timeout_ms.max(1)),
+        response_timeout: std::time::Duration::from_millis(a.response_timeout_ms.max(1)),
+        think: std::time::Duration::from_millis(a.think_ms),
+        slices: a.slices,
+        slice_bits: a.slice_bits,
+    };
+    let report = load::run(&plan)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Cmd::Load(a) => load(a)?,
         Cmd::Gen {
             workload,
             packets,
@@ -144,7 +259,7 @@ fn main() -> Result<()> {
             })?;
             p.drain();
             let secs = start.elapsed().as_secs_f64();
-            let c = p.classifier.counters();
+            let c = p.core.clf.counters();
             println!(
                 "packets {n} outbound {} known_good {} assumed_good {} suspect {} reject {} drained {} ring_full {:?}",
                 c.outbound(),

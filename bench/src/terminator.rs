@@ -43,9 +43,10 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use smoltcp::wire::TcpControl;
 use weir_model::config::{AdapterConfig, TerminatorConfig};
+use weir_model::Class;
 use weir_terminator::adapter;
 use weir_terminator::client::{parse, Client, SERVICE};
-use weir_terminator::tcp::{Terminator, Trust};
+use weir_terminator::tcp::Terminator;
 
 use crate::BURST;
 
@@ -213,7 +214,7 @@ fn open(t: &mut Terminator, clients: &mut [Client]) -> Result<()> {
     let n = clients.len();
     for (i, c) in clients.iter_mut().enumerate() {
         ensure!(
-            c.connect(t, Trust::AssumedGood),
+            c.connect(t, Class::AssumedGood),
             "connection {i} of {n}: no SYN-ACK ({:?})",
             t.stats()
         );
@@ -228,10 +229,10 @@ fn open(t: &mut Terminator, clients: &mut [Client]) -> Result<()> {
 pub fn response_len() -> Result<usize> {
     let mut t = terminator(1)?;
     let mut c = Client::new(0);
-    ensure!(c.connect(&mut t, Trust::AssumedGood), "probe: no SYN-ACK");
+    ensure!(c.connect(&mut t, Class::AssumedGood), "probe: no SYN-ACK");
     for round in 0..2 {
         let before = c.received.len();
-        c.send(&mut t, TcpControl::Psh, GET, Trust::KnownGood);
+        c.send(&mut t, TcpControl::Psh, GET, Class::KnownGood);
         let mut out = Vec::new();
         t.poll(Instant::now(), &mut |p| out.extend(parse(p)));
         c.absorb(&out);
@@ -294,7 +295,7 @@ pub fn per_packet(
     let mut count = |_: &[u8]| out += 1;
     let start = Instant::now();
     for p in pkts.by_ref().take(warm) {
-        t.receive(p, Trust::KnownGood, Instant::now(), &mut count);
+        t.receive(p, Class::KnownGood, Instant::now(), &mut count);
         sent += 1;
         if sent % BURST == 0 {
             t.poll(Instant::now(), &mut count);
@@ -309,7 +310,7 @@ pub fn per_packet(
     let start = now;
     let mut in_burst = 0;
     for p in pkts {
-        t.receive(p, Trust::KnownGood, now, &mut count);
+        t.receive(p, Class::KnownGood, now, &mut count);
         in_burst += 1;
         if in_burst == BURST {
             in_burst = 0;
@@ -359,7 +360,7 @@ pub fn connection_rate(shards: u32, k: u32) -> Result<ConnectionRate> {
     let mut step = |t: &mut Terminator,
                     c: &mut Client,
                     p: Option<&[u8]>,
-                    trust: Trust,
+                    trust: Class,
                     timed: &mut Duration| {
         out.clear();
         lens.clear();
@@ -384,18 +385,18 @@ pub fn connection_rate(shards: u32, k: u32) -> Result<ConnectionRate> {
     for i in 0..k {
         let mut c = Client::new(i);
         let syn = c.packet(TcpControl::Syn, &[]);
-        step(&mut t, &mut c, Some(&syn), Trust::AssumedGood, &mut timed);
+        step(&mut t, &mut c, Some(&syn), Class::AssumedGood, &mut timed);
         ensure!(
             c.rcv_next != 0,
             "connection {i}: no SYN-ACK {:?}",
             t.stats()
         );
         let ack = c.packet(TcpControl::None, &[]);
-        step(&mut t, &mut c, Some(&ack), Trust::KnownGood, &mut timed);
+        step(&mut t, &mut c, Some(&ack), Class::KnownGood, &mut timed);
         let get = c.packet(TcpControl::Psh, GET_CLOSE);
-        step(&mut t, &mut c, Some(&get), Trust::KnownGood, &mut timed);
+        step(&mut t, &mut c, Some(&get), Class::KnownGood, &mut timed);
         if !c.fin_seen {
-            step(&mut t, &mut c, None, Trust::KnownGood, &mut timed);
+            step(&mut t, &mut c, None, Class::KnownGood, &mut timed);
         }
         ensure!(
             c.fin_seen && c.received.starts_with(b"HTTP/1.1 200"),
@@ -403,9 +404,9 @@ pub fn connection_rate(shards: u32, k: u32) -> Result<ConnectionRate> {
             String::from_utf8_lossy(&c.received)
         );
         let fin = c.packet(TcpControl::Fin, &[]);
-        step(&mut t, &mut c, Some(&fin), Trust::KnownGood, &mut timed);
+        step(&mut t, &mut c, Some(&fin), Class::KnownGood, &mut timed);
         if i % 64 == 63 {
-            step(&mut t, &mut c, None, Trust::KnownGood, &mut timed);
+            step(&mut t, &mut c, None, Class::KnownGood, &mut timed);
         }
     }
     let s = t.stats();
@@ -442,7 +443,7 @@ pub fn memory(n: u32) -> Result<Memory> {
     let mut t = terminator(1024)?;
     // One connection before the first reading: first-use allocations are no connection's.
     let mut probe = Client::new(n + 1);
-    ensure!(probe.connect(&mut t, Trust::AssumedGood), "memory probe");
+    ensure!(probe.connect(&mut t, Class::AssumedGood), "memory probe");
     // The clients are the benchmark's, not the terminator's: allocated before the first
     // reading.
     let mut clients: Vec<Client> = (0..n).map(Client::new).collect();
@@ -451,7 +452,7 @@ pub fn memory(n: u32) -> Result<Memory> {
     let r1 = rss()?;
     for c in &mut clients {
         let p = c.packet(TcpControl::Psh, GET);
-        t.receive(&p, Trust::KnownGood, Instant::now(), &mut |_| {});
+        t.receive(&p, Class::KnownGood, Instant::now(), &mut |_| {});
     }
     t.poll(Instant::now(), &mut |_| {});
     let r2 = rss()?;

@@ -22,11 +22,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use weir_model::config::RingsConfig;
+use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
-/// Version of this protocol; a peer with another version is refused. 2: [`DpStats`]
+/// Version of this protocol; a peer with another version is refused. 3: [`DpStats`]
 /// carries `slow_sources` and `upstreams`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// First bytes of every hello.
 pub const MAGIC: [u8; 4] = *b"weir";
@@ -130,7 +131,7 @@ pub enum DpReply {
     },
     /// The request was refused; nothing changed.
     Error {
-        /// Why.
+        /// What was wrong, in one line for the operator.
         message: String,
     },
 }
@@ -156,6 +157,45 @@ pub struct PolicySnapshot {
     pub new_flows_per_sec: u32,
     /// Source prefix length of a rate bucket.
     pub source_prefix_len: u8,
+    /// This host's part in a cluster of weir hosts (weir-cp's `[cluster]`); `None` for a
+    /// host alone.
+    pub cluster: Option<ClusterPolicy>,
+}
+
+/// Most members a [`ClusterPolicy`] lists.
+pub const MAX_CLUSTER_MEMBERS: usize = 64;
+
+/// Most handover runs a [`ClusterPolicy`] lists.
+pub const MAX_HANDOVER_RUNS: usize = 1024;
+
+/// What a dataplane needs to know about its cluster: where frames of flows it still holds
+/// arrive from after a handover, and where to send those of flows a predecessor holds.
+///
+/// Addresses are IPv6 text (`2001:db8:77::1`); the dataplane parses and checks every one
+/// (`weir_dp::classify::ClusterState`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPolicy {
+    /// This host's handover address: encapsulated frames to it from a member are
+    /// decapsulated and classified as if they had arrived directly.
+    pub handover_addr: String,
+    /// Every member's handover address (this host's included): the only outer sources an
+    /// encapsulated frame is accepted from. At most [`MAX_CLUSTER_MEMBERS`].
+    pub members: Vec<String>,
+    /// Slice runs this host took over while their predecessor still holds flows: new
+    /// clean SYNs terminate here, other packets the flow table does not know go to the
+    /// predecessor, encapsulated. Disjoint, at most [`MAX_HANDOVER_RUNS`].
+    pub handovers: Vec<HandoverRun>,
+}
+
+/// Slices `first..=last` were handed over to this host by `predecessor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverRun {
+    /// First slice (global slice id).
+    pub first: u32,
+    /// Last slice, inclusive.
+    pub last: u32,
+    /// The predecessor's handover address (one of the members).
+    pub predecessor: String,
 }
 
 /// Slices `first..=last` belong to `worker`.
@@ -281,24 +321,6 @@ pub struct UpstreamStats {
     pub latency: Vec<u8>,
 }
 
-/// One worker's drain counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerStats {
-    /// Worker index.
-    pub worker: u16,
-    /// Known-good packets drained.
-    pub known_good: u64,
-    /// Assumed-good packets drained.
-    pub assumed_good: u64,
-    /// Suspect packets drained.
-    pub suspect: u64,
-    /// Bytes drained.
-    pub bytes: u64,
-    /// New flows whose slice this worker owns (clean SYNs, UDP, echo requests), counted by
-    /// the rx cores: the worker's share of new clients.
-    pub new_flows: u64,
-}
-
 /// One ring's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingStats {
@@ -306,8 +328,8 @@ pub struct RingStats {
     pub rx: u16,
     /// Worker.
     pub worker: u16,
-    /// Class name.
-    pub class: String,
+    /// The ring's class.
+    pub class: Class,
     /// Slots.
     pub size: u32,
     /// Packets queued now.
@@ -341,8 +363,8 @@ pub enum CtlRequest {
     RingsShow,
     /// Change one class's ring size and/or weight.
     RingsSet {
-        /// Class name: `known_good`, `assumed_good` or `suspect`.
-        class: String,
+        /// `known_good`, `assumed_good` or `suspect`.
+        class: Class,
         /// New size (power of two).
         size: Option<u32>,
         /// New weight.
@@ -379,6 +401,23 @@ pub enum CtlRequest {
     BlockList,
     /// Re-read the config file; applied only if valid.
     ConfigReload,
+    /// The cluster: members, coordinator, assignment, handovers.
+    ClusterStatus,
+    /// Hand slices `first..=last` over to `host` (the coordinator runs it).
+    ClusterMove {
+        /// First slice.
+        first: u32,
+        /// Last slice (inclusive).
+        last: u32,
+        /// The host that gets them.
+        host: String,
+    },
+    /// Hand every slice of `host` over to the other live hosts, and give it none until a
+    /// `ClusterMove` gives it some again.
+    ClusterDrain {
+        /// The host to empty.
+        host: String,
+    },
 }
 
 /// weir-cp's replies to weirctl.
@@ -426,9 +465,90 @@ pub enum CtlReply {
     },
     /// Refused; nothing changed.
     Error {
-        /// Why.
+        /// What was wrong, in one line for the operator.
         message: String,
     },
+    /// For [`CtlRequest::ClusterStatus`].
+    Cluster(Box<ClusterView>),
+    /// A cluster change was committed: the assignment's new epoch.
+    ClusterDone {
+        /// What was done.
+        message: String,
+        /// The assignment's epoch after the change.
+        epoch: u64,
+    },
+}
+
+/// The cluster as one weir-cp sees it (`weirctl cluster status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The service name (etcd keys under `/weir/<service>/`).
+    pub service: String,
+    /// The host this weir-cp runs on.
+    pub host: String,
+    /// Whether this weir-cp has a live etcd session now.
+    pub connected: bool,
+    /// The coordinator, if one is elected.
+    pub coordinator: Option<String>,
+    /// The assignment's epoch (0: none yet).
+    pub epoch: u64,
+    /// Slices in the layout.
+    pub slices: u32,
+    /// Every host that is registered or owns slices.
+    pub hosts: Vec<ClusterHostView>,
+    /// Slice runs → host, covering every slice in order (empty before the first assignment).
+    pub runs: Vec<ClusterRunView>,
+    /// Handovers in progress.
+    pub handovers: Vec<HandoverView>,
+    /// The routes this host announces now (BIRD include), as prefixes.
+    pub announced: Vec<String>,
+    /// The last error of the cluster session, if any.
+    pub last_error: Option<String>,
+}
+
+/// One host in [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHostView {
+    /// Host name.
+    pub name: String,
+    /// Registered (its lease is alive).
+    pub live: bool,
+    /// Drained: given no slices until a move gives it some.
+    pub drained: bool,
+    /// Its handover address (empty when not registered).
+    pub handover_addr: String,
+    /// Slices it owns.
+    pub slices: u32,
+}
+
+/// One assignment run in [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRunView {
+    /// First slice.
+    pub first: u32,
+    /// Last slice, inclusive.
+    pub last: u32,
+    /// Owner.
+    pub host: String,
+}
+
+/// One handover in [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverView {
+    /// Its id (`handovers/<id>` in etcd).
+    pub id: String,
+    /// First slice.
+    pub first: u32,
+    /// Last slice, inclusive.
+    pub last: u32,
+    /// The predecessor (holds the old flows).
+    pub from: String,
+    /// The new owner.
+    pub to: String,
+    /// Milliseconds until it ends.
+    pub remaining_ms: u64,
+    /// Whether the new owner announces the run already.
+    pub announced: bool,
 }
 
 /// weir-cp's own state, for `weirctl status`.

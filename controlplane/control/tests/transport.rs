@@ -18,12 +18,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
-    BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats, Envelope,
-    Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun, SlowSource, SourceRate,
-    UpstreamStats, WorkerStats, MAX_FRAME, PROTOCOL_VERSION,
+    BlockSpec, ClusterPolicy, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats,
+    Envelope, HandoverRun, Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun,
+    SlowSource, SourceRate, UpstreamStats, MAX_FRAME, PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_model::config::RingsConfig;
+use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
 const T: Duration = Duration::from_secs(5);
@@ -131,6 +132,15 @@ fn snapshot() -> PolicySnapshot {
         rings: RingsConfig::default(),
         new_flows_per_sec: 1000,
         source_prefix_len: 48,
+        cluster: Some(ClusterPolicy {
+            handover_addr: "2001:db8:77::1".into(),
+            members: vec!["2001:db8:77::1".into(), "2001:db8:77::2".into()],
+            handovers: vec![HandoverRun {
+                first: 0,
+                last: 99,
+                predecessor: "2001:db8:77::2".into(),
+            }],
+        }),
     }
 }
 
@@ -152,11 +162,12 @@ fn stats() -> DpStats {
             suspect: 7,
             bytes: 8,
             new_flows: 2,
+            rounds: 0,
         }],
         rings: vec![RingStats {
             rx: 0,
             worker: 1,
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: 512,
             occupancy: 3,
             drops: 9,
@@ -222,7 +233,7 @@ fn every_ctl_request_round_trips() {
         CtlRequest::Stats,
         CtlRequest::RingsShow,
         CtlRequest::RingsSet {
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: Some(1024),
             weight: None,
         },
@@ -253,6 +264,13 @@ fn every_ctl_request_round_trips() {
         },
         CtlRequest::BlockList,
         CtlRequest::ConfigReload,
+        CtlRequest::ClusterStatus,
+        CtlRequest::ClusterMove {
+            first: 0,
+            last: 4095,
+            host: "h2".into(),
+        },
+        CtlRequest::ClusterDrain { host: "h3".into() },
     ]);
 }
 
@@ -295,6 +313,33 @@ fn every_ctl_reply_round_trips() {
         },
         CtlReply::Error {
             message: "no such class".into(),
+        },
+        CtlReply::Cluster(Box::new(weir_control::proto::ClusterView {
+            service: "svc".into(),
+            host: "h1".into(),
+            connected: true,
+            coordinator: Some("h2".into()),
+            epoch: 3,
+            slices: 16384,
+            hosts: vec![weir_control::proto::ClusterHostView {
+                name: "h1".into(),
+                live: true,
+                drained: false,
+                handover_addr: "2001:db8:77::1".into(),
+                slices: 16384,
+            }],
+            runs: vec![weir_control::proto::ClusterRunView {
+                first: 0,
+                last: 16383,
+                host: "h1".into(),
+            }],
+            handovers: vec![],
+            announced: vec!["2001:db8:5::/64".into()],
+            last_error: None,
+        })),
+        CtlReply::ClusterDone {
+            message: "moved".into(),
+            epoch: 4,
         },
     ]);
 }
@@ -455,7 +500,7 @@ fn wrong_magic_is_refused() {
 #[test]
 fn garbage_hello_is_refused() {
     assert_eq!(
-        PROTOCOL_VERSION, 2,
+        PROTOCOL_VERSION, 3,
         "the third case below spells the version out"
     );
     let dir = TempDir::new();
@@ -470,8 +515,8 @@ fn garbage_hello_is_refused() {
         (&[0xff, 0x01], |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
-        // Right magic and version (PROTOCOL_VERSION, 2), then an unknown role.
-        (b"weir\x02\x09\x01x", |e| {
+        // Right magic and version (PROTOCOL_VERSION, 3), then an unknown role.
+        (b"weir\x03\x09\x01x", |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
     ];

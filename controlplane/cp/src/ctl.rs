@@ -27,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use weir_control::proto::{CtlReply, CtlRequest, Hello, Role};
 use weir_control::transport::{Conn, TransportError};
+use weir_model::Class;
 use weir_ssa::{Apl, PickContext, PickError, ServicePrefixes};
 
 pub mod parse;
@@ -250,6 +251,9 @@ pub fn request_name(r: &CtlRequest) -> &'static str {
         CtlRequest::BlockDel { .. } => "BlockDel",
         CtlRequest::BlockList => "BlockList",
         CtlRequest::ConfigReload => "ConfigReload",
+        CtlRequest::ClusterStatus => "ClusterStatus",
+        CtlRequest::ClusterMove { .. } => "ClusterMove",
+        CtlRequest::ClusterDrain { .. } => "ClusterDrain",
     }
 }
 
@@ -264,6 +268,8 @@ pub fn reply_name(r: &CtlReply) -> &'static str {
         CtlReply::Blocks(_) => "Blocks",
         CtlReply::Done { .. } => "Done",
         CtlReply::Error { .. } => "Error",
+        CtlReply::Cluster(_) => "Cluster",
+        CtlReply::ClusterDone { .. } => "ClusterDone",
     }
 }
 
@@ -292,6 +298,9 @@ pub enum Command {
     /// weir-cp's configuration file.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The cluster of weir hosts (weir-cp with [cluster]): members, slices, handovers.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
 }
 
 impl Cli {
@@ -315,6 +324,7 @@ impl Command {
             Command::Block(c) => c.request()?,
             Command::Ssa(_) => return Ok(None),
             Command::Config(ConfigCmd::Reload) => CtlRequest::ConfigReload,
+            Command::Cluster(c) => c.request()?,
         }))
     }
 
@@ -343,6 +353,7 @@ impl Command {
             Command::Block(c) => c.run(g, out),
             Command::Ssa(c) => c.run(g, out),
             Command::Config(c) => c.run(g, out),
+            Command::Cluster(c) => c.run(g, out),
         }
     }
 }
@@ -495,11 +506,10 @@ pub enum RingsCmd {
     },
 }
 
-/// A ring class name as the protocol spells it (`known_good`), from either spelling.
-pub fn ring_class(text: &str) -> Result<String, CtlError> {
-    let name = text.trim().replace('-', "_");
-    match name.as_str() {
-        "known_good" | "assumed_good" | "suspect" => Ok(name),
+/// A ring's class from either spelling (`known_good`, `known-good`).
+pub fn ring_class(text: &str) -> Result<Class, CtlError> {
+    match text.parse::<Class>() {
+        Ok(c) if c != Class::Reject => Ok(c),
         _ => Err(CtlError::Argument(format!(
             "unknown ring class {text:?}: expected known_good, assumed_good or suspect"
         ))),
@@ -521,18 +531,12 @@ impl RingsCmd {
                     ));
                 }
                 if let Some(s) = size {
-                    if !s.is_power_of_two() || !(2..=1 << 20).contains(s) {
-                        return Err(CtlError::Argument(format!(
-                            "--size must be a power of two from 2 to 1048576, got {s}"
-                        )));
-                    }
+                    weir_model::config::check_ring_size(*s)
+                        .map_err(|e| CtlError::Argument(format!("--size: {e}")))?;
                 }
                 if let Some(w) = weight {
-                    if !(1..=1 << 16).contains(w) {
-                        return Err(CtlError::Argument(format!(
-                            "--weight must be from 1 to 65536, got {w}"
-                        )));
-                    }
+                    weir_model::config::check_ring_weight(*w)
+                        .map_err(|e| CtlError::Argument(format!("--weight: {e}")))?;
                 }
                 CtlRequest::RingsSet {
                     class: ring_class(class)?,
@@ -780,6 +784,103 @@ impl ConfigCmd {
 }
 
 // ---------------------------------------------------------------------------------------
+// cluster
+
+/// `weirctl cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Members, coordinator, the slice assignment, handovers and this host's routes.
+    Status,
+    /// Hand slices over to a host (run against the coordinator's weir-cp): it announces
+    /// them, and for `drain_s` forwards what it does not know to the old owners.
+    Move {
+        /// `FIRST..LAST` (inclusive) or one slice number.
+        #[arg(value_name = "FIRST..LAST")]
+        range: String,
+        /// The host that gets them.
+        host: String,
+    },
+    /// Hand every slice of a host over to the other live hosts; it gets none until a
+    /// move gives it some.
+    Drain {
+        /// The host to empty.
+        host: String,
+    },
+}
+
+impl ClusterCmd {
+    fn request(&self) -> Result<CtlRequest, CtlError> {
+        let host_ok = |h: &str| {
+            if h.is_empty()
+                || h.len() > 63
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                Err(CtlError::Argument(format!("{h:?} is not a host name")))
+            } else {
+                Ok(h.to_string())
+            }
+        };
+        Ok(match self {
+            ClusterCmd::Status => CtlRequest::ClusterStatus,
+            ClusterCmd::Move { range, host } => {
+                let (first, last) = parse_slice_range(range).map_err(CtlError::Argument)?;
+                CtlRequest::ClusterMove {
+                    first,
+                    last,
+                    host: host_ok(host)?,
+                }
+            }
+            ClusterCmd::Drain { host } => CtlRequest::ClusterDrain {
+                host: host_ok(host)?,
+            },
+        })
+    }
+
+    /// Run `cluster status|move|drain`.
+    pub fn run(&self, g: &Global, out: &mut dyn Write) -> Result<(), CtlError> {
+        let request = self.request()?;
+        let reply = g.ask(request.clone())?;
+        match self {
+            ClusterCmd::Status => {
+                let v = expect(request, reply, |r| match r {
+                    CtlReply::Cluster(v) => Ok(v),
+                    r => Err(r),
+                })?;
+                if g.json {
+                    json(out, &v)
+                } else {
+                    text(out, &render::cluster_table(&v))
+                }
+            }
+            _ => {
+                let (message, epoch) = expect(request, reply, |r| match r {
+                    CtlReply::ClusterDone { message, epoch } => Ok((message, epoch)),
+                    r => Err(r),
+                })?;
+                if g.json {
+                    #[derive(Serialize)]
+                    struct Done<'a> {
+                        message: &'a str,
+                        epoch: u64,
+                    }
+                    json(
+                        out,
+                        &Done {
+                            message: &message,
+                            epoch,
+                        },
+                    )
+                } else {
+                    text(out, &render::cluster_done_line(&message, epoch))
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // ssa
 
 /// `weirctl ssa …`
@@ -934,7 +1035,7 @@ mod tests {
         assert_eq!(
             request(&["rings", "set", "assumed-good", "--weight", "16"]).unwrap(),
             Some(CtlRequest::RingsSet {
-                class: "assumed_good".into(),
+                class: Class::AssumedGood,
                 size: None,
                 weight: Some(16)
             })
@@ -952,6 +1053,24 @@ mod tests {
         assert!(request(&["rings", "set", "suspect"]).is_err());
         assert!(request(&["block", "add", "nonsense"]).is_err());
         assert!(request(&["slices", "move", "5..1", "0"]).is_err());
+        assert_eq!(
+            request(&["cluster", "move", "0..4095", "h2"]).unwrap(),
+            Some(CtlRequest::ClusterMove {
+                first: 0,
+                last: 4095,
+                host: "h2".into()
+            })
+        );
+        assert_eq!(
+            request(&["cluster", "drain", "h3"]).unwrap(),
+            Some(CtlRequest::ClusterDrain { host: "h3".into() })
+        );
+        assert_eq!(
+            request(&["cluster", "status"]).unwrap(),
+            Some(CtlRequest::ClusterStatus)
+        );
+        assert!(request(&["cluster", "move", "9..1", "h2"]).is_err());
+        assert!(request(&["cluster", "drain", "h 3"]).is_err());
     }
 
     fn clap_error(args: &[&str]) -> clap::Error {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  weirctl ──► operator (socket 0600, uid checked) ──┐
-//!  policy loop (per link, after each stats poll) ────┼─► Shared::commit ──► state file
+//!  policy loop (per link, after each stats poll) ────┼─► DaemonState::commit ──► state file
 //!  expiry (every 250 ms) ────────────────────────────┘        │             (atomic)
 //!                                                             ▼  notify
 //!                                            link thread per dataplane ──► weir-dp
@@ -12,7 +12,7 @@
 //!  metrics (TCP, loopback) ◄── latest DpStats, link status, decision counters
 //! ```
 //!
-//! All changes go through one function, `Shared::commit`: build and validate the next
+//! All changes go through one function, `DaemonState::commit`: build and validate the next
 //! state in full ([`state::Desired::propose`]), persist it, and only then put it in force and
 //! wake the links. A refused change leaves everything as it was; an acknowledged one is on
 //! disk. The version grows by one per change and continues from the state file across
@@ -24,12 +24,15 @@
 //! is blocking. Every loop wakes at least every 250 ms to notice shutdown.
 //!
 //! Live-reloadable: `[service]`, `[ssa]`, `[dataplane] workers`, `[rings]`, `[limits]`,
-//! `[[block]]` and `[policy]`. `[control]` (sockets, dataplanes, metrics address) is read
-//! at start only; a reload that changes it says so in the log and the reply.
+//! `[[block]]` and `[policy]`. `[control]` (sockets, dataplanes, metrics address) and
+//! `[cluster]` are read at start only; a reload that changes `[control]` says so in the
+//! log and the reply. With `[cluster]`, a thread runs the cluster session (`cluster`):
+//! etcd membership, the coordinator, this host's handover runs and BIRD routes.
 //!
 //! In-process use (tests, embedding): [`Daemon::start`] returns a [`Daemon`] handle,
 //! [`Daemon::stop`] ends it cleanly; [`run`] does both around a shutdown flag.
 
+pub mod cluster;
 mod link;
 mod metrics;
 mod operator;
@@ -70,7 +73,7 @@ pub enum StartError {
     Socket {
         /// The socket.
         path: PathBuf,
-        /// Why.
+        /// What the transport reported.
         source: weir_control::transport::TransportError,
     },
     /// The metrics address cannot be bound.
@@ -78,7 +81,7 @@ pub enum StartError {
     Metrics {
         /// The address.
         addr: SocketAddr,
-        /// Why.
+        /// The error the operating system gave.
         source: std::io::Error,
     },
     /// A thread could not be started.
@@ -89,7 +92,7 @@ pub enum StartError {
 /// A running daemon; [`Daemon::stop`] ends it (dropping it does too).
 #[derive(Debug)]
 pub struct Daemon {
-    shared: Arc<Shared>,
+    shared: Arc<DaemonState>,
     threads: Vec<JoinHandle<()>>,
     metrics_addr: Option<SocketAddr>,
 }
@@ -131,6 +134,7 @@ impl Daemon {
                 (Overlay::default(), 0)
             }
         };
+        let cluster_config = config.cluster().cloned();
         let (desired, notes) = Desired::build(config, overlay, version + 1)
             .map_err(|m| plain_error(config_path, m))?;
         for n in &notes {
@@ -159,7 +163,7 @@ impl Daemon {
             persist::save(path, &state_file_of(&desired))?;
         }
 
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(DaemonState {
             config_path: config_path.to_path_buf(),
             control: control.clone(),
             desired: Mutex::new(desired),
@@ -176,6 +180,7 @@ impl Daemon {
             decisions: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             shutdown,
+            cluster: cluster_config.map(|c| Arc::new(cluster::Cluster::new(c))),
         });
         tracing::info!(
             config = %config_path.display(),
@@ -206,6 +211,14 @@ impl Daemon {
             daemon.threads.push(spawn(
                 format!("cp-link-{i}"),
                 Box::new(move || link::run(&s, i)),
+            )?);
+        }
+        if let Some(c) = shared.cluster.clone() {
+            tracing::info!(service = %c.config.service, host = %c.config.host, "joining the cluster");
+            let s = shared.clone();
+            daemon.threads.push(spawn(
+                "cp-cluster".into(),
+                Box::new(move || cluster::run(&s, &c)),
             )?);
         }
         let s = shared.clone();
@@ -385,7 +398,7 @@ pub(crate) fn now_unix_ns() -> u64 {
 
 /// What every thread shares.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct DaemonState {
     /// The config file.
     pub config_path: PathBuf,
     /// `[control]` as read at start.
@@ -402,6 +415,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// Set to stop.
     pub shutdown: Arc<AtomicBool>,
+    /// The cluster session, with `[cluster]`.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// One dataplane link as the other threads see it.
@@ -443,7 +458,7 @@ pub(crate) struct Committed {
     pub expired: Vec<BlockSpec>,
 }
 
-impl Shared {
+impl DaemonState {
     pub fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::serialization::Serializer as _;
 use weir_control::proto::{
     CtlReply, CtlRequest, DpReply, DpRequest, DpStats, Envelope, Hello, PolicySnapshot, RingStats,
-    Role, SourceRate, WorkerStats,
+    Role, SourceRate,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_cp::daemon::Daemon;
+use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
 // ---------------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ fn state_is_persisted_atomically_and_versions_keep_increasing() {
     let v2 = done_version(ctl(
         &sock,
         CtlRequest::RingsSet {
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: Some(1024),
             weight: Some(3),
         },
@@ -384,12 +385,12 @@ fn invalid_changes_leave_the_state_unchanged() {
     let before_version = status_version(&sock);
     let before_file = std::fs::read(dir.path("state.json")).unwrap();
     let rings = |class: &str, size, weight| CtlRequest::RingsSet {
-        class: class.into(),
+        class: class.parse().unwrap(),
         size,
         weight,
     };
     let bad = [
-        (rings("bogus", Some(8), None), "unknown ring class"),
+        (rings("reject", Some(8), None), "reject has no ring"),
         (rings("suspect", Some(1000), None), "power of two"),
         (rings("suspect", Some(1 << 21), None), "power of two"),
         (rings("suspect", None, Some(0)), "weight"),
@@ -500,7 +501,7 @@ fn changes_are_pushed_to_the_dataplane() {
     let v = done_version(ctl(
         &sock,
         CtlRequest::RingsSet {
-            class: "known_good".into(),
+            class: Class::KnownGood,
             size: Some(8192),
             weight: None,
         },
@@ -573,7 +574,7 @@ fn a_restarted_dataplane_is_pushed_again() {
     let v2 = done_version(ctl(
         &sock,
         CtlRequest::RingsSet {
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: None,
             weight: Some(2),
         },
@@ -815,11 +816,12 @@ fn prometheus_scrape_parses_and_has_the_labelled_series() {
             suspect: 7,
             bytes: 800,
             new_flows: 3,
+            rounds: 0,
         }],
         rings: vec![RingStats {
             rx: 0,
             worker: 1,
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: 512,
             occupancy: 17,
             drops: 4,

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use weir_control::transport::{current_uid, Listener};
 use weir_cp::daemon::Daemon;
-use weir_dp::live::{self, RunOptions};
+use weir_dp::run::{self, RunOptions};
+use weir_dp::rx::RxReport;
+use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
 
 fn weirctl(sock: &Path, args: &[&str]) -> Output {
@@ -297,14 +299,14 @@ fn every_weirctl_command_against_real_daemons() {
 
 struct Dp {
     stop: Arc<AtomicBool>,
-    shared: Arc<live::Shared>,
+    shared: Arc<DataplaneState>,
     control: std::thread::JoinHandle<()>,
-    run: std::thread::JoinHandle<anyhow::Result<live::RxReport>>,
+    run: std::thread::JoinHandle<anyhow::Result<RxReport>>,
 }
 
 fn start_dp(cfg: &Config, sock: &Path) -> Dp {
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = live::shared_for(cfg, Arc::clone(&stop)).unwrap();
+    let shared = DataplaneState::for_run(cfg, Arc::clone(&stop)).unwrap();
     let control = weir_dp::control::spawn(
         Listener::bind(sock, current_uid()).unwrap(),
         Arc::clone(&shared),
@@ -312,7 +314,7 @@ fn start_dp(cfg: &Config, sock: &Path) -> Dp {
     .unwrap();
     let run = {
         let (c, s) = (cfg.clone(), Arc::clone(&shared));
-        std::thread::spawn(move || live::run(&c, &s, &RunOptions::default()))
+        std::thread::spawn(move || run::run(&c, &s, &RunOptions::default()))
     };
     Dp {
         stop,

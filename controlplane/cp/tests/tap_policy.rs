@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use weir_control::transport::{current_uid, Listener};
 use weir_cp::daemon::Daemon;
-use weir_dp::live::{self, RunOptions};
+use weir_dp::run::{self, RunOptions};
+use weir_dp::rx::RxReport;
+use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
 
 const CLIENT: &str = "2001:db8:ff::1";
@@ -95,9 +97,9 @@ fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 struct Setup {
     dir: PathBuf,
     stop: Arc<AtomicBool>,
-    shared: Arc<live::Shared>,
+    shared: Arc<DataplaneState>,
     control: Option<std::thread::JoinHandle<()>>,
-    run: Option<std::thread::JoinHandle<anyhow::Result<live::RxReport>>>,
+    run: Option<std::thread::JoinHandle<anyhow::Result<RxReport>>>,
     cp: Option<Daemon>,
 }
 
@@ -165,7 +167,7 @@ fn prefix_and_rule_changes_reach_host_path_and_terminators() {
     )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = live::shared_for(&dp_cfg, Arc::clone(&stop)).unwrap();
+    let shared = DataplaneState::for_run(&dp_cfg, Arc::clone(&stop)).unwrap();
     let control = weir_dp::control::spawn(
         Listener::bind(&dp_sock, current_uid()).unwrap(),
         Arc::clone(&shared),
@@ -173,7 +175,7 @@ fn prefix_and_rule_changes_reach_host_path_and_terminators() {
     .unwrap();
     let run = {
         let (c, s) = (dp_cfg.clone(), Arc::clone(&shared));
-        std::thread::spawn(move || live::run(&c, &s, &RunOptions::default()))
+        std::thread::spawn(move || run::run(&c, &s, &RunOptions::default()))
     };
     let mut setup = Setup {
         dir: dir.clone(),

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpStats, Envelope, Hello, RingStats, Role,
-    SliceRun, SlowSource, SourceRate, UpstreamStats, WorkerStats,
+    SliceRun, SlowSource, SourceRate, UpstreamStats,
 };
 use weir_control::transport::{current_uid, Listener, TransportError};
 use weir_model::config::{RingConfig, RingsConfig};
+use weir_model::{Class, WorkerStats};
 use weir_ssa::{ipv4_mapped, Prefix, Rule};
 
 type Script = dyn Fn(&CtlRequest) -> CtlReply + Send + Sync;
@@ -275,6 +276,7 @@ fn dp_stats(packets: u64, uptime_s: u64) -> DpStats {
                 suspect: 20,
                 bytes: 1_234_567,
                 new_flows: 60,
+                rounds: 0,
             },
             WorkerStats {
                 worker: 1,
@@ -283,12 +285,13 @@ fn dp_stats(packets: u64, uptime_s: u64) -> DpStats {
                 suspect: 25,
                 bytes: 7_654_321,
                 new_flows: 40,
+                rounds: 0,
             },
         ],
         rings: vec![RingStats {
             rx: 0,
             worker: 1,
-            class: "suspect".into(),
+            class: Class::Suspect,
             size: 512,
             occupancy: 256,
             drops: 777,
@@ -461,17 +464,17 @@ fn rings_show_and_set() {
         cp.requests()[2..],
         [
             CtlRequest::RingsSet {
-                class: "known_good".into(),
+                class: Class::KnownGood,
                 size: Some(8192),
                 weight: Some(100)
             },
             CtlRequest::RingsSet {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: None,
                 weight: Some(4)
             },
             CtlRequest::RingsSet {
-                class: "assumed_good".into(),
+                class: Class::AssumedGood,
                 size: Some(1024),
                 weight: None
             },

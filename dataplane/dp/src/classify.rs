@@ -27,6 +27,7 @@ use weir_wire::{
 
 use crate::blocklist::{Block, Blocklist, BlocklistError};
 use crate::flow::{FlowCounters, FlowKey, FlowTable, InboundMatch};
+use crate::handover::{Members, MAX_MEMBERS};
 use crate::rate::{RateCounters, RateMeter};
 use weir_model::config::Config;
 use weir_model::verdict::{Class, Disposition, Reason, Verdict};
@@ -48,6 +49,124 @@ pub struct Policy {
     pub source_prefix_len: u8,
     /// New flows per second per source prefix.
     pub new_flows_per_sec: u32,
+    /// This host's part in a cluster (handover addresses and runs); `None` alone.
+    pub cluster: Option<ClusterState>,
+}
+
+/// Most handover runs a [`ClusterState`] holds (as `weir_control::proto::MAX_HANDOVER_RUNS`).
+pub const MAX_HANDOVER_RUNS: usize = weir_control::proto::MAX_HANDOVER_RUNS;
+
+/// The cluster part of a policy, parsed and checked for the packet path: addresses as
+/// `u128`, the members in a fixed-size sorted list, the handover runs sorted and disjoint
+/// (a binary search finds a slice's predecessor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    /// This host's handover address.
+    pub handover_addr: u128,
+    /// Every member's handover address (this host's included).
+    pub members: Members,
+    /// Handed-over runs: (first, last, predecessor's handover address), sorted by `first`,
+    /// disjoint, at most [`MAX_HANDOVER_RUNS`].
+    runs: Vec<(u32, u32, u128)>,
+}
+
+impl ClusterState {
+    /// The predecessor's handover address for `slice`, if the slice is in a handover run.
+    #[inline]
+    pub fn predecessor(&self, slice: u32) -> Option<u128> {
+        let i = self.runs.partition_point(|&(first, _, _)| first <= slice);
+        let &(_, last, pred) = self.runs.get(i.checked_sub(1)?)?;
+        (slice <= last).then_some(pred)
+    }
+
+    /// The handover runs: (first, last, predecessor), sorted.
+    pub fn runs(&self) -> &[(u32, u32, u128)] {
+        &self.runs
+    }
+
+    /// Parse and check a snapshot's cluster part for a layout of `slices` slices and the
+    /// service `prefixes`; the error names the field.
+    pub fn from_policy(
+        c: &weir_control::proto::ClusterPolicy,
+        slices: usize,
+        prefixes: &ServicePrefixes,
+    ) -> Result<ClusterState, PolicyError> {
+        let bad = |m: String| PolicyError::Cluster(m);
+        let parse = |field: &str, text: &str| -> Result<u128, PolicyError> {
+            let a: std::net::Ipv6Addr = text
+                .parse()
+                .map_err(|_| bad(format!("{field} {text:?} is not an IPv6 address")))?;
+            let a = u128::from(a);
+            if !weir_model::config::is_unicast_v6(a) {
+                return Err(bad(format!("{field} {text} is not a unicast address")));
+            }
+            if prefixes.contains(a) {
+                return Err(bad(format!("{field} {text} is a service address")));
+            }
+            Ok(a)
+        };
+        let handover_addr = parse("cluster.handover_addr", &c.handover_addr)?;
+        if c.members.len() > MAX_MEMBERS {
+            return Err(bad(format!(
+                "cluster.members: at most {MAX_MEMBERS}, got {}",
+                c.members.len()
+            )));
+        }
+        let mut addrs = [0u128; MAX_MEMBERS];
+        for (i, (slot, text)) in addrs.iter_mut().zip(&c.members).enumerate() {
+            *slot = parse(&format!("cluster.members[{i}]"), text)?;
+        }
+        let members = Members::new(&addrs[..c.members.len()])
+            .map_err(|e| bad(format!("cluster.members: {e}")))?;
+        if !members.contains(handover_addr) {
+            return Err(bad(format!(
+                "cluster.members does not list this host's handover_addr {}",
+                c.handover_addr
+            )));
+        }
+        if c.handovers.len() > MAX_HANDOVER_RUNS {
+            return Err(bad(format!(
+                "cluster.handovers: at most {MAX_HANDOVER_RUNS}, got {}",
+                c.handovers.len()
+            )));
+        }
+        let mut runs = Vec::with_capacity(c.handovers.len());
+        for (i, h) in c.handovers.iter().enumerate() {
+            let field = format!("cluster.handovers[{i}]");
+            if h.first > h.last || h.last as usize >= slices {
+                return Err(bad(format!(
+                    "{field}: slices {}..={} are not within 0..{slices}",
+                    h.first, h.last
+                )));
+            }
+            let pred = parse(&format!("{field}.predecessor"), &h.predecessor)?;
+            if !members.contains(pred) {
+                return Err(bad(format!(
+                    "{field}.predecessor {} is not a member",
+                    h.predecessor
+                )));
+            }
+            if pred == handover_addr {
+                return Err(bad(format!(
+                    "{field}.predecessor {} is this host",
+                    h.predecessor
+                )));
+            }
+            runs.push((h.first, h.last, pred));
+        }
+        runs.sort_unstable_by_key(|r| r.0);
+        if let Some(w) = runs.windows(2).find(|w| w[1].0 <= w[0].1) {
+            return Err(bad(format!(
+                "cluster.handovers: runs {}..={} and {}..={} overlap",
+                w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
+        Ok(ClusterState {
+            handover_addr,
+            members,
+            runs,
+        })
+    }
 }
 
 /// Errors building a policy from a config.
@@ -59,6 +178,9 @@ pub enum PolicyError {
     /// The blocklist is invalid.
     #[error(transparent)]
     Blocklist(#[from] BlocklistError),
+    /// The cluster part is invalid.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl Policy {
@@ -91,6 +213,7 @@ impl Policy {
             blocklist: Blocklist::new(&blocks)?,
             source_prefix_len: limits.source_prefix_len,
             new_flows_per_sec: limits.new_flows_per_sec,
+            cluster: None,
         })
     }
 }
@@ -162,17 +285,16 @@ impl Policy {
         }
         for class in Class::QUEUED {
             if let Some(r) = s.rings.of(class) {
-                if !r.size.is_power_of_two() || !(2..=1 << 20).contains(&r.size) || r.weight == 0 {
-                    return Err(bad(format!(
-                        "rings.{}: size {} weight {}",
-                        class.name(),
-                        r.size,
-                        r.weight
-                    )));
-                }
+                r.check()
+                    .map_err(|e| bad(format!("rings.{}: {e}", class.name())))?;
             }
         }
+        let cluster = match &s.cluster {
+            Some(c) => Some(ClusterState::from_policy(c, slices.len(), &prefixes)?),
+            None => None,
+        };
         Ok(Policy {
+            cluster,
             version: s.version,
             prefixes,
             checker: Checker::new(&rule),
@@ -377,7 +499,7 @@ impl Classifier {
 
     /// The source prefixes with the most new-flow attempts since the last call (see
     /// [`RateMeter::top_sources`]).
-    pub fn top_sources(&mut self, n: usize) -> Vec<(u128, u8, u32, u32)> {
+    pub fn top_sources(&mut self, n: usize) -> Vec<crate::rate::SourceActivity> {
         self.rate.top_sources(n)
     }
 
@@ -401,21 +523,73 @@ impl Classifier {
         &self.flows
     }
 
-    /// Classify one received frame at `now_ns` (unix nanoseconds) and count it.
+    /// Start loading the flow-table slot `frame` would look up (untagged Ethernet, IPv6,
+    /// TCP: the common case; anything else is ignored). A hint only: it reads at fixed
+    /// offsets without validating, never changes state and never faults.
     #[inline]
+    pub fn prefetch(&self, frame: &[u8]) {
+        const ETH: usize = 14;
+        let Some(h) = frame.get(..ETH + 40 + 4) else {
+            return;
+        };
+        if h[12] != 0x86 || h[13] != 0xdd || h[ETH + 6] != weir_wire::protocol::TCP {
+            return;
+        }
+        let addr = |at: usize| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&h[at..at + 16]);
+            u128::from_be_bytes(a)
+        };
+        self.flows.prefetch(&FlowKey {
+            client: addr(ETH + 8),
+            service: addr(ETH + 24),
+            client_port: u16::from_be_bytes([h[ETH + 40], h[ETH + 41]]),
+            service_port: u16::from_be_bytes([h[ETH + 42], h[ETH + 43]]),
+        });
+    }
+
+    /// Classify one received frame at `now_ns` (unix nanoseconds) and count it.
+    #[inline(always)]
     pub fn classify(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
-        let d = self.decide(frame, now_ns);
+        // The common case straight to the IP steps; everything else through the general
+        // parse (which names the broken rule of a malformed frame).
+        let d = match weir_wire::parse_common(frame) {
+            Some(ip) => self.decide_ip(&ip, frame, now_ns),
+            None => self.decide(&parse_frame(frame), frame, || peek_addresses(frame), now_ns),
+        };
         self.counters.count(d);
         d
     }
 
+    /// Classify a network packet that came without an Ethernet header (a raw-IP, Linux
+    /// cooked or loopback capture), its link header having named EtherType `ethertype`:
+    /// the same steps from the network layer on.
     #[inline]
-    fn decide(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
+    pub fn classify_network(&mut self, ethertype: u16, packet: &[u8], now_ns: u64) -> Disposition {
+        let parsed = weir_wire::parse_network(ethertype, packet);
+        let d = self.decide(
+            &parsed,
+            packet,
+            || weir_wire::peek_network(ethertype, packet),
+            now_ns,
+        );
+        self.counters.count(d);
+        d
+    }
+
+    #[inline(always)]
+    fn decide(
+        &mut self,
+        parsed: &Result<Frame, weir_wire::Malformed>,
+        bytes: &[u8],
+        peek: impl FnOnce() -> Option<(IpVersion, u128, u128)>,
+        now_ns: u64,
+    ) -> Disposition {
         // Matched by reference: the parsed frame is read in place, not moved again.
-        match &parse_frame(frame) {
+        match parsed {
             Ok(Frame {
                 net: Net::Ip(ip), ..
-            }) => self.decide_ip(ip, now_ns),
+            }) => self.decide_ip(ip, bytes, now_ns),
             // 2. "NDP and ARP go to the host path."
             Ok(Frame {
                 net: Net::Arp { .. },
@@ -430,7 +604,7 @@ impl Classifier {
                 // "A frame whose Ethernet and fixed IPv6 (or IPv4) header are readable and
                 // whose source is a service address is outbound before step 1."
                 if self.vantage == Vantage::Replay {
-                    if let Some((_, src, _)) = peek_addresses(frame) {
+                    if let Some((_, src, _)) = peek() {
                         if self.policy.prefixes.contains(src) {
                             return Disposition::Outbound;
                         }
@@ -442,8 +616,8 @@ impl Classifier {
         }
     }
 
-    #[inline]
-    fn decide_ip(&mut self, ip: &Ip, now_ns: u64) -> Disposition {
+    #[inline(always)]
+    fn decide_ip(&mut self, ip: &Ip, bytes: &[u8], now_ns: u64) -> Disposition {
         if self.vantage == Vantage::Replay && self.policy.prefixes.contains(ip.src) {
             self.track_outbound(ip, None, now_ns);
             return Disposition::Outbound;
@@ -466,8 +640,8 @@ impl Classifier {
             _ => return reject(Reason::NotService),
         };
         // 4. ICMPv6 errors are classified by the packet they quote.
-        if let Transport::Icmpv6(Icmpv6::Error { quote, .. }) = ip.transport {
-            let matched = quote.and_then(|q| {
+        if let Transport::Icmpv6(Icmpv6::Error { quote_at, .. }) = ip.transport {
+            let matched = weir_wire::quote_of(bytes, quote_at).and_then(|q| {
                 let (sport, dport) = q.tcp_ports?;
                 if !policy.prefixes.contains(q.src) {
                     return None;
@@ -791,6 +965,131 @@ mod tests {
                 worker: other
             }
         );
+    }
+
+    fn snapshot_with(cluster: weir_control::proto::ClusterPolicy) -> PolicySnapshot {
+        PolicySnapshot {
+            version: 3,
+            apl: "2:2001:db8:5::/64".into(),
+            slice_bits: 14,
+            rule: weir_ssa::Rule::default(),
+            slices: vec![weir_control::proto::SliceRun {
+                first: 0,
+                last: 16383,
+                worker: 0,
+            }],
+            blocks: vec![],
+            rings: weir_model::config::RingsConfig::default(),
+            new_flows_per_sec: 1000,
+            source_prefix_len: 64,
+            cluster: Some(cluster),
+        }
+    }
+
+    fn cluster() -> weir_control::proto::ClusterPolicy {
+        weir_control::proto::ClusterPolicy {
+            handover_addr: "2001:db8:77::2".into(),
+            members: vec![
+                "2001:db8:77::1".into(),
+                "2001:db8:77::2".into(),
+                "2001:db8:77::3".into(),
+            ],
+            handovers: vec![
+                weir_control::proto::HandoverRun {
+                    first: 100,
+                    last: 199,
+                    predecessor: "2001:db8:77::1".into(),
+                },
+                weir_control::proto::HandoverRun {
+                    first: 10,
+                    last: 19,
+                    predecessor: "2001:db8:77::3".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn cluster_state_is_parsed_and_looked_up() {
+        let p = Policy::from_snapshot(&snapshot_with(cluster()), 1).unwrap();
+        let c = p.cluster.as_ref().unwrap();
+        assert_eq!(c.handover_addr, 0x2001_0db8_0077_0000_0000_0000_0000_0002);
+        assert_eq!(c.members.len(), 3);
+        let a1 = 0x2001_0db8_0077_0000_0000_0000_0000_0001;
+        let a3 = 0x2001_0db8_0077_0000_0000_0000_0000_0003;
+        for (slice, want) in [
+            (0, None),
+            (9, None),
+            (10, Some(a3)),
+            (19, Some(a3)),
+            (20, None),
+            (100, Some(a1)),
+            (199, Some(a1)),
+            (200, None),
+            (u32::MAX, None),
+        ] {
+            assert_eq!(c.predecessor(slice), want, "slice {slice}");
+        }
+        let mut s = snapshot_with(cluster());
+        s.cluster = None;
+        assert!(Policy::from_snapshot(&s, 1).unwrap().cluster.is_none());
+    }
+
+    #[test]
+    fn every_cluster_field_is_checked_by_name() {
+        type Edit = fn(&mut weir_control::proto::ClusterPolicy);
+        let cases: [(Edit, &str); 10] = [
+            (
+                |c| c.handover_addr = "nope".into(),
+                "cluster.handover_addr \"nope\"",
+            ),
+            (|c| c.handover_addr = "ff02::1".into(), "not a unicast"),
+            (
+                |c| c.handover_addr = "2001:db8:5::1".into(),
+                "is a service address",
+            ),
+            (|c| c.members[1] = "1.2.3.4".into(), "cluster.members[1]"),
+            (|c| c.members[2] = "2001:db8:77::1".into(), "listed twice"),
+            (
+                |c| {
+                    c.members.remove(1);
+                },
+                "does not list this host",
+            ),
+            (
+                |c| c.members = (0..65).map(|i| format!("2001:db8:77::{i:x}")).collect(),
+                "at most 64",
+            ),
+            (
+                |c| c.handovers[0].last = 16384,
+                "cluster.handovers[0]: slices 100..=16384",
+            ),
+            (
+                |c| c.handovers[1].predecessor = "2001:db8:77::2".into(),
+                "cluster.handovers[1].predecessor 2001:db8:77::2 is this host",
+            ),
+            (|c| c.handovers[1].last = 100, "overlap"),
+        ];
+        for (edit, needle) in cases {
+            let mut c = cluster();
+            edit(&mut c);
+            let e = Policy::from_snapshot(&snapshot_with(c), 1)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let mut c = cluster();
+        c.handovers[0].predecessor = "2001:db8:99::1".into();
+        let e = Policy::from_snapshot(&snapshot_with(c), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a member"), "{e}");
+        let mut c = cluster();
+        c.handovers = vec![c.handovers[0].clone(); MAX_HANDOVER_RUNS + 1];
+        let e = Policy::from_snapshot(&snapshot_with(c), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 1024"), "{e}");
     }
 
     #[test]

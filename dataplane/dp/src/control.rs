@@ -22,26 +22,27 @@ use hdrhistogram::serialization::{Serializer, V2Serializer};
 use tracing::{info, warn};
 use weir_control::proto::{
     DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SlowSource, SourceRate,
-    UpstreamStats, WorkerStats, MAX_SLOW_SOURCES,
+    UpstreamStats, MAX_SLOW_SOURCES,
 };
 use weir_control::transport::{Conn, Listener, TransportError};
+use weir_model::WorkerStats;
 use weir_ssa::Prefix;
 
 use crate::classify::Policy;
-use crate::live::Shared;
+use crate::state::DataplaneState;
 use weir_model::verdict::{Class, Reason};
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 8;
 
 /// Serve `listener` on a thread until `shared.stop` is set.
-pub fn spawn(listener: Listener, shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(listener: Listener, shared: Arc<DataplaneState>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("weir-control".into())
         .spawn(move || serve(&listener, &shared))
 }
 
-fn serve(listener: &Listener, shared: &Arc<Shared>) {
+fn serve(listener: &Listener, shared: &Arc<DataplaneState>) {
     let me = Hello::new(Role::Dataplane, "weir-dp");
     let active = Arc::new(AtomicUsize::new(0));
     while !shared.stop.load(Ordering::Relaxed) {
@@ -71,7 +72,7 @@ fn serve(listener: &Listener, shared: &Arc<Shared>) {
     }
 }
 
-fn handle(conn: &Conn, shared: &Shared) {
+fn handle(conn: &Conn, shared: &DataplaneState) {
     while !shared.stop.load(Ordering::Relaxed) {
         match conn.recv::<DpRequest>(Some(Duration::from_millis(500))) {
             Ok(env) => {
@@ -101,7 +102,7 @@ fn handle(conn: &Conn, shared: &Shared) {
 }
 
 /// Answer one request.
-pub fn dispatch(req: DpRequest, shared: &Shared) -> DpReply {
+pub fn dispatch(req: DpRequest, shared: &DataplaneState) -> DpReply {
     match req {
         DpRequest::Ping => DpReply::Pong {
             version: current_version(shared),
@@ -125,26 +126,12 @@ pub fn dispatch(req: DpRequest, shared: &Shared) -> DpReply {
     }
 }
 
-fn current_version(shared: &Shared) -> u64 {
+fn current_version(shared: &DataplaneState) -> u64 {
     shared.policy.lock().map_or(0, |p| p.version)
 }
 
-/// Add every number of a counters struct (as JSON) into `into`, named `prefix-field`
-/// (`term-established`, `term-http-requests`, …), nested structs flattened.
-fn add_counters(into: &mut BTreeMap<String, u64>, prefix: &str, v: &serde_json::Value) {
-    if let Some(obj) = v.as_object() {
-        for (k, v) in obj {
-            let name = format!("{prefix}-{}", k.replace('_', "-"));
-            match v.as_u64() {
-                Some(n) => *into.entry(name).or_default() += n,
-                None => add_counters(into, &name, v),
-            }
-        }
-    }
-}
-
 /// Gather the published reports into [`DpStats`].
-pub fn stats(shared: &Shared) -> DpStats {
+pub fn stats(shared: &DataplaneState) -> DpStats {
     let rx = shared.rx_report();
     let c = &rx.counters;
     let mut events = BTreeMap::new();
@@ -183,26 +170,20 @@ pub fn stats(shared: &Shared) -> DpStats {
                     upstreams.push(std::sync::Arc::clone(u));
                 }
             }
-            add_counters(
-                &mut term_totals,
-                "term",
-                &serde_json::to_value(t).unwrap_or_default(),
-            );
+            for (name, n) in t.counters() {
+                *term_totals.entry(name.to_string()).or_default() += n;
+            }
             *term_totals
                 .entry("term-tx-ring-dropped".into())
                 .or_default() += w.tx_dropped;
         }
         workers.push(WorkerStats {
-            worker: w.stats.worker,
-            known_good: w.stats.known_good,
-            assumed_good: w.stats.assumed_good,
-            suspect: w.stats.suspect,
-            bytes: w.stats.bytes,
             new_flows: rx
                 .new_flows
                 .get(usize::from(w.stats.worker))
                 .copied()
                 .unwrap_or(0),
+            ..w.stats
         });
         for (i, h) in w.latency.iter().enumerate() {
             match &mut merged[i] {
@@ -249,13 +230,13 @@ pub fn stats(shared: &Shared) -> DpStats {
         rings: rx
             .rings
             .iter()
-            .map(|&(rx_core, worker, ci, size, len)| RingStats {
-                rx: rx_core,
-                worker,
-                class: Class::QUEUED.get(ci).map_or("?", |c| c.name()).to_string(),
-                size: u32::try_from(size).unwrap_or(u32::MAX),
-                occupancy: u32::try_from(len).unwrap_or(u32::MAX),
-                drops: rx.ring_full.get(ci).copied().unwrap_or(0),
+            .map(|r| RingStats {
+                rx: r.rx,
+                worker: r.worker,
+                class: r.class,
+                size: u32::try_from(r.size).unwrap_or(u32::MAX),
+                occupancy: u32::try_from(r.occupancy).unwrap_or(u32::MAX),
+                drops: rx.ring_full.get(r.class.index()).copied().unwrap_or(0),
             })
             .collect(),
         half_open: rx.half_open,
@@ -263,11 +244,11 @@ pub fn stats(shared: &Shared) -> DpStats {
         top_sources: rx
             .top_sources
             .iter()
-            .map(|&(p, len, admitted, limited)| SourceRate {
-                prefix: Prefix::new(p, len)
-                    .map_or_else(|_| format!("{p:x}/{len}"), |p| p.to_string()),
-                admitted: u64::from(admitted),
-                limited: u64::from(limited),
+            .map(|t| SourceRate {
+                prefix: Prefix::new(t.prefix, t.len)
+                    .map_or_else(|_| format!("{:x}/{}", t.prefix, t.len), |p| p.to_string()),
+                admitted: u64::from(t.admitted),
+                limited: u64::from(t.limited),
             })
             .collect(),
         latency,

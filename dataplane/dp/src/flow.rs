@@ -30,18 +30,7 @@ pub const HALF_OPEN_IDLE_NS: u64 = 5_000_000_000;
 /// Lifetime after FIN was seen in both directions.
 pub const FIN_LINGER_NS: u64 = 2_000_000_000;
 
-/// A TCP flow, always written from the client's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    /// Client address (inbound source).
-    pub client: u128,
-    /// Service address (inbound destination).
-    pub service: u128,
-    /// Client port.
-    pub client_port: u16,
-    /// Service port.
-    pub service_port: u16,
-}
+pub use weir_model::FlowKey;
 
 /// Slot states.
 const EMPTY: u8 = 0;
@@ -122,6 +111,43 @@ pub struct FlowCounters {
     pub reset: u64,
 }
 
+/// Occupancy counted a slice at a time: an rx core walks [`OccupancyWalk::STEP`] slots per
+/// housekeeping tick instead of the whole table at once (a 1M-slot table is 64 MB: walking
+/// it in one go stalled the rx core for milliseconds every 2 s, and under callgrind it was
+/// a per-packet cost that was really a per-second one). The last complete sweep's counts
+/// are what is reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OccupancyWalk {
+    next: usize,
+    half: usize,
+    est: usize,
+    /// (half-open, established) of the last complete sweep.
+    pub last: (usize, usize),
+}
+
+impl OccupancyWalk {
+    /// Slots per step.
+    pub const STEP: usize = 8192;
+
+    /// Walk the next slice of `table`; true when a sweep completed (and `last` changed).
+    pub fn step(&mut self, table: &FlowTable, now_ns: u64) -> bool {
+        let end = (self.next + Self::STEP).min(table.entries.len());
+        let (h, e) = table.count_live(self.next..end, now_ns);
+        self.half += h;
+        self.est += e;
+        self.next = end;
+        if end < table.entries.len() {
+            return false;
+        }
+        self.last = (self.half, self.est);
+        *self = OccupancyWalk {
+            last: self.last,
+            ..OccupancyWalk::default()
+        };
+        true
+    }
+}
+
 /// The bounded flow table.
 #[derive(Debug)]
 pub struct FlowTable {
@@ -155,11 +181,16 @@ impl FlowTable {
     }
 
     /// Live entries by state (half-open, established); walks the whole table, so this is
-    /// for reports, not the packet path.
+    /// for reports at the end, not the packet path (see [`OccupancyWalk`]).
     pub fn occupancy(&self, now_ns: u64) -> (usize, usize) {
+        self.count_live(0..self.entries.len(), now_ns)
+    }
+
+    fn count_live(&self, range: std::ops::Range<usize>, now_ns: u64) -> (usize, usize) {
         let mut half = 0;
         let mut est = 0;
-        for e in self.entries.iter().filter(|e| e.is_live(now_ns)) {
+        let slots = self.entries.get(range).unwrap_or_default();
+        for e in slots.iter().filter(|e| e.is_live(now_ns)) {
             if e.state == ESTABLISHED {
                 est += 1;
             } else {
@@ -193,6 +224,19 @@ impl FlowTable {
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         h ^= h >> 33;
         h as usize & self.mask
+    }
+
+    /// Bring `key`'s home slot toward the cache (a hint; see `Classifier::prefetch`).
+    #[inline]
+    pub fn prefetch(&self, key: &FlowKey) {
+        let e: *const Entry = &self.entries[self.home(key)];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that never faults; `e` points into the table.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(e.cast::<i8>())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = e;
     }
 
     /// Index of the live entry for `key`, if any.
@@ -399,6 +443,10 @@ mod tests {
         );
         assert_eq!(t.established_worker(&k, S), Some(3));
         assert_eq!(t.occupancy(S), (0, 1));
+        let mut walk = OccupancyWalk::default();
+        let steps = (0..).take_while(|_| !walk.step(&t, S)).count();
+        assert_eq!(steps, 1024usize.div_ceil(OccupancyWalk::STEP) - 1);
+        assert_eq!(walk.last, (0, 1));
     }
 
     #[test]

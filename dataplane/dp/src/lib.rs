@@ -1,9 +1,23 @@
-//! weir's dataplane: the classifier and the state behind it (flow table, rate meter,
-//! blocklist), the rings and workers, and the replay port.
+//! weir's dataplane process, `weir-dp`: the rx core and its decisions, the rings and the
+//! workers behind them, and the ports in front.
 //!
-//! The packet path (`classify`, `flow`, `rate`, `blocklist`, `ring`, `pipeline`) does not
-//! allocate, lock or panic per packet. `unsafe` appears only in `pool` (buffer ownership)
-//! and `ring` (handle conversion), each block with the invariant that makes it sound.
+//! - Deciding: [`classify`] (DESIGN.md's eleven steps) over [`flow`], [`rate`] and
+//!   [`blocklist`]; [`host`] answers NDP/ARP for weir's addresses.
+//! - The rx core: [`rx`] — the one loop every port runs (burst → classify → queue / host
+//!   path / tee → tx → housekeeping).
+//! - Ports: [`port`] — the trait and its backends (capture replay, capture as a live
+//!   source, TAP, and DPDK with `--features dpdk`); [`capture`] reads pcap/pcapng.
+//! - Queueing: [`ring`] (SPSC rings), [`pool`] (software packet buffers), [`pipeline`]
+//!   (rings per rx core × worker × class, the workers' drain rounds, the terminators' way
+//!   back); [`terminators`] (workers that run a smoltcp terminator).
+//! - Processes: [`replay`] (`weir-dp replay`), [`run`] (`weir-dp run`), [`state`] (what
+//!   the rx cores, workers and the control thread share), [`control`] (the control socket
+//!   weir-cp talks to).
+//!
+//! The packet path does not allocate, lock or panic per packet. `unsafe` lives in `pool`
+//! (buffer ownership), `ring` (handle conversion), `port::tap` (the TUN ioctls) and, with
+//! the `dpdk` feature, `dpdk` (the safe layer over `weir-ffi`); every block says which
+//! invariant makes it sound.
 
 pub mod blocklist;
 pub mod capture;
@@ -11,17 +25,18 @@ pub mod classify;
 pub mod control;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
-#[cfg(feature = "dpdk")]
-pub mod dpdk_port;
 pub mod flow;
-pub mod l2;
-pub mod live;
+pub mod handover;
+pub mod host;
 pub mod pipeline;
 pub mod pool;
+pub mod port;
 pub mod rate;
 pub mod replay;
 pub mod ring;
-pub mod serve;
-pub mod tap;
+pub mod run;
+pub mod rx;
+pub mod state;
+pub mod terminators;
 
 pub use classify::{Classifier, Counters, Limits, Policy, Vantage};

@@ -39,7 +39,7 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn run(self) -> Result<()> {
+    fn run(self) -> Result<ExitCode> {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
         use weir_control::transport::{current_uid, Listener};
@@ -48,7 +48,7 @@ impl RunArgs {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&stop))?;
         }
-        let shared = weir_dp::live::shared_for(&cfg, Arc::clone(&stop))?;
+        let shared = weir_dp::state::DataplaneState::for_run(&cfg, Arc::clone(&stop))?;
         let control = match &cfg.dataplane.control_socket {
             Some(path) => {
                 let uid = cfg.dataplane.allowed_uid.unwrap_or_else(current_uid);
@@ -58,13 +58,13 @@ impl RunArgs {
             }
             None => None,
         };
-        let opts = weir_dp::live::RunOptions {
+        let opts = weir_dp::run::RunOptions {
             duration: self
                 .duration
                 .filter(|d| d.is_finite() && *d >= 0.0)
                 .map(std::time::Duration::from_secs_f64),
         };
-        let result = weir_dp::live::run(&cfg, &shared, &opts);
+        let result = weir_dp::run::run(&cfg, &shared, &opts);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = control {
             let _ = h.join();
@@ -79,7 +79,7 @@ impl RunArgs {
                 stats.packets, stats.policy_version
             );
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -113,7 +113,8 @@ struct ReplayArgs {
 }
 
 impl ReplayArgs {
-    fn run(self) -> Result<()> {
+    /// Exit status 2 when a capture was cut short: the report covers what could be read.
+    fn run(self) -> Result<ExitCode> {
         let cfg = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
@@ -132,7 +133,13 @@ impl ReplayArgs {
         } else {
             print!("{}", report.table());
         }
-        Ok(())
+        if report.cut_short() {
+            for w in report.warnings.iter().filter(|w| w.contains("cut short")) {
+                eprintln!("weir-dp: warning: {w}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -143,7 +150,7 @@ fn replay_dpdk(
     opts: &ReplayOptions,
     eal: Option<&str>,
 ) -> Result<weir_dp::replay::Report> {
-    use weir_dp::dpdk_port;
+    use weir_dp::port::dpdk as dpdk_port;
     let eal: Vec<String> = match eal {
         Some(a) => a.split_whitespace().map(str::to_string).collect(),
         None => dpdk_port::default_replay_eal(dpdk_port::replay_mbufs(cfg)),
@@ -174,14 +181,19 @@ fn main() -> ExitCode {
         Command::Run(a) => a.run(),
     };
     match r {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            // One line: the chain of causes joined.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
+            // One line: the chain of causes joined, skipping a cause whose text the
+            // message before it already carries.
+            let mut msg = String::new();
+            for c in e.chain().map(|c| c.to_string()) {
+                if !msg.contains(&c) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&c);
+                }
+            }
             eprintln!("weir-dp: {msg}");
             ExitCode::FAILURE
         }

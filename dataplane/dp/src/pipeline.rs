@@ -11,8 +11,8 @@
 //! A full ring drops the new packet and counts `ring-full` for its class (live ports), or
 //! makes the rx core wait for room ([`Overflow::Wait`], replay: verdicts and counts must
 //! not depend on thread timing). A lower class never takes room from a higher one because
-//! each class has its own ring. Until the terminators exist, a worker counts what it
-//! drains and returns the buffer.
+//! each class has its own ring. A worker hands what it drains to its [`Drain`] (a
+//! terminator, see `terminators`; or nothing but its counters) and returns the buffer.
 //!
 //! **Live changes.** Sizes and weights change at run time without losing a queued packet:
 //! [`RxQueues::resize`] makes a new ring, switches its own producer to it at once (so the
@@ -61,10 +61,25 @@ pub trait Backing: Send + Sync + 'static {
     fn stamp(&self, buf: &Self::Buf) -> u64;
     /// Stamp it as queued now.
     fn set_stamp(&self, buf: &mut Self::Buf, ns: u64);
+    /// What a worker keeps spent handles in until it releases them together (a backing
+    /// that recycles through return rings keeps nothing).
+    type Spent: Default + Send + std::fmt::Debug;
+    /// Release a handle the worker is done with (a non-recycling backing).
+    #[inline]
+    fn release(spent: &mut Self::Spent, buf: Self::Buf) {
+        let _ = spent;
+        drop(buf);
+    }
+    /// Release everything kept (once per drained ring).
+    #[inline]
+    fn release_all(spent: &mut Self::Spent) {
+        let _ = spent;
+    }
 }
 
 impl Backing for Pool {
     type Buf = PktBuf;
+    type Spent = ();
     const RECYCLES: bool = true;
     #[inline]
     fn wire_len(&self, buf: &PktBuf) -> u32 {
@@ -81,6 +96,46 @@ impl Backing for Pool {
     #[inline]
     fn set_stamp(&self, buf: &mut PktBuf, ns: u64) {
         Pool::set_stamp(self, buf, ns);
+    }
+}
+
+/// A thread that sleeps when it has nothing to do, and the flag by which the other side
+/// knows to wake it. Workers park when their rings are empty and the rx core wakes them
+/// after a burst that queued something; an rx core waiting for ring space (replay) parks
+/// and the workers wake it after a round that freed some. The protocol is the classic
+/// one: the sleeper sets `sleeping`, then looks once more for work (SeqCst on both sides
+/// orders that look against the waker's publish-then-check), then parks; a timeout bounds
+/// any wake-up lost to a race the protocol does not cover.
+#[derive(Debug, Default)]
+pub struct Parker {
+    sleeping: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Parker {
+    /// The calling thread is the one that parks here.
+    pub fn bind(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Park unless `has_work` (checked after announcing the sleep), at most `timeout`.
+    pub fn park_unless(&self, has_work: impl FnOnce() -> bool, timeout: Duration) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Wake the thread if it sleeps (one atomic load when it does not).
+    #[inline]
+    pub fn wake(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
     }
 }
 
@@ -116,8 +171,16 @@ pub struct RxQueues<B: Backing = Pool> {
     sizes: [usize; 3],
     /// Stamp queued buffers relative to this instant (latency measurement).
     stamp_base: Option<Instant>,
+    /// The stamp of this burst (see [`RxQueues::set_burst_stamp`]).
+    stamp_now: u64,
     /// Index of this rx core.
     rx_index: usize,
+    /// Each worker's parker, woken after a burst that queued for it.
+    worker_parkers: Vec<Arc<Parker>>,
+    /// Workers queued for since the last wake.
+    queued_for: u64,
+    /// This rx core's parker (it waits for ring space in replay).
+    parker: Arc<Parker>,
 }
 
 /// What an rx core mails to a worker.
@@ -142,22 +205,7 @@ pub enum WorkerMsg<T: RingItem> {
 /// every copy.
 const RECLAIM_EVERY: u32 = 32;
 
-/// What a worker counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct WorkerStats {
-    /// Worker index.
-    pub worker: u16,
-    /// Packets per queued class.
-    pub known_good: u64,
-    /// Packets per queued class.
-    pub assumed_good: u64,
-    /// Packets per queued class.
-    pub suspect: u64,
-    /// Bytes drained (as received on the wire).
-    pub bytes: u64,
-    /// Drain rounds that found work.
-    pub rounds: u64,
-}
+pub use weir_model::WorkerStats;
 
 /// A worker's published state: counters and latency histograms, refreshed a few times
 /// per second from the worker's own thread (the reader never blocks the worker: the
@@ -199,7 +247,7 @@ pub trait Drain {
     fn packet(&mut self, rx: usize, class: Class, frame: &[u8]);
     /// After every drain round (`busy`: the round found packets); `report` is this
     /// worker's report, to add counters to before it is published.
-    fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+    fn after_round(&mut self, busy: bool, report: &mut WorkerReport) {
         let _ = (busy, report);
     }
 }
@@ -224,6 +272,13 @@ pub struct WorkerQueues<B: Backing = Pool> {
     stamp_base: Option<Instant>,
     published: Option<Arc<Mutex<WorkerReport>>>,
     last_publish: Option<Instant>,
+    since_publish_check: u32,
+    /// Spent handles not yet released (see [`Backing::Spent`]).
+    spent: B::Spent,
+    /// This worker's parker.
+    parker: Arc<Parker>,
+    /// The rx cores' parkers, woken after a round that freed ring space.
+    rx_parkers: Vec<Arc<Parker>>,
 }
 
 /// Build the rings for `rx_cores` rx cores and `workers` workers, with a software
@@ -275,11 +330,20 @@ pub fn build_with<B: Backing>(
                 stamp_base: None,
                 published: None,
                 last_publish: None,
+                since_publish_check: 0,
+                spent: B::Spent::default(),
+                parker: Arc::new(Parker::default()),
+                rx_parkers: Vec::new(),
             }
         })
         .collect();
+    let worker_parkers: Vec<Arc<Parker>> = wk.iter().map(|w| Arc::clone(&w.parker)).collect();
     for rx_index in 0..rx_cores {
         let (pool, free) = backing(rx_index);
+        let rx_parker = Arc::new(Parker::default());
+        for w in wk.iter_mut() {
+            w.rx_parkers.push(Arc::clone(&rx_parker));
+        }
         let pool_size = free.len();
         let mut producers = Vec::with_capacity(usize::from(workers));
         let mut returns = Vec::with_capacity(usize::from(workers));
@@ -310,7 +374,11 @@ pub fn build_with<B: Backing>(
             mailboxes: mailboxes.clone(),
             sizes,
             stamp_base: None,
+            stamp_now: 1,
             rx_index,
+            worker_parkers: worker_parkers.clone(),
+            queued_for: 0,
+            parker: rx_parker,
         });
     }
     (rx, wk)
@@ -329,7 +397,7 @@ fn pool_size_for(sizes: [usize; 3], workers: u16) -> usize {
 /// never allocates; a full ring or an empty pool drops the frame and counts it (TCP
 /// retransmits).
 #[derive(Debug)]
-pub struct TxSender {
+pub struct ReplySender {
     pool: Arc<Pool>,
     free: Vec<PktBuf>,
     ring: Producer<PktBuf>,
@@ -340,22 +408,25 @@ pub struct TxSender {
     pub sent: u64,
 }
 
-/// The rx core's end of a [`TxSender`].
+/// The rx core's end of a [`ReplySender`].
 #[derive(Debug)]
-pub struct TxReceiver {
+pub struct ReplyReceiver {
     pool: Arc<Pool>,
     ring: Consumer<PktBuf>,
     back: Producer<PktBuf>,
 }
 
+/// One rx core's ends of the workers' reply paths, each with the worker it comes from.
+pub type ReplyEnds = Vec<(u16, ReplyReceiver)>;
+
 /// A worker → rx core path of `slots` frames.
-pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
+pub fn reply_path(slots: usize) -> (ReplySender, ReplyReceiver) {
     let slots = slots.max(2).next_power_of_two();
     let (pool, free) = Pool::new(u32::try_from(slots).unwrap_or(u32::MAX));
     let (p, c) = ring::<PktBuf>(slots);
     let (bp, bc) = ring::<PktBuf>(slots);
     (
-        TxSender {
+        ReplySender {
             pool: Arc::clone(&pool),
             free,
             ring: p,
@@ -363,7 +434,7 @@ pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
             dropped: 0,
             sent: 0,
         },
-        TxReceiver {
+        ReplyReceiver {
             pool,
             ring: c,
             back: bp,
@@ -371,7 +442,7 @@ pub fn tx_path(slots: usize) -> (TxSender, TxReceiver) {
     )
 }
 
-impl TxSender {
+impl ReplySender {
     /// Queue `frame` for transmission; false when it was dropped (counted).
     #[inline]
     pub fn send(&mut self, frame: &[u8]) -> bool {
@@ -397,7 +468,7 @@ impl TxSender {
     }
 }
 
-impl TxReceiver {
+impl ReplyReceiver {
     /// Hand up to `max` queued frames to `f`; returns how many.
     #[inline]
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
@@ -472,19 +543,12 @@ impl RxQueues<Pool> {
             self.since_reclaim = 0;
             self.reclaim();
         }
-        let backoff = Backoff::new();
-        let mut buf = loop {
-            if let Some(b) = self.free.pop() {
-                break b;
-            }
-            self.reclaim();
-            if self.free.is_empty() {
-                if self.overflow == Overflow::Drop {
-                    self.ring_full[ci] += 1;
-                    return false;
-                }
-                backoff.snooze();
-            }
+        let mut buf = match self.free.pop() {
+            Some(b) => b,
+            None => match self.wait_for_buffer(ci) {
+                Some(b) => b,
+                None => return false,
+            },
         };
         if self
             .pool
@@ -497,7 +561,67 @@ impl RxQueues<Pool> {
     }
 }
 
+impl RxQueues<Pool> {
+    /// No free buffer: take back what the workers returned, and under
+    /// [`Overflow::Wait`] wait for them to return one.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_buffer(&mut self, ci: usize) -> Option<PktBuf> {
+        let backoff = Backoff::new();
+        loop {
+            self.reclaim();
+            if let Some(b) = self.free.pop() {
+                return Some(b);
+            }
+            if self.overflow == Overflow::Drop {
+                self.ring_full[ci] += 1;
+                return None;
+            }
+            self.wait(&backoff);
+        }
+    }
+}
+
 impl<B: Backing> RxQueues<B> {
+    /// The time queued packets are stamped with until the next call (the rx core sets it
+    /// once per burst: one clock read per burst, not per packet).
+    #[inline]
+    pub fn set_burst_stamp(&mut self) {
+        if let Some(base) = self.stamp_base {
+            self.stamp_now = u64::try_from(base.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+        }
+    }
+
+    /// Wait for the workers (replay only): spin a little, then wake them and sleep until
+    /// one frees ring space (they wake this core after every round that drained something).
+    #[cold]
+    fn wait(&mut self, backoff: &Backoff) {
+        if !backoff.is_completed() {
+            backoff.snooze();
+            return;
+        }
+        self.queued_for = u64::MAX;
+        self.wake_workers();
+        self.parker.bind();
+        self.parker.park_unless(|| false, Duration::from_millis(1));
+    }
+
+    /// After a burst: wake the workers it queued for, if they sleep.
+    #[inline]
+    pub fn wake_workers(&mut self) {
+        if self.queued_for == 0 {
+            return;
+        }
+        for (w, p) in self.worker_parkers.iter().enumerate() {
+            if self.queued_for & (1 << (w & 63)) != 0 {
+                p.wake();
+            }
+        }
+        self.queued_for = 0;
+    }
+
     /// Take buffers that workers gave back.
     #[inline]
     fn reclaim(&mut self) {
@@ -525,23 +649,31 @@ impl<B: Backing> RxQueues<B> {
             self.give_back(buf);
             return false;
         }
-        if let Some(base) = self.stamp_base {
-            let ns = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.pool.set_stamp(&mut buf, ns.max(1));
+        if self.stamp_base.is_some() {
+            self.pool.set_stamp(&mut buf, self.stamp_now);
         }
+        self.queued_for |= 1 << (worker & 63);
+        match self.rings[usize::from(worker)][ci].push(buf) {
+            Ok(()) => true,
+            Err(back) => self.ring_is_full(worker, ci, back),
+        }
+    }
+
+    /// The ring was full: drop and count (live), or wait for room (replay).
+    #[cold]
+    #[inline(never)]
+    fn ring_is_full(&mut self, worker: u16, ci: usize, mut buf: B::Buf) -> bool {
         let backoff = Backoff::new();
         loop {
+            if self.overflow == Overflow::Drop {
+                self.ring_full[ci] += 1;
+                self.give_back(buf);
+                return false;
+            }
+            self.wait(&backoff);
             match self.rings[usize::from(worker)][ci].push(buf) {
                 Ok(()) => return true,
-                Err(back) => {
-                    buf = back;
-                    if self.overflow == Overflow::Drop {
-                        self.ring_full[ci] += 1;
-                        self.give_back(buf);
-                        return false;
-                    }
-                    backoff.snooze();
-                }
+                Err(back) => buf = back,
             }
         }
     }
@@ -558,6 +690,9 @@ impl<B: Backing> RxQueues<B> {
     /// empty.
     pub fn finish(&self) {
         self.stop.store(true, Ordering::Release);
+        for p in &self.worker_parkers {
+            p.wake();
+        }
     }
 
     /// Current size of `class`'s rings.
@@ -649,7 +784,7 @@ impl<B: Backing> WorkerQueues<B> {
     /// [`WorkerQueues::round`], handing every packet's class and bytes to `on_packet`
     /// before the buffer is released.
     #[inline]
-    pub fn round_with(&mut self, on_packet: &mut dyn FnMut(usize, Class, &[u8])) -> usize {
+    pub fn round_with<F: FnMut(usize, Class, &[u8])>(&mut self, on_packet: &mut F) -> usize {
         self.read_mailbox();
         let now = self
             .stamp_base
@@ -660,6 +795,7 @@ impl<B: Backing> WorkerQueues<B> {
             for (rx, rings) in self.rings.iter_mut().enumerate() {
                 let stats = &mut self.report.stats;
                 let hist = &mut self.report.latency[ci];
+                let spent = &mut self.spent;
                 let Some(pool) = self.pools.get(rx) else {
                     continue;
                 };
@@ -681,11 +817,20 @@ impl<B: Backing> WorkerQueues<B> {
                     }
                     // The return ring holds the whole pool, so this cannot fail; were it
                     // to, the buffer would be lost to the pool, never to the count above.
-                    // Without return rings, dropping the handle releases the buffer.
-                    if let Some(ret) = ret.as_deref_mut() {
-                        let _ = ret.push(buf);
+                    // Without return rings, the backing releases the handle (DPDK: freed
+                    // in bulk below).
+                    match ret.as_deref_mut() {
+                        Some(ret) => {
+                            let _ = ret.push_unpublished(buf);
+                        }
+                        None => B::release(spent, buf),
                     }
                 });
+                B::release_all(spent);
+                // The buffers go back in one publication per ring drained, not per packet.
+                if let Some(ret) = ret {
+                    ret.publish();
+                }
                 // The resized ring takes over once the old one is empty (no more pushes
                 // reach the old one, so empty stays empty).
                 if let Some(p) = self.pending.get_mut(rx) {
@@ -708,6 +853,11 @@ impl<B: Backing> WorkerQueues<B> {
         let Some(slot) = &self.published else {
             return;
         };
+        // The clock is read every 64 rounds at most (a round can be a handful of packets).
+        self.since_publish_check = self.since_publish_check.wrapping_add(1);
+        if self.last_publish.is_some() && !self.since_publish_check.is_multiple_of(64) {
+            return;
+        }
         let due = self
             .last_publish
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
@@ -736,14 +886,19 @@ impl<B: Backing> WorkerQueues<B> {
         self.run_with(&mut Count)
     }
 
-    /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `between`
+    /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `after_round`
     /// after every round — a terminator's timers and transmissions.
-    pub fn run_with(mut self, drain: &mut dyn Drain) -> WorkerStats {
+    pub fn run_with<D: Drain>(mut self, drain: &mut D) -> WorkerStats {
         let backoff = Backoff::new();
+        self.parker.bind();
         loop {
             let n = self.round_with(&mut |r, c, f| drain.packet(r, c, f));
-            drain.between(n > 0, &mut self.report);
+            drain.after_round(n > 0, &mut self.report);
             if n > 0 {
+                // Room was freed: an rx core waiting for it may go on.
+                for p in &self.rx_parkers {
+                    p.wake();
+                }
                 backoff.reset();
                 continue;
             }
@@ -751,12 +906,25 @@ impl<B: Backing> WorkerQueues<B> {
                 && self.round_with(&mut |r, c, f| drain.packet(r, c, f)) == 0
                 && self.pending_empty()
             {
-                drain.between(false, &mut self.report);
+                drain.after_round(false, &mut self.report);
                 self.last_publish = None;
                 self.maybe_publish();
                 return self.report.stats;
             }
-            backoff.snooze();
+            if backoff.is_completed() {
+                // Idle: sleep until an rx core queues something (or 1 ms passes, which
+                // also bounds how late a stop is seen).
+                let (rings, stop) = (&self.rings, &self.stop);
+                self.parker.park_unless(
+                    || {
+                        stop.load(Ordering::Acquire)
+                            || rings.iter().flatten().any(|r| !r.is_empty())
+                    },
+                    Duration::from_millis(1),
+                );
+            } else {
+                backoff.snooze();
+            }
         }
     }
 }

@@ -59,6 +59,19 @@ pub struct RateMeter {
     counters: RateCounters,
 }
 
+/// New-flow attempts of one source prefix over an interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceActivity {
+    /// The source prefix (its address, host bits zero).
+    pub prefix: u128,
+    /// Its length.
+    pub len: u8,
+    /// New flows admitted (assumed-good).
+    pub admitted: u32,
+    /// New flows refused (`rate`).
+    pub limited: u32,
+}
+
 impl RateMeter {
     /// A meter for `source_prefix_len`-bit prefixes allowing `per_sec` new flows per second
     /// each, with room for at least `buckets` prefixes.
@@ -182,17 +195,26 @@ impl RateMeter {
     }
 
     /// The `n` prefixes with the most new-flow attempts since the last call, most limited
-    /// first: `(prefix, prefix length, admitted, limited)`. Resets the activity. Walks the
-    /// whole table, so it belongs off the packet path (a few times per second at most).
-    pub fn top_sources(&mut self, n: usize) -> Vec<(u128, u8, u32, u32)> {
-        let mut v: Vec<(u128, u8, u32, u32)> = Vec::new();
+    /// first. Resets the activity. Walks the whole table, so it belongs off the packet path
+    /// (a few times per second at most).
+    pub fn top_sources(&mut self, n: usize) -> Vec<SourceActivity> {
+        let mut v: Vec<SourceActivity> = Vec::new();
         for (i, a) in self.activity.iter_mut().enumerate() {
             if *a != (0, 0) && self.used[i] {
-                v.push((self.buckets[i].prefix, self.prefix_len, a.0, a.1));
+                v.push(SourceActivity {
+                    prefix: self.buckets[i].prefix,
+                    len: self.prefix_len,
+                    admitted: a.0,
+                    limited: a.1,
+                });
             }
             *a = (0, 0);
         }
-        v.sort_by(|x, y| (y.3, y.2).cmp(&(x.3, x.2)).then(x.0.cmp(&y.0)));
+        v.sort_by(|x, y| {
+            (y.limited, y.admitted)
+                .cmp(&(x.limited, x.admitted))
+                .then(x.prefix.cmp(&y.prefix))
+        });
         v.truncate(n);
         v
     }
@@ -293,8 +315,16 @@ mod tests {
         }
         m.take(A + (1 << 64), 0);
         let top = m.top_sources(10);
-        assert_eq!(top[0], (A & prefix_mask(64), 64, 2, 3));
-        assert_eq!(top[1].2, 1);
+        assert_eq!(
+            top[0],
+            SourceActivity {
+                prefix: A & prefix_mask(64),
+                len: 64,
+                admitted: 2,
+                limited: 3
+            }
+        );
+        assert_eq!(top[1].admitted, 1);
         assert!(m.top_sources(10).is_empty());
     }
 

@@ -14,18 +14,23 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 use serde::Serialize;
-
-use crate::capture::Capture;
-use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
-use crate::pipeline::{self, Overflow, WorkerStats};
 use weir_model::config::Config;
-use weir_model::verdict::{Class, Disposition, Reason};
+use weir_model::{Class, Disposition, Reason};
+
+use crate::classify::{Classifier, Counters, Vantage};
+use crate::pipeline::{self, Backing, Overflow, RxQueues, WorkerQueues, WorkerStats};
+use crate::port::pcap::{CaptureReplay, FileReport};
+use crate::port::Port;
+use crate::rx::{Clock, RunLimits, RxCore, RxSetup, Tee};
+use crate::state::DataplaneState;
 
 /// Seed of the replay's table hashes: fixed, so that even table-full events repeat.
 pub const REPLAY_SEED: u64 = 0x7765_6972_2d72_706c;
@@ -76,22 +81,11 @@ pub struct Report {
 /// One worker in a report.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerLine {
-    /// What the worker drained.
+    /// What the worker drained, and its new flows.
     #[serde(flatten)]
-    pub drained: WorkerStats,
-    /// New flows (clean SYNs, UDP, echo requests) whose slice the worker owns.
-    pub new_flows: u64,
+    pub stats: WorkerStats,
     /// Its fraction of all new flows (0 when there were none).
     pub new_flow_share: f64,
-}
-
-/// One input file.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileReport {
-    /// Path.
-    pub path: String,
-    /// Frames.
-    pub packets: u64,
 }
 
 /// The policy summary in a report.
@@ -107,17 +101,19 @@ pub struct PolicyReport {
     pub slices: usize,
 }
 
-struct Tee {
+/// `--out-dir`: every frame into the pcap of its class (and of its reason, for rejects),
+/// in capture order with its capture timestamp.
+struct ClassCaptures {
     dir: PathBuf,
     writers: BTreeMap<String, PcapWriter<BufWriter<File>>>,
     error: Option<anyhow::Error>,
 }
 
-impl Tee {
-    fn new(dir: &Path) -> Result<Tee> {
+impl ClassCaptures {
+    fn new(dir: &Path) -> Result<ClassCaptures> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-        let mut tee = Tee {
+        let mut tee = ClassCaptures {
             dir: dir.to_path_buf(),
             writers: BTreeMap::new(),
             error: None,
@@ -170,7 +166,7 @@ impl Tee {
         }
     }
 
-    fn tee(&mut self, d: Disposition, ts_ns: u64, data: &[u8], orig_len: u32) {
+    fn record(&mut self, d: Disposition, ts_ns: u64, data: &[u8], orig_len: u32) {
         match d {
             Disposition::Outbound => self.write("outbound", ts_ns, data, orig_len),
             Disposition::Host => self.write("host", ts_ns, data, orig_len),
@@ -185,11 +181,11 @@ impl Tee {
         }
     }
 
-    fn finish(self) -> Result<()> {
-        if let Some(e) = self.error {
+    fn finish(&mut self) -> Result<()> {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
-        for (name, w) in self.writers {
+        for (name, w) in std::mem::take(&mut self.writers) {
             use std::io::Write;
             w.into_writer()
                 .flush()
@@ -199,157 +195,103 @@ impl Tee {
     }
 }
 
-/// The rx side of a replay, whatever the port: the classifier (on capture time) and the
-/// tee. The software replay feeds it records read by [`Capture`]; `replay --dpdk` feeds
-/// it mbufs received from DPDK's `net_pcap`.
-#[derive(Debug)]
-pub struct Session {
-    /// The classifier.
-    pub clf: Classifier,
-    tee: Option<Tee>,
-    policy: PolicyReport,
-    files: Vec<FileReport>,
+impl Tee for ClassCaptures {
+    fn frame(&mut self, d: Disposition, bytes: &[u8], time_ns: u64, wire_len: u32) {
+        self.record(d, time_ns, bytes, wire_len);
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        ClassCaptures::finish(self).map_err(std::io::Error::other)
+    }
 }
 
-impl std::fmt::Debug for Tee {
+impl std::fmt::Debug for ClassCaptures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tee").field("dir", &self.dir).finish()
+        f.debug_struct("ClassCaptures")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
-impl Session {
-    /// A session under `cfg`.
-    pub fn new(cfg: &Config, opts: &ReplayOptions) -> Result<Session> {
-        let policy = Policy::from_config(cfg).context("invalid policy")?;
-        let report_policy = PolicyReport {
-            apl: cfg.service().apl.to_string(),
-            rule: policy.checker.rule().name().to_string(),
-            workers: cfg.dataplane.workers,
-            slices: policy.slices.len(),
-        };
-        let tee = opts.out_dir.as_deref().map(Tee::new).transpose()?;
-        let clf = Classifier::new(
-            policy,
-            Limits::from_config(cfg),
-            Vantage::Replay,
-            REPLAY_SEED,
-        );
-        Ok(Session {
-            clf,
-            tee,
-            policy: report_policy,
-            files: Vec::new(),
-        })
-    }
-
-    /// Classify one frame (and tee it); `Some((worker, class))` when it is to be queued.
-    #[inline]
-    pub fn frame(&mut self, data: &[u8], ts_ns: u64, orig_len: u32) -> Option<(u16, Class)> {
-        let d = self.clf.classify(data, ts_ns);
-        if let Some(t) = self.tee.as_mut() {
-            t.tee(d, ts_ns, data, orig_len);
-        }
-        match d {
-            Disposition::Classified { verdict, worker } if verdict.class() != Class::Reject => {
-                Some((worker, verdict.class()))
-            }
-            _ => None,
-        }
-    }
-
-    /// A file was replayed whole.
-    pub fn file_done(&mut self, path: &str, packets: u64) {
-        self.files.push(FileReport {
-            path: path.to_string(),
-            packets,
-        });
-    }
-
-    /// The report, once the workers have stopped.
-    pub fn finish(
-        self,
-        ring_full: &[u64; 3],
-        oversize: u64,
-        workers: Vec<WorkerStats>,
-        elapsed: Duration,
-    ) -> Result<Report> {
-        if let Some(t) = self.tee {
-            t.finish()?;
-        }
-        Ok(build_report(
-            &self.clf,
-            ring_full,
-            oversize,
-            workers,
-            self.files,
-            elapsed,
-            self.policy,
-        ))
-    }
-}
-
-/// Replay `files` under `cfg`.
+/// Replay `files` under `cfg` (software: the files are read by weir itself).
 pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<Report> {
-    // Open every file first: a missing one fails before any work.
-    let mut captures = files
-        .iter()
-        .map(|p| Capture::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut session = Session::new(cfg, opts)?;
-    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Wait);
-    let mut rx = rxs.pop().context("no rx queues")?;
-    let total_bytes: u64 = captures.iter().map(|c| c.size).sum();
-    let bar = if opts.progress && std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(total_bytes);
+    let mut port = CaptureReplay::open(files)?;
+    if opts.progress && std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(port.total_bytes());
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Some(b)
-    } else {
-        None
-    };
+        port = port.with_progress(b);
+    }
+    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Wait);
+    let rx = rxs.pop().context("no rx queues")?;
+    replay_on(cfg, &mut port, rx, wks, opts, |p| p.files().to_vec())
+}
 
+/// A replay through any port whose frames carry their capture time: the rx loop with
+/// replay's parameters (capture clock, wait for ring space, replay vantage, fixed seed,
+/// the per-class captures as its tee) and counting workers. `files`: the port's files,
+/// for the report.
+pub fn replay_on<P: Port>(
+    cfg: &Config,
+    port: &mut P,
+    rx: RxQueues<P::Backing>,
+    wks: Vec<WorkerQueues<P::Backing>>,
+    opts: &ReplayOptions,
+    files: impl FnOnce(&P) -> Vec<FileReport>,
+) -> Result<Report>
+where
+    P::Backing: Backing,
+{
+    let state =
+        DataplaneState::new(cfg, 1, Arc::new(AtomicBool::new(false))).context("invalid policy")?;
+    let tee = match opts.out_dir.as_deref() {
+        Some(dir) => Some(Box::new(ClassCaptures::new(dir)?) as Box<dyn Tee>),
+        None => None,
+    };
+    let setup = RxSetup {
+        index: 0,
+        vantage: Vantage::Replay,
+        seed: REPLAY_SEED,
+        responder: None,
+        replies: Vec::new(),
+        tee,
+        stamp_base: None,
+    };
+    let mut core = RxCore::new(cfg, &state, rx, setup);
+    let policy = PolicyReport {
+        apl: cfg.service().apl.to_string(),
+        rule: core.clf.policy().checker.rule().name().to_string(),
+        workers: cfg.dataplane.workers,
+        slices: core.clf.policy().slices.len(),
+    };
     let start = Instant::now();
     let handles = pipeline::spawn_workers(wks, None)?;
-    let mut done_bytes = 0;
-    let mut result = Ok(());
-    for cap in &mut captures {
-        let mut since_tick = 0u32;
-        let progress = cap.progress.clone();
-        let r = cap.for_each(|rec| {
-            if let Some((worker, class)) = session.frame(rec.data, rec.ts_ns, rec.orig_len) {
-                rx.enqueue(worker, class, rec.data);
-            }
-            since_tick += 1;
-            if since_tick == 4096 {
-                since_tick = 0;
-                if let Some(b) = &bar {
-                    b.set_position(
-                        done_bytes + progress.load(std::sync::atomic::Ordering::Relaxed),
-                    );
-                }
-            }
-        });
-        match r {
-            Ok(n) => session.file_done(cap.path(), n),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-        done_bytes += cap.size;
-    }
-    rx.finish();
+    let limits = RunLimits {
+        clock: Clock::new(),
+        duration: None,
+    };
+    let result = core.run(port, &state, &limits, None);
+    core.rx.finish();
     let worker_stats = pipeline::join_workers(handles)?;
     let elapsed = start.elapsed();
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
     result?;
-    session.finish(&rx.ring_full, rx.oversize, worker_stats, elapsed)
+    if let Some(mut tee) = core.take_tee() {
+        tee.finish().context("--out-dir")?;
+    }
+    let rx = core.finish(&state, port);
+    Ok(build_report(
+        &core.clf,
+        &rx.ring_full,
+        rx.oversize + rx.port.oversize,
+        worker_stats,
+        files(port),
+        elapsed,
+        policy,
+    ))
 }
 
 fn build_report(
@@ -377,8 +319,10 @@ fn build_report(
                 .copied()
                 .unwrap_or(0);
             WorkerLine {
-                drained,
-                new_flows: n,
+                stats: WorkerStats {
+                    new_flows: n,
+                    ..drained
+                },
                 new_flow_share: if total_new == 0 {
                     0.0
                 } else {
@@ -410,7 +354,17 @@ fn build_report(
         events,
         flows,
         workers,
-        warnings: clf.policy().spread_warning().into_iter().collect(),
+        warnings: clf
+            .policy()
+            .spread_warning()
+            .into_iter()
+            .chain(files.iter().filter(|f| f.cut_short).map(|f| {
+                format!(
+                    "{} was cut short in the middle of a record: {} frames read, the rest is not in the report",
+                    f.path, f.packets
+                )
+            }))
+            .collect(),
         files,
         elapsed_s: secs,
         mpps: if secs > 0.0 { n / secs / 1e6 } else { 0.0 },
@@ -420,6 +374,11 @@ fn build_report(
 }
 
 impl Report {
+    /// Whether a capture was cut short (the report covers what could be read).
+    pub fn cut_short(&self) -> bool {
+        self.files.iter().any(|f| f.cut_short)
+    }
+
     /// The report as a table for people.
     pub fn table(&self) -> String {
         use std::fmt::Write;
@@ -478,7 +437,7 @@ impl Report {
             "worker", "known_good", "assumed_good", "suspect", "bytes", "new_flows", "share"
         );
         for w in &self.workers {
-            let d = &w.drained;
+            let d = &w.stats;
             let _ = writeln!(
                 s,
                 "{:<8} {:>12} {:>12} {:>12} {:>14} {:>10} {:>6.1}%",
@@ -487,7 +446,7 @@ impl Report {
                 d.assumed_good,
                 d.suspect,
                 d.bytes,
-                w.new_flows,
+                d.new_flows,
                 100.0 * w.new_flow_share
             );
         }

@@ -123,6 +123,29 @@ impl<T: RingItem> Producer<T> {
         Ok(())
     }
 
+    /// Like [`Producer::push`], but the item is not visible to the consumer until
+    /// [`Producer::publish`]: one release store for a batch instead of one per item.
+    #[inline]
+    pub fn push_unpublished(&mut self, item: T) -> Result<(), T> {
+        let cap = self.shared.mask + 1;
+        if self.tail.wrapping_sub(self.cached_head) >= cap {
+            self.cached_head = self.shared.head.load(Ordering::Acquire);
+            if self.tail.wrapping_sub(self.cached_head) >= cap {
+                return Err(item);
+            }
+        }
+        let slot = &self.shared.slots[(self.tail & self.shared.mask) as usize];
+        slot.store(item.into_raw(), Ordering::Relaxed);
+        self.tail = self.tail.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Make every item pushed so far visible to the consumer.
+    #[inline]
+    pub fn publish(&mut self) {
+        self.shared.tail.store(self.tail, Ordering::Release);
+    }
+
     /// Packets queued and not yet taken (a snapshot).
     pub fn len(&self) -> usize {
         self.tail

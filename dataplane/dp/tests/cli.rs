@@ -161,3 +161,45 @@ fn out_dir_writes_a_pcap_per_class_and_reason() {
         );
     }
 }
+
+#[test]
+fn a_missing_capture_is_named_once() {
+    let o = weir_dp(&["replay", "/nonexistent/weir.pcap"]);
+    let err = one_line_error(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the OS error once: {err:?}"
+    );
+}
+
+/// tshark's way with a capture cut short mid-record: report what could be read, warn,
+/// and exit non-zero (2: the report stands, but is incomplete).
+#[test]
+fn a_capture_cut_short_is_reported_with_a_warning() {
+    let d = tmp("cut");
+    let whole = std::fs::read(fixture("mix.pcap")).unwrap();
+    let cut = d.join("cut.pcap");
+    std::fs::write(&cut, &whole[..3000]).unwrap();
+    let o = weir_dp(&["replay", cut.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["packets"].as_u64().unwrap() > 0);
+    assert_eq!(v["files"][0]["cut_short"], true);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cut short") && err.contains("frames read"),
+        "{err}"
+    );
+    // The same frames as a whole capture's first ones.
+    let whole_o = weir_dp(&["replay", &fixture("mix.pcap"), "--json"]);
+    let w: serde_json::Value = serde_json::from_slice(&whole_o.stdout).unwrap();
+    assert!(v["packets"].as_u64() < w["packets"].as_u64());
+    let _ = std::fs::remove_dir_all(&d);
+}

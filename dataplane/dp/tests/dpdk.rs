@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_dp::dpdk;
-use weir_dp::dpdk_port;
-use weir_dp::live::{self, RunOptions, RxReport};
+use weir_dp::port::dpdk as dpdk_port;
 use weir_dp::replay::{replay, ReplayOptions, Report};
+use weir_dp::run::{self, RunOptions};
+use weir_dp::rx::RxReport;
+use weir_dp::state::DataplaneState;
 use weir_model::config::{Config, DpdkPortConfig, PortConfig};
 use weir_model::{Class, Reason};
 
@@ -153,11 +155,11 @@ fn run_dpdk_with(
     }));
     edit(&mut cfg);
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = live::shared_for(&cfg, stop).unwrap();
+    let shared = DataplaneState::for_run(&cfg, stop).unwrap();
     let opts = RunOptions {
         duration: Some(Duration::from_secs_f64(secs)),
     };
-    live::run(&cfg, &shared, &opts)
+    run::run(&cfg, &shared, &opts)
 }
 
 #[test]
@@ -181,7 +183,7 @@ fn run_on_two_rx_lcores_classifies_and_leaks_nothing() {
     );
     assert!(c.class(Class::AssumedGood) > 0);
     // Rings of both rx cores were reported.
-    assert!(report.rings.iter().any(|r| r.0 == 0) && report.rings.iter().any(|r| r.0 == 1));
+    assert!(report.rings.iter().any(|r| r.rx == 0) && report.rings.iter().any(|r| r.rx == 1));
     let (capacity, available) = report.mempool.expect("DPDK runs report their mempool");
     assert_eq!(available, capacity, "every mbuf is back in the pool");
 }

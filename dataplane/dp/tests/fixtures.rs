@@ -141,7 +141,7 @@ fn replay_report_agrees_with_per_packet_verdicts() {
         let drained: u64 = report
             .workers
             .iter()
-            .map(|w| w.drained.known_good + w.drained.assumed_good + w.drained.suspect)
+            .map(|w| w.stats.known_good + w.stats.assumed_good + w.stats.suspect)
             .sum();
         let queued = report.classes["known_good"]
             + report.classes["assumed_good"]
@@ -162,7 +162,7 @@ fn the_default_rule_spreads_real_world_clients_over_workers() {
         let cfg = config_for(&pcap);
         assert_eq!(cfg.dataplane.workers, 4, "{name}");
         let report = replay(&cfg, &[pcap], &ReplayOptions::default()).expect("replay works");
-        let total: u64 = report.workers.iter().map(|w| w.new_flows).sum();
+        let total: u64 = report.workers.iter().map(|w| w.stats.new_flows).sum();
         assert_eq!(total, 2000, "{name}: every client's SYN is a new flow");
         report.workers.iter().map(|w| w.new_flow_share).collect()
     };
@@ -207,7 +207,7 @@ fn a_rule_that_clusters_clients_is_warned_about() {
     assert!(default.warnings.is_empty(), "{:?}", default.warnings);
     // The bundled mix keeps both default workers busy.
     assert!(
-        default.workers.iter().all(|w| w.new_flows > 0),
+        default.workers.iter().all(|w| w.stats.new_flows > 0),
         "{:?}",
         default.workers
     );

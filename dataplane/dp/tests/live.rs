@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use weir_control::proto::{slice_runs, DpReply, DpRequest, DpStats, Hello, PolicySnapshot, Role};
 use weir_control::transport::{current_uid, Conn, Listener};
-use weir_dp::live::{self, RunOptions};
+use weir_dp::run::{self, RunOptions};
+use weir_dp::rx::RxReport;
+use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
 use weir_model::config::{RingConfig, RingsConfig};
 use weir_ssa::{Rule, ServicePrefixes, SliceMap};
@@ -47,25 +49,26 @@ fn snapshot(version: u64, rule: Rule, rings: RingsConfig) -> PolicySnapshot {
         rings,
         new_flows_per_sec: 1000,
         source_prefix_len: 64,
+        cluster: None,
     }
 }
 
 struct Running {
     stop: Arc<AtomicBool>,
-    run: Option<std::thread::JoinHandle<anyhow::Result<live::RxReport>>>,
+    run: Option<std::thread::JoinHandle<anyhow::Result<RxReport>>>,
     control: Option<std::thread::JoinHandle<()>>,
-    shared: Arc<live::Shared>,
+    shared: Arc<DataplaneState>,
 }
 
 impl Running {
     fn start(cfg: &Config) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = live::shared_for(cfg, Arc::clone(&stop)).unwrap();
+        let shared = DataplaneState::for_run(cfg, Arc::clone(&stop)).unwrap();
         let sock = cfg.dataplane.control_socket.clone().unwrap();
         let listener = Listener::bind(&sock, current_uid()).unwrap();
         let control = weir_dp::control::spawn(listener, Arc::clone(&shared)).unwrap();
         let (c, s) = (cfg.clone(), Arc::clone(&shared));
-        let run = std::thread::spawn(move || live::run(&c, &s, &RunOptions::default()));
+        let run = std::thread::spawn(move || run::run(&c, &s, &RunOptions::default()));
         Running {
             stop,
             run: Some(run),
@@ -74,7 +77,7 @@ impl Running {
         }
     }
 
-    fn stop(mut self) -> live::RxReport {
+    fn stop(mut self) -> RxReport {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.control.take().unwrap().join();
         self.run.take().unwrap().join().unwrap().unwrap()

@@ -106,6 +106,9 @@ pub struct Config {
     /// `[policy]`: weir-cp's security loop.
     #[serde(default)]
     pub policy: PolicyLoopConfig,
+    /// `[cluster]`: weir-cp as one host of a cluster (etcd, BIRD). Absent: one host alone.
+    #[serde(default)]
+    cluster: Option<Spanned<ClusterConfig>>,
 }
 
 /// `[port]`
@@ -748,6 +751,141 @@ impl Default for PolicyLoopConfig {
     }
 }
 
+/// `[cluster]`: this weir-cp is one host of a cluster whose state lives in etcd and whose
+/// routes BIRD announces (README "Running a cluster"). Read at start only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The service's name: its etcd keys live under `/weir/<service>/`.
+    #[serde(deserialize_with = "de_cluster_name")]
+    pub service: String,
+    /// This host's name, unique in the cluster (`hosts/<host>` in etcd).
+    #[serde(deserialize_with = "de_cluster_name")]
+    pub host: String,
+    /// etcd client URLs, `http://HOST:PORT` (e.g. `http://[2001:db8:ffff::1]:2379`).
+    #[serde(deserialize_with = "de_etcd_endpoints")]
+    pub etcd: Vec<String>,
+    /// BIRD's control socket (`bird -s`), for `birdc -s SOCKET configure`.
+    pub bird_socket: std::path::PathBuf,
+    /// The file weir-cp writes this host's routes into; BIRD's config includes it.
+    pub bird_include: std::path::PathBuf,
+    /// The `birdc` program (default: `birdc` on `PATH`).
+    #[serde(default = "ClusterConfig::default_birdc")]
+    pub birdc: std::path::PathBuf,
+    /// This host's handover address (IPv6 unicast, outside the service prefixes): where
+    /// other hosts send the packets of flows this host still holds after a handover.
+    #[serde(deserialize_with = "de_handover_addr")]
+    pub handover_addr: std::net::Ipv6Addr,
+    /// How long a handed-over slice run keeps forwarding unknown packets to its
+    /// predecessor, in seconds (1..=3600).
+    #[serde(
+        default = "ClusterConfig::default_drain_s",
+        deserialize_with = "de_drain_s"
+    )]
+    pub drain_s: u64,
+    /// TTL of this host's etcd lease, in seconds (2..=300): how long a dead host keeps
+    /// its slices before the coordinator gives them to the survivors.
+    #[serde(
+        default = "ClusterConfig::default_lease_ttl_s",
+        deserialize_with = "de_lease_ttl_s"
+    )]
+    pub lease_ttl_s: u64,
+}
+
+/// Most etcd endpoints a `[cluster]` lists.
+pub const MAX_ETCD_ENDPOINTS: usize = 16;
+
+impl ClusterConfig {
+    fn default_birdc() -> std::path::PathBuf {
+        "birdc".into()
+    }
+    fn default_drain_s() -> u64 {
+        10
+    }
+    fn default_lease_ttl_s() -> u64 {
+        5
+    }
+}
+
+fn de_cluster_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} is not a name: 1 to 63 characters of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    Ok(s)
+}
+
+fn de_etcd_endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if v.is_empty() || v.len() > MAX_ETCD_ENDPOINTS {
+        return Err(serde::de::Error::custom(format!(
+            "etcd must list 1 to {MAX_ETCD_ENDPOINTS} endpoints, got {}",
+            v.len()
+        )));
+    }
+    for e in &v {
+        let rest = e.strip_prefix("http://").ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "etcd endpoint {e:?} must be http://HOST:PORT (TLS is not supported)"
+            ))
+        })?;
+        let port = rest.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+        match port {
+            Some((h, Ok(p))) if !h.is_empty() && p != 0 && !rest.contains('/') => {}
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "etcd endpoint {e:?} must be http://HOST:PORT"
+                )))
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn de_handover_addr<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::Ipv6Addr, D::Error> {
+    let s = String::deserialize(d)?;
+    let a: std::net::Ipv6Addr = s.parse().map_err(|_| {
+        serde::de::Error::custom(format!("handover_addr {s:?} is not an IPv6 address"))
+    })?;
+    if !is_unicast_v6(u128::from(a)) {
+        return Err(serde::de::Error::custom(format!(
+            "handover_addr {a} must be a unicast address (not unspecified, loopback, multicast, link-local or IPv4-mapped)"
+        )));
+    }
+    Ok(a)
+}
+
+/// Whether an IPv6 address can be a host's handover address on the wire.
+pub fn is_unicast_v6(a: u128) -> bool {
+    !(a == 0 || a == 1 || a >> 120 == 0xff || a >> 118 == 0xfe80 >> 6 || a >> 32 == 0xffff)
+}
+
+fn de_drain_s<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !(1..=3600).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "drain_s must be from 1 to 3600, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn de_lease_ttl_s<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !(2..=300).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "lease_ttl_s must be from 2 to 300, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
 /// `[service]`: what the service publishes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -756,8 +894,20 @@ pub struct ServiceConfig {
     #[serde(deserialize_with = "de_apl")]
     pub apl: Apl,
     /// Slices per prefix = 2^slice_bits.
-    #[serde(default = "default_slice_bits")]
+    #[serde(default = "default_slice_bits", deserialize_with = "de_slice_bits")]
     pub slice_bits: u8,
+}
+
+/// Checked as it is read, so an error points at the value, not at the section.
+fn de_slice_bits<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let n = u8::deserialize(d)?;
+    if n > weir_ssa::MAX_SLICE_BITS {
+        return Err(serde::de::Error::custom(format!(
+            "slice_bits must be at most {}, got {n}",
+            weir_ssa::MAX_SLICE_BITS
+        )));
+    }
+    Ok(n)
 }
 
 fn default_slice_bits() -> u8 {
@@ -829,24 +979,55 @@ pub struct RingConfig {
     pub weight: u32,
 }
 
-fn de_ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(d)?;
-    if !n.is_power_of_two() || !(2..=1 << 20).contains(&n) {
-        return Err(serde::de::Error::custom(format!(
-            "ring size must be a power of two from 2 to 1048576, got {n}"
-        )));
+/// Largest ring (slots).
+pub const MAX_RING_SIZE: u32 = 1 << 20;
+/// Largest drain weight (packets per round).
+pub const MAX_RING_WEIGHT: u32 = 1 << 16;
+
+/// A ring size or weight out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// Not a power of two in range.
+    #[error("ring size must be a power of two from 2 to {MAX_RING_SIZE}, got {0}")]
+    Size(u32),
+    /// Out of range.
+    #[error("ring weight must be from 1 to {MAX_RING_WEIGHT}, got {0}")]
+    Weight(u32),
+}
+
+/// The one check of a ring size, for the config file, weir-cp, weirctl and snapshots.
+pub fn check_ring_size(n: u32) -> Result<u32, RingError> {
+    if n.is_power_of_two() && (2..=MAX_RING_SIZE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(RingError::Size(n))
     }
-    Ok(n)
+}
+
+/// The one check of a drain weight.
+pub fn check_ring_weight(n: u32) -> Result<u32, RingError> {
+    if (1..=MAX_RING_WEIGHT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(RingError::Weight(n))
+    }
+}
+
+impl RingConfig {
+    /// Both checks.
+    pub fn check(&self) -> Result<(), RingError> {
+        check_ring_size(self.size)?;
+        check_ring_weight(self.weight)?;
+        Ok(())
+    }
+}
+
+fn de_ring_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    check_ring_size(u32::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 fn de_weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(d)?;
-    if n == 0 || n > 1 << 16 {
-        return Err(serde::de::Error::custom(format!(
-            "ring weight must be from 1 to 65536, got {n}"
-        )));
-    }
-    Ok(n)
+    check_ring_weight(u32::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// `[rings]`
@@ -890,6 +1071,16 @@ impl RingsConfig {
             Class::KnownGood => Some(self.known_good),
             Class::AssumedGood => Some(self.assumed_good),
             Class::Suspect => Some(self.suspect),
+            Class::Reject => None,
+        }
+    }
+
+    /// The ring config of a queued class, to change it.
+    pub fn of_mut(&mut self, class: Class) -> Option<&mut RingConfig> {
+        match class {
+            Class::KnownGood => Some(&mut self.known_good),
+            Class::AssumedGood => Some(&mut self.assumed_good),
+            Class::Suspect => Some(&mut self.suspect),
             Class::Reject => None,
         }
     }
@@ -1003,16 +1194,6 @@ impl Config {
             ConfigError::at(origin, text, Some(span), format!("[{section}] {msg}"))
         };
         if let Some(s) = &cfg.service {
-            if s.get_ref().slice_bits > 16 {
-                return Err(fail(
-                    s.span(),
-                    "service",
-                    format!(
-                        "slice_bits must be at most 16, got {}",
-                        s.get_ref().slice_bits
-                    ),
-                ));
-            }
             if !s.get_ref().apl.items.iter().any(|i| !i.negated) {
                 return Err(fail(
                     s.span(),
@@ -1025,6 +1206,33 @@ impl Config {
             l.get_ref()
                 .validate()
                 .map_err(|m| fail(l.span(), "limits", m))?;
+        }
+        if let Some(c) = &cfg.cluster {
+            let service = cfg.service();
+            let addr = u128::from(c.get_ref().handover_addr);
+            for item in &service.apl.items {
+                if item.prefix.is_ipv4() {
+                    return Err(fail(
+                        c.span(),
+                        "cluster",
+                        format!(
+                            "a cluster announces IPv6 routes only; [service] apl has {}",
+                            item.prefix
+                        ),
+                    ));
+                }
+                if !item.negated && item.prefix.contains(addr) {
+                    return Err(fail(
+                        c.span(),
+                        "cluster",
+                        format!(
+                            "handover_addr {} lies inside the service prefix {}",
+                            c.get_ref().handover_addr,
+                            item.prefix
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(Err(m)) = cfg.port.as_ref().map(PortConfig::validate) {
             return Err(ConfigError::at(origin, text, None, format!("[port] {m}")));
@@ -1079,6 +1287,11 @@ impl Config {
     /// default (`src-mix` over the source /64).
     pub fn ssa(&self) -> Rule {
         self.ssa.as_ref().map(|s| *s.get_ref()).unwrap_or_default()
+    }
+
+    /// `[cluster]`, if this weir-cp is one host of a cluster.
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster.as_ref().map(|c| c.get_ref())
     }
 
     /// `[limits]`, or its default.
@@ -1155,6 +1368,82 @@ flow_table_capacity = 1048576
             let e = Config::from_toml("f.toml", &text).unwrap_err().to_string();
             assert!(e.contains(needle), "{body}: {e}");
         }
+    }
+
+    const CLUSTER: &str = "[cluster]\nservice = \"svc\"\nhost = \"h1\"\netcd = [\"http://[2001:db8:ffff::1]:2379\"]\nbird_socket = \"/run/bird.ctl\"\nbird_include = \"/run/weir-routes.conf\"\nhandover_addr = \"2001:db8:77::1\"\n";
+
+    #[test]
+    fn cluster_section_parses_with_defaults() {
+        assert!(Config::default().cluster().is_none());
+        let c = Config::from_toml("f.toml", CLUSTER).unwrap();
+        let cl = c.cluster().unwrap();
+        assert_eq!((cl.drain_s, cl.lease_ttl_s), (10, 5));
+        assert_eq!(cl.birdc, std::path::PathBuf::from("birdc"));
+        assert_eq!(
+            cl.handover_addr,
+            "2001:db8:77::1".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn cluster_errors_name_the_key_and_position() {
+        for (from, to, line, needle) in [
+            ("host = \"h1\"", "host = \"h 1\"", 3, "is not a name"),
+            ("service = \"svc\"", "service = \"\"", 2, "is not a name"),
+            (
+                "[\"http://[2001:db8:ffff::1]:2379\"]",
+                "[]",
+                4,
+                "1 to 16 endpoints",
+            ),
+            (
+                "http://[2001:db8:ffff::1]:2379",
+                "https://x:1",
+                4,
+                "TLS is not supported",
+            ),
+            (
+                "http://[2001:db8:ffff::1]:2379",
+                "http://x",
+                4,
+                "http://HOST:PORT",
+            ),
+            ("\"2001:db8:77::1\"", "\"fe80::1\"", 7, "unicast"),
+            (
+                "\"2001:db8:77::1\"",
+                "\"10.0.0.1\"",
+                7,
+                "not an IPv6 address",
+            ),
+            (
+                "\"2001:db8:77::1\"",
+                "\"2001:db8:5::9\"",
+                1,
+                "inside the service prefix",
+            ),
+        ] {
+            let text = CLUSTER.replace(from, to);
+            let e = Config::from_toml("f.toml", &text).unwrap_err();
+            assert_eq!(e.line, Some(line), "{to}: {e}");
+            assert!(e.message.contains(needle), "{to}: {e}");
+        }
+        for (extra, needle) in [
+            ("drain_s = 0\n", "drain_s must be from 1 to 3600"),
+            ("lease_ttl_s = 1\n", "lease_ttl_s must be from 2 to 300"),
+            ("bogus = 1\n", "unknown field `bogus`"),
+        ] {
+            let e = Config::from_toml("f.toml", &format!("{CLUSTER}{extra}")).unwrap_err();
+            assert_eq!(e.line, Some(8), "{extra}: {e}");
+            assert!(e.message.contains(needle), "{extra}: {e}");
+        }
+        let e = Config::from_toml(
+            "f.toml",
+            &format!("[service]\napl = \"1:192.0.2.0/24\"\n{CLUSTER}"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("IPv6 routes only"), "{e}");
+        let e = Config::from_toml("f.toml", "[cluster]\nservice = \"s\"\n").unwrap_err();
+        assert!(e.message.contains("missing field"), "{e}");
     }
 
     #[test]
@@ -1275,6 +1564,17 @@ flow_table_capacity = 1048576
         let c = Config::from_toml("f.toml", "[ssa]\nrule = \"src-mix\"\nsrc_prefix_len = 48\n")
             .unwrap();
         assert_eq!(c.ssa(), Rule::SrcMix { src_prefix_len: 48 });
+
+        let e = Config::from_toml(
+            "f.toml",
+            "[service]\napl = \"2:2001:db8::/64\"\nslice_bits = 20\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(14)), "{e}");
+        assert!(
+            e.message.contains("slice_bits must be at most 16, got 20"),
+            "{e}"
+        );
 
         let e = Config::from_toml("f.toml", "[limits]\nflow_table_capacity = 3\n").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");

@@ -54,6 +54,36 @@ impl fmt::Display for Class {
     }
 }
 
+/// A name that is not a class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown class {0:?}: expected known_good, assumed_good, suspect or reject")]
+pub struct UnknownClass(pub String);
+
+impl std::str::FromStr for Class {
+    type Err = UnknownClass;
+    /// `known_good` (or `known-good`), `assumed_good`, `suspect`, `reject`.
+    fn from_str(text: &str) -> Result<Class, UnknownClass> {
+        let name = text.trim().replace('-', "_");
+        Class::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| UnknownClass(text.to_string()))
+    }
+}
+
+impl serde::Serialize for Class {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Class {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Class, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a packet is suspect or rejected (DESIGN.md, "Classification").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]

@@ -37,7 +37,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use crate::prefix::parse_decimal_u8;
+use crate::prefix::parse_decimal;
 use crate::Prefix;
 
 /// RFC 3123 address family 1 (IANA: IP version 4).
@@ -113,7 +113,7 @@ pub enum AplItemError {
     #[error("prefix length {len} is out of range for {family} (0..={max})")]
     PrefixLenOutOfRange {
         /// The length given.
-        len: u8,
+        len: u32,
         /// The family.
         family: &'static str,
         /// The family's maximum.
@@ -135,8 +135,15 @@ impl AplItem {
             other => return Err(AplItemError::UnknownAfi(other.to_owned())),
         };
         let (address, len_text) = rest.rsplit_once('/').ok_or(AplItemError::MissingSlash)?;
-        let len = parse_decimal_u8(len_text)
+        let len_given = parse_decimal(len_text)
             .ok_or_else(|| AplItemError::BadPrefixLen(len_text.to_owned()))?;
+        // Lengths beyond 255 are out of range for either family (checked below).
+        let len = u8::try_from(len_given).unwrap_or(u8::MAX);
+        let out_of_range = |family, max| AplItemError::PrefixLenOutOfRange {
+            len: len_given,
+            family,
+            max,
+        };
         let mismatch = |actual, expected| AplItemError::FamilyMismatch {
             afi,
             address: address.to_owned(),
@@ -151,12 +158,8 @@ impl AplItem {
                     AplItemError::BadAddress(address.to_owned())
                 });
             };
-            if len > 32 {
-                return Err(AplItemError::PrefixLenOutOfRange {
-                    len,
-                    family: "IPv4",
-                    max: 32,
-                });
+            if len_given > 32 {
+                return Err(out_of_range("IPv4", 32));
             }
             Prefix::from_ipv4(u32::from(v4), len)
         } else {
@@ -167,21 +170,13 @@ impl AplItem {
                     AplItemError::BadAddress(address.to_owned())
                 });
             };
-            if len > 128 {
-                return Err(AplItemError::PrefixLenOutOfRange {
-                    len,
-                    family: "IPv6",
-                    max: 128,
-                });
+            if len_given > 128 {
+                return Err(out_of_range("IPv6", 128));
             }
             Prefix::new(u128::from(v6), len)
         };
         // Lengths were checked above, so construction cannot fail; keep the error path total.
-        let prefix = prefix.map_err(|_| AplItemError::PrefixLenOutOfRange {
-            len,
-            family: "IPv6",
-            max: 128,
-        })?;
+        let prefix = prefix.map_err(|_| out_of_range("IPv6", 128))?;
         Ok(AplItem { negated, prefix })
     }
 
@@ -392,8 +387,12 @@ mod tests {
                 "2:::/999",
                 0,
                 "2:::/999",
-                AplItemError::BadPrefixLen("999".into()),
-                "not a decimal",
+                AplItemError::PrefixLenOutOfRange {
+                    len: 999,
+                    family: "IPv6",
+                    max: 128,
+                },
+                "prefix length 999 is out of range for IPv6 (0..=128)",
             ),
             (
                 "2:::/x",

@@ -49,7 +49,7 @@ pub use checker::Checker;
 pub use error::SsaError;
 pub use prefix::{ipv4_mapped, Prefix};
 pub use rule::{
-    fmix64, key_hex, parse_key, PickContext, PickError, Rule, CONTENT_KEY, MAX_SKEW,
+    fmix64, key_hex, parse_key, PickContext, PickError, Rule, RuleTextError, CONTENT_KEY, MAX_SKEW,
     MAX_SRC_MIX_LEN,
 };
 pub use service::{ServicePrefixes, MAX_APL_ITEMS};

@@ -131,17 +131,18 @@ impl FromStr for Prefix {
         let (addr, len) = text
             .split_once('/')
             .ok_or_else(|| bad("missing '/' before the prefix length"))?;
-        let len = parse_decimal_u8(len)
-            .ok_or_else(|| bad("prefix length is not a decimal number 0..=255"))?;
+        let len = parse_decimal(len).ok_or_else(|| bad("prefix length is not a decimal number"))?;
         if let Ok(v6) = addr.parse::<Ipv6Addr>() {
-            if len > 128 {
-                return Err(bad("IPv6 prefix length is above 128"));
-            }
+            let len = u8::try_from(len)
+                .ok()
+                .filter(|&l| l <= 128)
+                .ok_or_else(|| bad("IPv6 prefix length is above 128"))?;
             Prefix::new(u128::from(v6), len)
         } else if let Ok(v4) = addr.parse::<Ipv4Addr>() {
-            if len > 32 {
-                return Err(bad("IPv4 prefix length is above 32"));
-            }
+            let len = u8::try_from(len)
+                .ok()
+                .filter(|&l| l <= 32)
+                .ok_or_else(|| bad("IPv4 prefix length is above 32"))?;
             Prefix::from_ipv4(u32::from(v4), len)
         } else {
             Err(bad("not an IPv4 or IPv6 address"))
@@ -150,8 +151,10 @@ impl FromStr for Prefix {
 }
 
 /// A decimal number of 1 to 3 ASCII digits (no sign, no spaces) that fits a `u8`.
-pub(crate) fn parse_decimal_u8(text: &str) -> Option<u8> {
-    if text.is_empty() || text.len() > 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
+/// A prefix length as written: ASCII digits only (no sign, no spaces), at most 9 of them,
+/// so that `640` is a number that is out of range, not "not a number".
+pub(crate) fn parse_decimal(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()

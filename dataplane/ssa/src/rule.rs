@@ -43,7 +43,7 @@ use std::fmt;
 use crate::{siphash24, Prefix, SsaError};
 
 pub mod serde_forms;
-pub use serde_forms::{key_hex, parse_key};
+pub use serde_forms::{key_hex, parse_key, RuleTextError};
 
 /// Most earlier windows a `time-hop` rule may accept: each costs one SipHash per rejected packet.
 pub const MAX_SKEW: u32 = 16;

@@ -11,7 +11,8 @@ use smoltcp::wire::{
     TcpSeqNumber,
 };
 
-use crate::tcp::{Terminator, Trust};
+use crate::tcp::Terminator;
+use weir_model::Class;
 
 /// The service prefix the clients talk to: 2001:db8:5::/64.
 pub const SERVICE: u128 = 0x2001_0db8_0005_0000_0000_0000_0000_0000;
@@ -140,7 +141,7 @@ impl Client {
         t: &mut Terminator,
         control: TcpControl,
         data: &[u8],
-        trust: Trust,
+        trust: Class,
     ) -> Vec<Seg> {
         let p = self.packet(control, data);
         let mut out = Vec::new();
@@ -172,13 +173,13 @@ impl Client {
     }
 
     /// SYN, SYN-ACK, ACK; true when the handshake completed.
-    pub fn connect(&mut self, t: &mut Terminator, trust: Trust) -> bool {
+    pub fn connect(&mut self, t: &mut Terminator, trust: Class) -> bool {
         let out = self.send(t, TcpControl::Syn, &[], trust);
         let synack = out
             .iter()
             .any(|s| s.control == TcpControl::Syn && s.ack == Some(self.next_seq));
         if synack {
-            self.send(t, TcpControl::None, &[], Trust::KnownGood);
+            self.send(t, TcpControl::None, &[], Class::KnownGood);
         }
         synack
     }

@@ -78,6 +78,7 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration as SmolDuration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 use weir_model::config::TerminatorConfig;
+use weir_model::{Class, FlowKey};
 
 use crate::adapter::{Adapter, AdapterStats, Completion, Peer, Ticket};
 use crate::http::{ConnAction, HttpConn, HttpStats};
@@ -94,17 +95,6 @@ pub const SLOW_REPORTED: usize = 16;
 pub const DEADLINE_SCAN_MS: u64 = 100;
 /// A closing connection that sent everything waits this long for the client's FIN, ms.
 pub const CLOSE_LINGER_MS: u64 = 10_000;
-
-/// How much the classifier trusts a packet (the ring it came from).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trust {
-    /// Known-good ring.
-    KnownGood,
-    /// Assumed-good ring.
-    AssumedGood,
-    /// Suspect ring.
-    Suspect,
-}
 
 /// Slow-client events of one source prefix (cumulative since it entered the table).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -274,6 +264,55 @@ fn mask(len: u8) -> u128 {
         0 => 0,
         l if l >= 128 => u128::MAX,
         l => u128::MAX << (128 - u32::from(l)),
+    }
+}
+
+impl TerminatorStats {
+    /// Every counter with its name: the one table weir-dp's stats (and so weirctl and
+    /// Prometheus) take the `term-…` names from. A test holds it to every field.
+    pub fn counters(&self) -> [(&'static str, u64); 38] {
+        let h = &self.http;
+        let a = &self.adapter;
+        [
+            ("term-packets-in", self.packets_in),
+            ("term-packets-out", self.packets_out),
+            ("term-unparsable", self.unparsable),
+            ("term-established", self.established),
+            ("term-closed", self.closed),
+            ("term-active", self.active),
+            ("term-half-open", self.half_open),
+            ("term-syn-dropped-suspect", self.syn_dropped_suspect),
+            ("term-syn-dropped-budget", self.syn_dropped_budget),
+            ("term-half-open-evicted", self.half_open_evicted),
+            ("term-syn-dropped-poll-budget", self.syn_dropped_poll_budget),
+            ("term-syn-dropped-full", self.syn_dropped_full),
+            ("term-idle-closed", self.idle_closed),
+            ("term-tx-full", self.tx_full),
+            ("term-sockets-allocated", self.sockets_allocated),
+            ("term-http-requests", h.requests),
+            ("term-http-responses-2xx", h.responses_2xx),
+            ("term-http-responses-3xx", h.responses_3xx),
+            ("term-http-responses-4xx", h.responses_4xx),
+            ("term-http-responses-5xx", h.responses_5xx),
+            ("term-http-bad-request", h.bad_request),
+            ("term-http-header-too-large", h.header_too_large),
+            ("term-http-body-too-large", h.body_too_large),
+            ("term-http-not-implemented", h.not_implemented),
+            ("term-http-version-not-supported", h.version_not_supported),
+            ("term-http-continues", h.continues),
+            ("term-http-request-timeout", h.request_timeout),
+            ("term-http-gave-up", h.gave_up),
+            ("term-http-late-answers", h.late_answers),
+            ("term-slow-header", self.slow_header),
+            ("term-slow-read", self.slow_read),
+            ("term-closed-lingering", self.closed_lingering),
+            ("term-slow-sources-evicted", self.slow_sources_evicted),
+            ("term-in-flight-stalls", self.in_flight_stalls),
+            ("term-adapter-started", a.started),
+            ("term-adapter-in-flight", a.in_flight),
+            ("term-adapter-completed", a.completed),
+            ("term-adapter-unavailable", a.unavailable),
+        ]
     }
 }
 
@@ -453,13 +492,11 @@ impl std::fmt::Debug for Terminator {
     }
 }
 
-/// The addresses and ports a packet is sharded by.
+/// What the terminator reads of a packet before smoltcp does: its flow (the shard) and
+/// whether it opens a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FlowKey {
-    src: u128,
-    dst: u128,
-    sport: u16,
-    dport: u16,
+struct Keyed {
+    flow: FlowKey,
     /// A TCP SYN without ACK.
     syn: bool,
 }
@@ -472,42 +509,41 @@ fn addr_u128(a: IpAddress) -> u128 {
     }
 }
 
-fn be16(p: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(p.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn be128(p: &[u8], at: usize) -> Option<u128> {
-    Some(u128::from_be_bytes(p.get(at..at + 16)?.try_into().ok()?))
-}
-
-/// Key an IP packet: addresses always, ports and SYN for TCP at its usual place (IPv6
-/// without extension headers, IPv4 by IHL). Anything else keys by addresses only.
-fn flow_key(p: &[u8]) -> Option<FlowKey> {
-    let version = p.first()? >> 4;
-    let (src, dst, proto, l4) = match version {
-        6 => (be128(p, 8)?, be128(p, 24)?, *p.get(6)?, 40),
+/// Key an IP packet: addresses always, ports and SYN for TCP right after the fixed header
+/// (IPv6 without extension headers, IPv4 by IHL), read through `weir-wire`'s views.
+/// Anything else keys by addresses only.
+fn flow_key(p: &[u8]) -> Option<Keyed> {
+    use weir_wire::{ipv4, ipv6, protocol, tcp, tcp_flags};
+    let (src, dst, proto, l4) = match p.first()? >> 4 {
+        6 => {
+            let ip = ipv6::Packet::new_checked(p).ok()?;
+            (ip.src_addr(), ip.dst_addr(), ip.next_header(), ip.payload())
+        }
         4 => {
-            let ihl = usize::from(p.first()? & 0x0f) * 4;
-            let v4 = |at| -> Option<u128> {
-                let a = u32::from_be_bytes(p.get(at..at + 4)?.try_into().ok()?);
-                Some((0xffff_u128 << 32) | u128::from(a))
-            };
-            (v4(12)?, v4(16)?, *p.get(9)?, ihl)
+            let ip = ipv4::Packet::new_checked(p).ok()?;
+            (
+                weir_wire::ipv4_mapped(ip.src_addr()),
+                weir_wire::ipv4_mapped(ip.dst_addr()),
+                ip.protocol(),
+                ip.payload(),
+            )
         }
         _ => return None,
     };
-    let mut key = FlowKey {
-        src,
-        dst,
-        sport: 0,
-        dport: 0,
+    let mut key = Keyed {
+        flow: FlowKey {
+            client: src,
+            service: dst,
+            client_port: 0,
+            service_port: 0,
+        },
         syn: false,
     };
-    if proto == 6 {
-        if let (Some(sp), Some(dp), Some(&flags)) = (be16(p, l4), be16(p, l4 + 2), p.get(l4 + 13)) {
-            key.sport = sp;
-            key.dport = dp;
-            key.syn = flags & 0x12 == 0x02;
+    if proto == protocol::TCP {
+        if let Ok(t) = tcp::Packet::new_checked(l4) {
+            key.flow.client_port = t.src_port();
+            key.flow.service_port = t.dst_port();
+            key.syn = t.flags() & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         }
     }
     Some(key)
@@ -639,10 +675,10 @@ impl Terminator {
 
     fn shard_of(&self, k: &FlowKey) -> usize {
         let mut h = self.hasher.build_hasher();
-        h.write_u128(k.src);
-        h.write_u128(k.dst);
-        h.write_u16(k.sport);
-        h.write_u16(k.dport);
+        h.write_u128(k.client);
+        h.write_u128(k.service);
+        h.write_u16(k.client_port);
+        h.write_u16(k.service_port);
         (h.finish() % self.shards.len() as u64) as usize
     }
 
@@ -651,7 +687,7 @@ impl Terminator {
     pub fn receive(
         &mut self,
         packet: &[u8],
-        trust: Trust,
+        trust: Class,
         now: StdInstant,
         sink: &mut dyn FnMut(&[u8]),
     ) {
@@ -660,11 +696,11 @@ impl Terminator {
             self.stats.unparsable += 1;
             return;
         };
-        let s = self.shard_of(&key);
+        let s = self.shard_of(&key.flow);
         let ms = self.ms(now);
         if key.syn
-            && self.cfg.ports.contains(&key.dport)
-            && !self.admit_syn(s, key.dport, trust, ms)
+            && self.cfg.ports.contains(&key.flow.service_port)
+            && !self.admit_syn(s, key.flow.service_port, trust, ms)
         {
             return;
         }
@@ -684,10 +720,10 @@ impl Terminator {
 
     /// Decide whether a SYN for shard `s` may open a connection, and make sure a listener
     /// is waiting for it there.
-    fn admit_syn(&mut self, s: usize, port: u16, trust: Trust, ms: u64) -> bool {
+    fn admit_syn(&mut self, s: usize, port: u16, trust: Class, ms: u64) -> bool {
         let budget = u64::from(self.cfg.half_open_budget);
         let half_open = self.stats.half_open;
-        if trust == Trust::Suspect && half_open * 2 >= budget {
+        if trust == Class::Suspect && half_open * 2 >= budget {
             self.stats.syn_dropped_suspect += 1;
             return false;
         }

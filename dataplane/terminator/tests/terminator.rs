@@ -9,9 +9,10 @@ use smoltcp::wire::{
     Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl,
 };
 use weir_model::config::{AdapterConfig, TerminatorConfig};
+use weir_model::Class;
 use weir_terminator::adapter;
 use weir_terminator::client::{parse, Client, SERVICE};
-use weir_terminator::tcp::{Terminator, TerminatorStats, Trust};
+use weir_terminator::tcp::{Terminator, TerminatorStats};
 
 fn terminator(cfg: TerminatorConfig) -> Terminator {
     let a = adapter::build(&AdapterConfig::Static {
@@ -45,21 +46,21 @@ fn a_request_over_a_handshake_is_answered_and_the_socket_recycled() {
     for round in 0..50 {
         let mut c = Client::new(round);
         assert!(
-            c.connect(&mut t, Trust::AssumedGood),
+            c.connect(&mut t, Class::AssumedGood),
             "round {round}: SYN-ACK"
         );
         c.send(
             &mut t,
             TcpControl::Psh,
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            Trust::KnownGood,
+            Class::KnownGood,
         );
         poll(&mut t, std::slice::from_mut(&mut c));
         let text = String::from_utf8_lossy(&c.received).to_string();
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.ends_with("hello from weir\n"), "{text}");
         assert!(c.fin_seen, "Connection: close closes");
-        let fin_ack = c.send(&mut t, TcpControl::Fin, &[], Trust::KnownGood);
+        let fin_ack = c.send(&mut t, TcpControl::Fin, &[], Class::KnownGood);
         assert!(
             fin_ack.iter().any(|s| s.ack == Some(c.next_seq)),
             "round {round}: our FIN is acknowledged before the socket is recycled: {fin_ack:?}"
@@ -83,9 +84,9 @@ fn a_request_over_a_handshake_is_answered_and_the_socket_recycled() {
 fn keep_alive_and_pipelining_on_one_connection() {
     let mut t = terminator(cfg());
     let mut c = Client::new(1);
-    assert!(c.connect(&mut t, Trust::AssumedGood));
+    assert!(c.connect(&mut t, Class::AssumedGood));
     let two = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
-    c.send(&mut t, TcpControl::Psh, two, Trust::KnownGood);
+    c.send(&mut t, TcpControl::Psh, two, Class::KnownGood);
     poll(&mut t, std::slice::from_mut(&mut c));
     let text = String::from_utf8_lossy(&c.received).to_string();
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
@@ -103,7 +104,7 @@ fn thousands_of_concurrent_connections_all_complete() {
     });
     let mut clients: Vec<Client> = (0..n).map(Client::new).collect();
     for c in &mut clients {
-        assert!(c.connect(&mut t, Trust::AssumedGood));
+        assert!(c.connect(&mut t, Class::AssumedGood));
     }
     assert_eq!(t.stats().established, u64::from(n));
     assert_eq!(t.stats().active, u64::from(n));
@@ -113,7 +114,7 @@ fn thousands_of_concurrent_connections_all_complete() {
             &mut t,
             TcpControl::Psh,
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            Trust::KnownGood,
+            Class::KnownGood,
         );
     }
     poll(&mut t, &mut clients);
@@ -137,7 +138,7 @@ fn half_open_budget_drops_suspect_syns_first() {
     for i in 0..4 {
         let mut c = Client::new(i);
         if !c
-            .send(&mut t, TcpControl::Syn, &[], Trust::Suspect)
+            .send(&mut t, TcpControl::Syn, &[], Class::Suspect)
             .is_empty()
         {
             answered += 1;
@@ -146,34 +147,34 @@ fn half_open_budget_drops_suspect_syns_first() {
     assert_eq!(answered, 4, "suspect SYNs admitted up to half the budget");
     let mut c = Client::new(10);
     assert!(
-        c.send(&mut t, TcpControl::Syn, &[], Trust::Suspect)
+        c.send(&mut t, TcpControl::Syn, &[], Class::Suspect)
             .is_empty(),
         "5th suspect SYN dropped, no RST"
     );
     assert_eq!(t.stats().syn_dropped_suspect, 1);
     for i in 20..24 {
         let mut c = Client::new(i);
-        assert!(c.connect(&mut t, Trust::AssumedGood) || t.stats().half_open < 8);
+        assert!(c.connect(&mut t, Class::AssumedGood) || t.stats().half_open < 8);
     }
     let mut more = Client::new(40);
     let before = t.stats();
     // Four suspect + the established ones: half-open is back to 4, so assumed-good still gets in.
-    assert!(more.connect(&mut t, Trust::AssumedGood), "{before:?}");
+    assert!(more.connect(&mut t, Class::AssumedGood), "{before:?}");
     // Fill the budget with assumed-good SYNs that never complete.
     for i in 50..54 {
         let mut c = Client::new(i);
-        c.send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood);
+        c.send(&mut t, TcpControl::Syn, &[], Class::AssumedGood);
     }
     assert_eq!(t.stats().half_open, 8);
     // Full: a suspect SYN is dropped, an assumed-good one takes the oldest half-open slot
     // and completes its handshake.
     let mut spoof = Client::new(98);
     assert!(spoof
-        .send(&mut t, TcpControl::Syn, &[], Trust::Suspect)
+        .send(&mut t, TcpControl::Syn, &[], Class::Suspect)
         .is_empty());
     let mut late = Client::new(99);
     assert!(
-        late.connect(&mut t, Trust::AssumedGood),
+        late.connect(&mut t, Class::AssumedGood),
         "evicts the oldest and gets in"
     );
     let s = t.stats();
@@ -194,14 +195,14 @@ fn the_per_poll_syn_budget_defers_syns_without_a_reset() {
     // connection; the second creates the next (budget 2); the third finds none and no budget.
     let mut cs: Vec<Client> = (0..3).map(Client::new).collect();
     assert!(!cs[0]
-        .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+        .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
         .is_empty());
     assert!(!cs[1]
-        .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+        .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
         .is_empty());
     assert!(
         cs[2]
-            .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+            .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
             .is_empty(),
         "no SYN-ACK and no RST"
     );
@@ -210,7 +211,7 @@ fn the_per_poll_syn_budget_defers_syns_without_a_reset() {
     poll(&mut t, &mut cs);
     cs[2].next_seq = cs[2].next_seq.wrapping_sub(1);
     assert!(!cs[2]
-        .send(&mut t, TcpControl::Syn, &[], Trust::AssumedGood)
+        .send(&mut t, TcpControl::Syn, &[], Class::AssumedGood)
         .is_empty());
 }
 
@@ -223,7 +224,7 @@ fn max_connections_is_a_hard_bound() {
     let mut ok = 0;
     for i in 0..20 {
         let mut c = Client::new(i);
-        if c.connect(&mut t, Trust::AssumedGood) {
+        if c.connect(&mut t, Class::AssumedGood) {
             ok += 1;
         }
         poll(&mut t, &mut []);
@@ -260,7 +261,7 @@ fn icmpv6_echo_to_a_service_address_is_answered() {
         &ChecksumCapabilities::default(),
     );
     let mut out = Vec::new();
-    t.receive(&buf, Trust::Suspect, Instant::now(), &mut |o| {
+    t.receive(&buf, Class::Suspect, Instant::now(), &mut |o| {
         out.push(o.to_vec())
     });
     assert_eq!(out.len(), 1, "one echo reply");
@@ -278,7 +279,7 @@ fn idle_connections_are_closed() {
         ..cfg()
     });
     let mut c = Client::new(3);
-    assert!(c.connect(&mut t, Trust::AssumedGood));
+    assert!(c.connect(&mut t, Class::AssumedGood));
     std::thread::sleep(Duration::from_millis(2100));
     poll(&mut t, std::slice::from_mut(&mut c));
     assert!(c.fin_seen, "the idle connection got a FIN");
@@ -353,7 +354,7 @@ fn ipv4_service_prefixes_are_served_too() {
     let mut out = Vec::new();
     t.receive(
         &packet(100, None, TcpControl::Syn, &[]),
-        Trust::AssumedGood,
+        Class::AssumedGood,
         Instant::now(),
         &mut |o| out.extend(parse4(o)),
     );
@@ -362,7 +363,7 @@ fn ipv4_service_prefixes_are_served_too() {
     let mut out = Vec::new();
     t.receive(
         &packet(101, Some(srv_seq + 1), TcpControl::None, &[]),
-        Trust::KnownGood,
+        Class::KnownGood,
         Instant::now(),
         &mut |o| out.extend(parse4(o)),
     );
@@ -373,7 +374,7 @@ fn ipv4_service_prefixes_are_served_too() {
             TcpControl::Psh,
             b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
         ),
-        Trust::KnownGood,
+        Class::KnownGood,
         Instant::now(),
         &mut |o| out.extend(parse4(o)),
     );
@@ -398,13 +399,13 @@ fn slowloris_gets_408_and_counts_against_its_prefix() {
     // One client sends half a head; another sends nothing at all after the handshake.
     let mut half = Client::new(10);
     let mut silent = Client::new(11);
-    assert!(half.connect(&mut t, Trust::AssumedGood));
-    assert!(silent.connect(&mut t, Trust::AssumedGood));
+    assert!(half.connect(&mut t, Class::AssumedGood));
+    assert!(silent.connect(&mut t, Class::AssumedGood));
     half.send(
         &mut t,
         TcpControl::Psh,
         b"GET / HTTP/1.1\r\nHo",
-        Trust::KnownGood,
+        Class::KnownGood,
     );
     poll(&mut t, std::slice::from_mut(&mut half));
     assert!(half.received.is_empty(), "nothing before the deadline");
@@ -433,13 +434,13 @@ fn slowloris_gets_408_and_counts_against_its_prefix() {
 fn a_client_that_completes_its_request_is_not_slow() {
     let mut t = terminator(slow_cfg());
     let mut c = Client::new(12);
-    assert!(c.connect(&mut t, Trust::AssumedGood));
+    assert!(c.connect(&mut t, Class::AssumedGood));
     for piece in [&b"GET / HTTP/1.1\r\n"[..], b"Host: x\r\n", b"\r\n"] {
         std::thread::sleep(Duration::from_millis(50));
-        c.send(&mut t, TcpControl::Psh, piece, Trust::KnownGood);
+        c.send(&mut t, TcpControl::Psh, piece, Class::KnownGood);
     }
     // ACK the answer, then stay idle (keep-alive) past the header deadline.
-    c.send(&mut t, TcpControl::None, &[], Trust::KnownGood);
+    c.send(&mut t, TcpControl::None, &[], Class::KnownGood);
     std::thread::sleep(Duration::from_millis(350));
     poll(&mut t, std::slice::from_mut(&mut c));
     let text = String::from_utf8_lossy(&c.received).to_string();
@@ -456,14 +457,14 @@ fn a_client_that_completes_its_request_is_not_slow() {
 fn a_reply_never_acknowledged_resets_the_connection() {
     let mut t = terminator(slow_cfg());
     let mut c = Client::new(13);
-    assert!(c.connect(&mut t, Trust::AssumedGood));
+    assert!(c.connect(&mut t, Class::AssumedGood));
     // The answer is sent but the client never acknowledges it (a slow reader whose
     // window stays shut looks the same to the terminator).
     let out = c.send(
         &mut t,
         TcpControl::Psh,
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        Trust::KnownGood,
+        Class::KnownGood,
     );
     assert!(out.iter().any(|s| !s.payload.is_empty()), "answered");
     std::thread::sleep(Duration::from_millis(450));
@@ -529,21 +530,21 @@ fn later_answers_reach_their_connections_in_order_and_limits_resume() {
     let mut t = Terminator::new(&cfg(), &[(SERVICE, 64)], Box::new(a));
     let mut one = Client::new(20);
     let mut two = Client::new(21);
-    assert!(one.connect(&mut t, Trust::AssumedGood));
-    assert!(two.connect(&mut t, Trust::AssumedGood));
+    assert!(one.connect(&mut t, Class::AssumedGood));
+    assert!(two.connect(&mut t, Class::AssumedGood));
     let get = |p: &str| format!("GET /{p} HTTP/1.1\r\nHost: x\r\n\r\n");
     let pipelined = [get("a"), get("b"), get("c")].concat();
     one.send(
         &mut t,
         TcpControl::Psh,
         pipelined.as_bytes(),
-        Trust::KnownGood,
+        Class::KnownGood,
     );
     two.send(
         &mut t,
         TcpControl::Psh,
         get("d").as_bytes(),
-        Trust::KnownGood,
+        Class::KnownGood,
     );
     // The worker's limit (3) is taken by `one`; `two` waits without being read.
     assert_eq!(taken.lock().unwrap().len(), 3);
@@ -592,4 +593,31 @@ fn later_answers_reach_their_connections_in_order_and_limits_resume() {
     ));
     t.poll(Instant::now(), &mut |_| {});
     assert_eq!(t.stats().http.late_answers, 1);
+}
+
+/// The counter-name table names every field of the stats, nested HTTP counters included:
+/// a field added without a name would never reach weirctl or Prometheus.
+#[test]
+fn the_counter_table_names_every_field() {
+    fn names(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        for (k, v) in v.as_object().expect("an object") {
+            let name = format!("{prefix}-{}", k.replace('_', "-"));
+            if v.is_u64() {
+                out.push(name);
+            } else {
+                names(&name, v, out);
+            }
+        }
+    }
+    let stats = weir_terminator::tcp::TerminatorStats::default();
+    let mut fields = Vec::new();
+    names("term", &serde_json::to_value(&stats).unwrap(), &mut fields);
+    let mut table: Vec<String> = stats
+        .counters()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    fields.sort();
+    table.sort();
+    assert_eq!(table, fields);
 }

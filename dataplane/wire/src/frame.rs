@@ -250,8 +250,10 @@ pub enum Icmpv6 {
     Error {
         /// ICMPv6 type.
         ty: u8,
-        /// The quoted invoking packet, when its IPv6 fixed header is fully quoted.
-        quote: Option<Quote>,
+        /// Where the quoted invoking packet starts in the buffer that was parsed; read it
+        /// with [`quote_of`] when it matters (the quote is kept out of [`Frame`] so that
+        /// the common case, TCP and UDP, stays small).
+        quote_at: u16,
     },
     /// Echo request (128).
     EchoRequest,
@@ -262,8 +264,6 @@ pub enum Icmpv6 {
     Ndp {
         /// ICMPv6 type.
         ty: u8,
-        /// Target address for NS / NA / redirect.
-        target: Option<u128>,
     },
     /// Any other type.
     Other {
@@ -287,6 +287,12 @@ pub struct Quote {
     pub tcp_ports: Option<(u16, u16)>,
 }
 
+/// The packet an ICMPv6 error quotes, read from `buffer` (the bytes that were parsed) at
+/// `quote_at`; `None` when the quote does not hold a whole IPv6 fixed header.
+pub fn quote_of(buffer: &[u8], quote_at: u16) -> Option<Quote> {
+    crate::parse::parse_quote(buffer.get(usize::from(quote_at)..)?)
+}
+
 /// Source and destination of a frame whose Ethernet (with VLAN tags) and fixed IPv6 or IPv4
 /// header are readable, whatever comes after. Used to recognise outbound frames before the
 /// full parse (DESIGN.md "Outbound and host in replay").
@@ -294,7 +300,30 @@ pub fn peek_addresses(frame: &[u8]) -> Option<(IpVersion, u128, u128)> {
     crate::parse::peek_addresses(frame)
 }
 
-/// Parse a whole frame; `Err` names the broken rule.
+/// Parse a whole frame; `Err` names the broken rule. Inlined: the common case is a
+/// straight-line read into the caller's frame (see `parse.rs`).
+#[inline(always)]
 pub fn parse_frame(frame: &[u8]) -> Result<Frame, Malformed> {
     crate::parse::parse_frame(frame)
+}
+
+/// The common case only — untagged Ethernet, IPv6 without extension headers, TCP or UDP,
+/// nothing malformed — as its IP layer; `None` for everything else, which
+/// [`parse_frame`] decides. Whenever it answers, `parse_frame` gives the same `Ip`
+/// (a property test holds them equal): callers on the packet path take this first and
+/// skip building a whole `Frame`.
+#[inline(always)]
+pub fn parse_common(frame: &[u8]) -> Option<Ip> {
+    crate::parse::fast_ip(frame)
+}
+
+/// Parse a network packet whose link header (not Ethernet) named EtherType `ty`: the
+/// same rules as [`parse_frame`] from the network layer on; `vlan_tags` is 0.
+pub fn parse_network(ty: u16, packet: &[u8]) -> Result<Frame, Malformed> {
+    crate::parse::parse_network(ty, packet)
+}
+
+/// [`peek_addresses`] for a network packet of EtherType `ty`.
+pub fn peek_network(ty: u16, packet: &[u8]) -> Option<(IpVersion, u128, u128)> {
+    crate::parse::peek_network(ty, packet)
 }

@@ -105,7 +105,7 @@ pub fn parse_source(text: &str) -> Result<u128, String> {
 
 /// A 128-bit key: 32 hex digits.
 pub fn parse_key_arg(text: &str) -> Result<[u8; 16], String> {
-    parse_key(text)
+    parse_key(text).map_err(|e| e.to_string())
 }
 
 /// An address as people write it: IPv4 for IPv4-mapped addresses, IPv6 otherwise.

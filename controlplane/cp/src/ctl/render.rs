@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use weir_control::proto::{BlockSpec, CpStatus, DpStats, SliceRun};
+use weir_control::proto::{BlockSpec, ClusterView, CpStatus, DpStats, SliceRun};
 use weir_model::config::RingsConfig;
 use weir_ssa::{key_hex, Rule};
 use weir_ssa::{Apl, ServicePrefixes, SliceMap};
@@ -391,7 +391,7 @@ fn dp_section(out: &mut String, name: &str, s: &DpStats, p: Option<&DpStats>, se
         t.row(vec![
             r.rx.to_string(),
             r.worker.to_string(),
-            r.class.clone(),
+            r.class.to_string(),
             r.size.to_string(),
             r.occupancy.to_string(),
             full,
@@ -656,6 +656,96 @@ pub fn slices_table(
     out
 }
 
+/// `weirctl cluster status`: members, the assignment's runs, handovers, this host's routes.
+pub fn cluster_table(v: &ClusterView) -> String {
+    let mut out = format!(
+        "service {}  host {}  etcd {}  coordinator {}  epoch {}  slices {}\n",
+        v.service,
+        v.host,
+        if v.connected {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        },
+        v.coordinator.as_deref().unwrap_or("-"),
+        v.epoch,
+        v.slices
+    );
+    if let Some(e) = &v.last_error {
+        let _ = writeln!(out, "last error: {e}");
+    }
+    out.push_str("\nhosts\n");
+    let mut t = Table::new(&["HOST", "STATE", "HANDOVER ADDRESS", ">SLICES", ">SHARE"]);
+    for h in &v.hosts {
+        let state = match (h.live, h.drained) {
+            (true, false) => "live",
+            (true, true) => "live, drained",
+            (false, true) => "down, drained",
+            (false, false) => "down",
+        };
+        let share = if v.slices == 0 {
+            0.0
+        } else {
+            100.0 * f64::from(h.slices) / f64::from(v.slices)
+        };
+        t.row(vec![
+            h.name.clone(),
+            state.into(),
+            if h.handover_addr.is_empty() {
+                "-".into()
+            } else {
+                h.handover_addr.clone()
+            },
+            h.slices.to_string(),
+            format!("{share:.1}%"),
+        ]);
+    }
+    out.push_str(&or_none(&t));
+    out.push_str("\nassignment\n");
+    let mut t = Table::new(&[">FIRST", ">LAST", ">SLICES", "HOST"]);
+    for r in &v.runs {
+        t.row(vec![
+            r.first.to_string(),
+            r.last.to_string(),
+            (u64::from(r.last.saturating_sub(r.first)) + 1).to_string(),
+            r.host.clone(),
+        ]);
+    }
+    out.push_str(&or_none(&t));
+    out.push_str("\nhandovers\n");
+    let mut t = Table::new(&[
+        "ID",
+        ">FIRST",
+        ">LAST",
+        "FROM",
+        "TO",
+        "ANNOUNCED",
+        ">REMAINING",
+    ]);
+    for h in &v.handovers {
+        t.row(vec![
+            h.id.clone(),
+            h.first.to_string(),
+            h.last.to_string(),
+            h.from.clone(),
+            h.to.clone(),
+            if h.announced { "yes" } else { "no" }.into(),
+            format!("{:.1}s", h.remaining_ms as f64 / 1000.0),
+        ]);
+    }
+    out.push_str(&or_none(&t));
+    let _ = writeln!(out, "\nannounced by this host ({})", v.announced.len());
+    for p in &v.announced {
+        let _ = writeln!(out, "  {p}");
+    }
+    out
+}
+
+/// The line printed after a cluster change.
+pub fn cluster_done_line(message: &str, epoch: u64) -> String {
+    format!("{message}\nassignment epoch {epoch}\n")
+}
+
 /// `weirctl block list`; expiry is shown relative to `now_unix_ns`.
 pub fn blocks_table(blocks: &[BlockSpec], now_unix_ns: u64) -> String {
     if blocks.is_empty() {
@@ -679,9 +769,8 @@ pub fn blocks_table(blocks: &[BlockSpec], now_unix_ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_control::proto::{
-        DpLink, RingStats, SlowSource, SourceRate, UpstreamStats, WorkerStats,
-    };
+    use weir_control::proto::{DpLink, RingStats, SlowSource, SourceRate, UpstreamStats};
+    use weir_model::{Class, WorkerStats};
 
     #[test]
     fn tables_align() {
@@ -740,11 +829,12 @@ mod tests {
                 suspect: 1,
                 bytes: 9000,
                 new_flows: 7,
+                rounds: 0,
             }],
             rings: vec![RingStats {
                 rx: 0,
                 worker: 1,
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: 512,
                 occupancy: 128,
                 drops: 17,

@@ -27,7 +27,7 @@ use weir_control::proto::{DpReply, DpRequest, Hello, Role};
 use weir_control::transport::{Conn, TransportError};
 
 use super::policy::Trackers as Tracker;
-use super::{lock, LinkState, Shared};
+use super::{lock, DaemonState, LinkState};
 
 /// First retry delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -50,7 +50,7 @@ enum LinkError {
 }
 
 /// The link thread for `shared.links[index]`; returns at shutdown.
-pub(crate) fn run(shared: &Shared, index: usize) {
+pub(crate) fn run(shared: &DaemonState, index: usize) {
     let Some(link) = shared.links.get(index) else {
         return;
     };
@@ -83,7 +83,7 @@ pub(crate) fn run(shared: &Shared, index: usize) {
 
 /// One connection's life; `Ok` only at shutdown.
 fn session(
-    shared: &Shared,
+    shared: &DaemonState,
     link: &LinkState,
     hello: &Hello,
     tracker: &mut Tracker,
@@ -158,7 +158,7 @@ fn session(
 
 /// Push the current snapshot; returns its version and whether the dataplane took it.
 fn apply(
-    shared: &Shared,
+    shared: &DaemonState,
     link: &LinkState,
     conn: &Conn,
     id: &mut u64,

@@ -26,7 +26,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 use weir_control::proto::{DpStats, RingStats, UpstreamStats};
 
-use super::{lock, Shared, TICK};
+use super::{lock, DaemonState, TICK};
 
 /// Quantiles exposed per latency summary.
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
@@ -35,7 +35,7 @@ pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 const DECISIONS: [&str; 3] = ["block-added", "block-expired", "block-refused"];
 
 /// Serve scrapes until shutdown.
-pub(crate) fn serve(shared: &Shared, listener: TcpListener) {
+pub(crate) fn serve(shared: &DaemonState, listener: TcpListener) {
     while !shared.stopping() {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -54,7 +54,7 @@ pub(crate) fn serve(shared: &Shared, listener: TcpListener) {
     }
 }
 
-fn respond(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
+fn respond(shared: &DaemonState, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -125,6 +125,65 @@ impl Exposition {
     }
 }
 
+/// The cluster session's view, with `[cluster]`.
+fn cluster(e: &mut Exposition, v: &weir_control::proto::ClusterView) {
+    let me = v.host.as_str();
+    e.family(
+        "weir_cluster_connected",
+        "gauge",
+        "1 while weir-cp has a live etcd session.",
+    );
+    e.sample(
+        "weir_cluster_connected",
+        &[("host", me)],
+        u8::from(v.connected),
+    );
+    e.family(
+        "weir_cluster_coordinator",
+        "gauge",
+        "1 while this host is the cluster's coordinator.",
+    );
+    e.sample(
+        "weir_cluster_coordinator",
+        &[("host", me)],
+        u8::from(v.coordinator.as_deref() == Some(me)),
+    );
+    e.family(
+        "weir_cluster_epoch",
+        "gauge",
+        "Epoch of the slice assignment this host sees.",
+    );
+    e.sample("weir_cluster_epoch", &[], v.epoch);
+    e.family(
+        "weir_cluster_host_live",
+        "gauge",
+        "1 while the host is registered in etcd (its lease is alive).",
+    );
+    for h in &v.hosts {
+        e.sample(
+            "weir_cluster_host_live",
+            &[("host", &h.name)],
+            u8::from(h.live),
+        );
+    }
+    e.family(
+        "weir_cluster_host_slices",
+        "gauge",
+        "Slices each host owns in the assignment.",
+    );
+    for h in &v.hosts {
+        e.sample("weir_cluster_host_slices", &[("host", &h.name)], h.slices);
+    }
+    e.family("weir_cluster_handovers", "gauge", "Handovers in progress.");
+    e.sample("weir_cluster_handovers", &[], v.handovers.len());
+    e.family(
+        "weir_cluster_announced_routes",
+        "gauge",
+        "Routes this host announces through BIRD.",
+    );
+    e.sample("weir_cluster_announced_routes", &[], v.announced.len());
+}
+
 /// Label values escape `\`, `"` and newline (exposition format 0.0.4).
 fn escape(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
@@ -154,7 +213,7 @@ struct Dp {
 }
 
 /// The exposition text.
-pub(crate) fn render(shared: &Shared) -> String {
+pub(crate) fn render(shared: &DaemonState) -> String {
     let desired = lock(&shared.desired).version();
     let decisions = lock(&shared.decisions).clone();
     let dps: Vec<Dp> = shared
@@ -209,6 +268,10 @@ pub(crate) fn render(shared: &Shared) -> String {
     }
     for (d, v) in all {
         e.sample("weir_decisions_total", &[("decision", d)], v);
+    }
+
+    if let Some(c) = &shared.cluster {
+        cluster(&mut e, &c.view());
     }
 
     e.family(
@@ -396,7 +459,7 @@ pub(crate) fn render(shared: &Shared) -> String {
                         ("dataplane", dp),
                         ("rx", &r.rx.to_string()),
                         ("worker", &r.worker.to_string()),
-                        ("class", &r.class),
+                        ("class", r.class.name()),
                     ],
                     get(r),
                 );

@@ -6,7 +6,7 @@
 //! any number of requests (so `weirctl stats --watch` keeps one) and is closed after
 //! [`IDLE_LIMIT`] without one.
 //!
-//! Reads are answered from the state in force; changes go through `Shared::commit`, so each
+//! Reads are answered from the state in force; changes go through `DaemonState::commit`, so each
 //! is validated in full, persisted, and only then acknowledged with `Done` and the new
 //! version — or refused with `Error` and the reason, leaving everything unchanged.
 //! `ConfigReload` re-reads the file; an invalid file is refused with its `FILE:LINE:COL`
@@ -21,7 +21,7 @@ use weir_control::transport::{Conn, Listener, TransportError};
 use weir_model::config::Config;
 
 use super::state::{Change, NS};
-use super::{control_section, lock, metrics_addr, now_unix_ns, Shared, TICK};
+use super::{control_section, lock, metrics_addr, now_unix_ns, DaemonState, TICK};
 
 /// Most operator connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -31,7 +31,7 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Accept and serve operator connections until shutdown; dropping the listener at the end
 /// removes the socket.
-pub(crate) fn serve(shared: &Arc<Shared>, listener: Listener) {
+pub(crate) fn serve(shared: &Arc<DaemonState>, listener: Listener) {
     let me = Hello::new(Role::ControlPlane, "weir-cp");
     let mut handlers: Vec<JoinHandle<()>> = Vec::new();
     while !shared.stopping() {
@@ -69,7 +69,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, listener: Listener) {
     drop(listener);
 }
 
-fn handle(shared: &Shared, conn: &Conn, who: &str) {
+fn handle(shared: &DaemonState, conn: &Conn, who: &str) {
     let mut idle = Duration::ZERO;
     while !shared.stopping() {
         match conn.recv::<CtlRequest>(Some(TICK)) {
@@ -95,7 +95,7 @@ fn handle(shared: &Shared, conn: &Conn, who: &str) {
 }
 
 /// The reply to one operator request.
-pub(crate) fn answer(shared: &Shared, request: CtlRequest, who: &str) -> CtlReply {
+pub(crate) fn answer(shared: &DaemonState, request: CtlRequest, who: &str) -> CtlReply {
     let change = match request {
         CtlRequest::Status => return CtlReply::Status(shared.status()),
         CtlRequest::Stats => {
@@ -149,6 +149,22 @@ pub(crate) fn answer(shared: &Shared, request: CtlRequest, who: &str) -> CtlRepl
             return CtlReply::Blocks(lock(&shared.desired).snapshot.blocks.clone())
         }
         CtlRequest::ConfigReload => return reload(shared, who),
+        CtlRequest::ClusterStatus => {
+            return match &shared.cluster {
+                Some(c) => CtlReply::Cluster(Box::new(c.view())),
+                None => error(NO_CLUSTER.into()),
+            }
+        }
+        CtlRequest::ClusterMove { first, last, host } => {
+            return cluster_request(
+                shared,
+                super::cluster::Request::Move { first, last, host },
+                who,
+            )
+        }
+        CtlRequest::ClusterDrain { host } => {
+            return cluster_request(shared, super::cluster::Request::Drain { host }, who)
+        }
         CtlRequest::RingsSet {
             class,
             size,
@@ -201,11 +217,27 @@ pub(crate) fn answer(shared: &Shared, request: CtlRequest, who: &str) -> CtlRepl
     }
 }
 
+const NO_CLUSTER: &str = "this weir-cp is not part of a cluster (no [cluster] in its config)";
+
+fn cluster_request(shared: &DaemonState, r: super::cluster::Request, who: &str) -> CtlReply {
+    let Some(c) = &shared.cluster else {
+        return error(NO_CLUSTER.into());
+    };
+    tracing::info!(by = who, request = ?r, "cluster request");
+    match c.request(r) {
+        Ok((message, epoch)) => CtlReply::ClusterDone { message, epoch },
+        Err(message) => {
+            tracing::info!(by = who, %message, "cluster request refused");
+            error(message)
+        }
+    }
+}
+
 fn error(message: String) -> CtlReply {
     CtlReply::Error { message }
 }
 
-fn reload(shared: &Shared, who: &str) -> CtlReply {
+fn reload(shared: &DaemonState, who: &str) -> CtlReply {
     let path = &shared.config_path;
     let checked = Config::load(path).and_then(|config| {
         let control = control_section(path, &config)?;

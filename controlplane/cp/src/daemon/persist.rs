@@ -48,7 +48,7 @@ pub enum PersistError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// The error the operating system gave.
         source: std::io::Error,
     },
     /// The content is not a state file of this format.
@@ -64,7 +64,7 @@ pub enum PersistError {
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// The error the operating system gave.
         source: std::io::Error,
     },
 }

@@ -41,7 +41,7 @@ use weir_control::proto::DpStats;
 use weir_ssa::Prefix;
 
 use super::state::{Change, NS};
-use super::{lock, now_unix_ns, Shared, TICK};
+use super::{lock, now_unix_ns, DaemonState, TICK};
 
 /// Since when each prefix has been limited in every poll.
 #[derive(Debug, Default)]
@@ -170,7 +170,12 @@ impl Trackers {
 }
 
 /// Run the loop on one dataplane's stats.
-pub(crate) fn observe(shared: &Shared, dataplane: &str, trackers: &mut Trackers, stats: &DpStats) {
+pub(crate) fn observe(
+    shared: &DaemonState,
+    dataplane: &str,
+    trackers: &mut Trackers,
+    stats: &DpStats,
+) {
     let policy = lock(&shared.desired).config.policy;
     if !policy.enabled {
         trackers.reset();
@@ -221,7 +226,7 @@ pub(crate) fn observe(shared: &Shared, dataplane: &str, trackers: &mut Trackers,
 
 /// Block `text` (a prefix a dataplane reported) for `ttl_s`, unless a block covers it
 /// already; the decision is logged and counted.
-fn block(shared: &Shared, dataplane: &str, text: &str, reason: String, ttl_s: u64) {
+fn block(shared: &DaemonState, dataplane: &str, text: &str, reason: String, ttl_s: u64) {
     let prefix: Prefix = match text.parse() {
         Ok(p) => p,
         Err(e) => {
@@ -248,7 +253,7 @@ fn block(shared: &Shared, dataplane: &str, text: &str, reason: String, ttl_s: u6
     }
 }
 
-fn is_blocked(shared: &Shared, prefix: &Prefix) -> bool {
+fn is_blocked(shared: &DaemonState, prefix: &Prefix) -> bool {
     lock(&shared.desired)
         .snapshot
         .blocks
@@ -258,7 +263,7 @@ fn is_blocked(shared: &Shared, prefix: &Prefix) -> bool {
 }
 
 /// Remove expired blocks until shutdown.
-pub(crate) fn expire_loop(shared: &Shared) {
+pub(crate) fn expire_loop(shared: &DaemonState) {
     let mut last_error: Option<String> = None;
     while !shared.stopping() {
         shared.sleep(TICK);

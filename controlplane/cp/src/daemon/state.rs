@@ -21,13 +21,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_control::proto::{slice_runs, BlockSpec, PolicySnapshot, SliceRun};
-use weir_model::config::{Config, RingConfig, RingsConfig, MAX_BLOCKS};
+use weir_control::proto::{slice_runs, BlockSpec, ClusterPolicy, PolicySnapshot, SliceRun};
+use weir_model::config::{Config, RingConfig, MAX_BLOCKS};
+use weir_model::Class;
 use weir_ssa::Rule;
 use weir_ssa::{Prefix, ServicePrefixes, SliceMap};
-
-/// The queued classes, as written in `[rings]` and in `RingsSet`.
-pub const RING_CLASSES: [&str; 3] = ["known_good", "assumed_good", "suspect"];
 
 /// Reason recorded for `[[block]]` entries of the config file.
 pub const CONFIG_BLOCK_REASON: &str = "config";
@@ -66,9 +64,9 @@ pub struct SliceOverride {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overlay {
-    /// Ring overrides by class name.
+    /// Ring overrides by class (`known_good`, … in the state file).
     #[serde(default)]
-    pub rings: BTreeMap<String, RingOverride>,
+    pub rings: BTreeMap<Class, RingOverride>,
     /// Rule override.
     #[serde(default)]
     pub rule: Option<RuleOverride>,
@@ -88,8 +86,8 @@ pub struct Overlay {
 pub enum Change {
     /// Ring size and/or weight of one class.
     Ring {
-        /// Class name.
-        class: String,
+        /// The ring's class.
+        class: Class,
         /// New size.
         size: Option<u32>,
         /// New weight.
@@ -112,7 +110,7 @@ pub enum Change {
         prefix: String,
         /// Expiry, unix ns.
         until_unix_ns: Option<u64>,
-        /// Why.
+        /// Who blocked it (`operator`, `policy`, `config`) and why.
         reason: String,
     },
     /// Remove a block.
@@ -127,6 +125,8 @@ pub enum Change {
     },
     /// Replace the config file's part.
     Reload(Box<Config>),
+    /// Replace the cluster part (handover addresses and runs), from the cluster session.
+    Cluster(Option<ClusterPolicy>),
 }
 
 /// The desired state in force.
@@ -136,7 +136,9 @@ pub struct Desired {
     pub config: Config,
     /// The runtime part.
     pub overlay: Overlay,
-    /// What both make, with the current version.
+    /// The cluster part, kept by the cluster session (not persisted: etcd holds it).
+    pub cluster: Option<ClusterPolicy>,
+    /// What all three make, with the current version.
     pub snapshot: PolicySnapshot,
 }
 
@@ -160,11 +162,12 @@ impl Desired {
         version: u64,
     ) -> Result<(Desired, Vec<String>), String> {
         let notes = prune(&config, &mut overlay)?;
-        let snapshot = snapshot(&config, &overlay, version)?;
+        let snapshot = snapshot(&config, &overlay, None, version)?;
         Ok((
             Desired {
                 config,
                 overlay,
+                cluster: None,
                 snapshot,
             },
             notes,
@@ -183,12 +186,13 @@ impl Desired {
         let mut config = self.config.clone();
         let mut expired = Vec::new();
         let mut notes = Vec::new();
+        let mut cluster = self.cluster.clone();
         let message = match change {
             Change::Ring {
                 class,
                 size,
                 weight,
-            } => self.ring_change(&mut overlay, &class, size, weight)?,
+            } => self.ring_change(&mut overlay, class, size, weight)?,
             Change::Rule(rule) => {
                 rule.validate().map_err(|e| e.to_string())?;
                 let base = self.config.ssa();
@@ -256,6 +260,21 @@ impl Desired {
                 notes = prune(&config, &mut overlay)?;
                 "config reloaded".to_string()
             }
+            Change::Cluster(c) => {
+                if c == self.cluster {
+                    return Ok(None);
+                }
+                let msg = match &c {
+                    Some(c) => format!(
+                        "cluster: {} members, {} handover runs",
+                        c.members.len(),
+                        c.handovers.len()
+                    ),
+                    None => "cluster: none".to_string(),
+                };
+                cluster = c;
+                msg
+            }
         };
         let count = effective_blocks(&config, &overlay).len();
         if count > MAX_BLOCKS {
@@ -263,7 +282,7 @@ impl Desired {
                 "at most {MAX_BLOCKS} blocks, this would make {count}"
             ));
         }
-        let snapshot = snapshot(&config, &overlay, self.version() + 1)?;
+        let snapshot = snapshot(&config, &overlay, cluster.clone(), self.version() + 1)?;
         let message = if notes.is_empty() {
             message
         } else {
@@ -273,6 +292,7 @@ impl Desired {
             desired: Desired {
                 config,
                 overlay,
+                cluster,
                 snapshot,
             },
             message,
@@ -283,41 +303,28 @@ impl Desired {
     fn ring_change(
         &self,
         overlay: &mut Overlay,
-        class: &str,
+        class: Class,
         size: Option<u32>,
         weight: Option<u32>,
     ) -> Result<String, String> {
-        let base = ring_of(&self.config.rings, class).ok_or_else(|| {
-            format!(
-                "unknown ring class {class:?} (expected one of {})",
-                RING_CLASSES.join(", ")
-            )
+        let base = self.config.rings.of(class).ok_or_else(|| {
+            format!("{class} has no ring (known_good, assumed_good and suspect have)")
         })?;
         if size.is_none() && weight.is_none() {
             return Err("nothing to change: give a size and/or a weight".into());
         }
-        let current = ring_of(&self.snapshot.rings, class).unwrap_or(base);
+        let current = self.snapshot.rings.of(class).unwrap_or(base);
         let mut value = current;
         if let Some(s) = size {
-            if !s.is_power_of_two() || !(2..=1 << 20).contains(&s) {
-                return Err(format!(
-                    "ring size must be a power of two from 2 to 1048576, got {s}"
-                ));
-            }
-            value.size = s;
+            value.size = weir_model::config::check_ring_size(s).map_err(|e| e.to_string())?;
         }
         if let Some(w) = weight {
-            if !(1..=1 << 16).contains(&w) {
-                return Err(format!("ring weight must be from 1 to 65536, got {w}"));
-            }
-            value.weight = w;
+            value.weight = weir_model::config::check_ring_weight(w).map_err(|e| e.to_string())?;
         }
         if value == base {
-            overlay.rings.remove(class);
+            overlay.rings.remove(&class);
         } else {
-            overlay
-                .rings
-                .insert(class.to_string(), RingOverride { base, value });
+            overlay.rings.insert(class, RingOverride { base, value });
         }
         Ok(format!(
             "ring {class}: size {} weight {} (was size {} weight {})",
@@ -328,24 +335,6 @@ impl Desired {
 
 /// Nanoseconds per second.
 pub const NS: u64 = 1_000_000_000;
-
-fn ring_of(rings: &RingsConfig, class: &str) -> Option<RingConfig> {
-    match class {
-        "known_good" => Some(rings.known_good),
-        "assumed_good" => Some(rings.assumed_good),
-        "suspect" => Some(rings.suspect),
-        _ => None,
-    }
-}
-
-fn ring_mut<'a>(rings: &'a mut RingsConfig, class: &str) -> Option<&'a mut RingConfig> {
-    match class {
-        "known_good" => Some(&mut rings.known_good),
-        "assumed_good" => Some(&mut rings.assumed_good),
-        "suspect" => Some(&mut rings.suspect),
-        _ => None,
-    }
-}
 
 /// What identifies a slice layout: slice ids mean the same addresses only while it holds.
 pub fn layout_key(config: &Config) -> String {
@@ -439,7 +428,7 @@ fn effective_blocks(config: &Config, overlay: &Overlay) -> Vec<BlockSpec> {
 fn prune(config: &Config, overlay: &mut Overlay) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
     overlay.rings.retain(|class, o| {
-        let keep = ring_of(&config.rings, class) == Some(o.base);
+        let keep = config.rings.of(*class) == Some(o.base);
         if !keep {
             notes.push(format!(
                 "runtime ring override of {class} dropped: the config file changed it"
@@ -476,13 +465,18 @@ fn prune(config: &Config, overlay: &mut Overlay) -> Result<Vec<String>, String> 
 }
 
 /// The snapshot `config` and `overlay` make at `version`.
-fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySnapshot, String> {
+fn snapshot(
+    config: &Config,
+    overlay: &Overlay,
+    cluster: Option<ClusterPolicy>,
+    version: u64,
+) -> Result<PolicySnapshot, String> {
     let service = config.service();
     let limits = config.limits();
     let map = effective_map(config, overlay)?;
     let mut rings = config.rings;
     for (class, o) in &overlay.rings {
-        if let Some(r) = ring_mut(&mut rings, class) {
+        if let Some(r) = rings.of_mut(*class) {
             *r = o.value;
         }
     }
@@ -497,6 +491,7 @@ fn snapshot(config: &Config, overlay: &Overlay, version: u64) -> Result<PolicySn
         rings,
         new_flows_per_sec: limits.new_flows_per_sec,
         source_prefix_len: limits.source_prefix_len,
+        cluster,
     };
     check_fits(&snap)?;
     Ok(snap)
@@ -550,7 +545,7 @@ mod tests {
         let d = base();
         assert!(d
             .propose(Change::Ring {
-                class: "bogus".into(),
+                class: Class::Reject,
                 size: Some(8),
                 weight: None
             })
@@ -558,7 +553,7 @@ mod tests {
         for (size, weight) in [(Some(1000), None), (Some(0), None), (None, Some(0))] {
             assert!(d
                 .propose(Change::Ring {
-                    class: "suspect".into(),
+                    class: Class::Suspect,
                     size,
                     weight
                 })
@@ -567,7 +562,7 @@ mod tests {
         let d2 = apply(
             &d,
             Change::Ring {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: Some(1024),
                 weight: None,
             },
@@ -577,7 +572,7 @@ mod tests {
         let d3 = apply(
             &d2,
             Change::Ring {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: Some(512),
                 weight: None,
             },
@@ -688,7 +683,7 @@ mod tests {
         let d = apply(
             &d,
             Change::Ring {
-                class: "suspect".into(),
+                class: Class::Suspect,
                 size: Some(1024),
                 weight: None,
             },
@@ -696,7 +691,7 @@ mod tests {
         let d = apply(
             &d,
             Change::Ring {
-                class: "known_good".into(),
+                class: Class::KnownGood,
                 size: None,
                 weight: Some(7),
             },

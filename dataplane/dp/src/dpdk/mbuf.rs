@@ -9,7 +9,7 @@ use super::eal::{RX_TS_FLAG, RX_TS_OFFSET, STAMP_OFFSET};
 use super::Mempool;
 
 /// The most mbufs a [`Burst`] or [`TxBurst`] holds.
-pub const BURST: usize = 32;
+pub use crate::port::BURST;
 
 /// Per port id: nanoseconds per unit of the driver's rx timestamp (1 = already ns).
 static TS_NS_PER_UNIT: [AtomicU32; weir_ffi::RTE_MAX_ETHPORTS as usize] =
@@ -224,6 +224,57 @@ unsafe fn free_bulk(p: *mut *mut rte_mbuf, n: usize) {
     }
 }
 
+/// Mbufs a worker is done with, freed together: one `rte_pktmbuf_free_bulk` per
+/// [`BURST`] mbufs (or per drained ring) instead of one C call per packet.
+pub struct FreeBatch {
+    bufs: [*mut rte_mbuf; BURST],
+    len: usize,
+}
+
+// SAFETY: a FreeBatch owns its mbufs as Mbuf values would (Mbuf is Send).
+unsafe impl Send for FreeBatch {}
+
+impl std::fmt::Debug for FreeBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FreeBatch").field("len", &self.len).finish()
+    }
+}
+
+impl Default for FreeBatch {
+    fn default() -> Self {
+        FreeBatch {
+            bufs: [std::ptr::null_mut(); BURST],
+            len: 0,
+        }
+    }
+}
+
+impl FreeBatch {
+    /// Keep `m` to be freed with the others (freeing the batch first when it is full).
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) {
+        if self.len == BURST {
+            self.flush();
+        }
+        self.bufs[self.len] = m.into_raw();
+        self.len += 1;
+    }
+
+    /// Free every mbuf kept.
+    #[inline]
+    pub fn flush(&mut self) {
+        // SAFETY: slots 0..len hold owned mbufs given up by `push` (into_raw), each once.
+        unsafe { free_bulk(self.bufs.as_mut_ptr(), self.len) };
+        self.len = 0;
+    }
+}
+
+impl Drop for FreeBatch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Up to [`BURST`] received mbufs, on the stack; iterating takes them out, dropping frees
 /// the rest.
 pub struct Burst {
@@ -269,6 +320,24 @@ impl Burst {
         self.len == self.head
     }
 
+    /// The packet data of the next mbuf not yet taken (its first segment), for a lookahead.
+    #[inline]
+    pub fn peek_data(&self) -> Option<&[u8]> {
+        if self.head == self.len {
+            return None;
+        }
+        let m = self.bufs[self.head];
+        // SAFETY: slots head..len hold owned, live mbufs that this burst still owns; the
+        // slice borrows the burst, so the mbuf cannot be taken (and freed) while it lives.
+        // buf_addr + data_off .. + data_len is initialised packet data (DPDK's invariant).
+        unsafe {
+            Some(std::slice::from_raw_parts(
+                (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off)),
+                usize::from((*m).data_len),
+            ))
+        }
+    }
+
     /// Move untaken mbufs to the front and return the free tail for a receive call.
     #[inline]
     pub(super) fn free_tail(&mut self) -> (*mut *mut rte_mbuf, u16) {
@@ -295,6 +364,8 @@ impl Burst {
 impl Iterator for Burst {
     type Item = Mbuf;
 
+    /// The next mbuf; the packet data of the one after it is prefetched meanwhile (its
+    /// mbuf header is in cache: the driver just wrote it).
     #[inline]
     fn next(&mut self) -> Option<Mbuf> {
         if self.head == self.len {
@@ -302,6 +373,18 @@ impl Iterator for Burst {
         }
         let p = self.bufs[self.head];
         self.head += 1;
+        if self.head < self.len {
+            let q = self.bufs[self.head];
+            // SAFETY: q is an owned, live mbuf of this burst; its header is readable and
+            // buf_addr + data_off points into its buffer. A prefetch never faults.
+            unsafe {
+                let data = (*q).buf_addr.cast::<i8>().add(usize::from((*q).data_off));
+                #[cfg(target_arch = "x86_64")]
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(data);
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = data;
+            }
+        }
         // SAFETY: slots head..len hold owned mbufs from the driver; head moved past this one,
         // so it is handed out once.
         Some(unsafe { Mbuf::from_raw(p) })

@@ -40,7 +40,7 @@ mod tests;
 
 pub use eal::{eal_init, test_eal_args};
 pub use lcore::{launch, lcore_id, wait, worker_lcores, LCORE_INVALID, LCORE_PANICKED};
-pub use mbuf::{Burst, Mbuf, TxBurst, BURST};
+pub use mbuf::{Burst, FreeBatch, Mbuf, TxBurst, BURST};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM};
 pub use port::{Port, PortInfo, PortReady, PortSetup, PortStats, TxResult, RSS_ADDRESS};
 
@@ -80,7 +80,7 @@ pub enum DpdkError {
         what: &'static str,
         /// The value.
         value: String,
-        /// Why.
+        /// What is wrong with the value.
         why: &'static str,
     },
     /// Registering an mbuf dynamic field or flag failed.
@@ -198,7 +198,7 @@ pub enum DpdkError {
         lcore: u32,
         /// The negative return code, or -EINVAL for a lcore that is not a worker.
         code: i32,
-        /// Why.
+        /// DPDK's description of the error (`rte_strerror`).
         text: String,
         /// The EAL's worker lcores.
         workers: Vec<u32>,

@@ -22,18 +22,53 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Rule, MAX_SRC_MIX_LEN};
 
+/// Why a rule's text form was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleTextError {
+    /// A key that is not 32 hex digits.
+    #[error("key must be 32 hex digits (128 bits), got {0:?}")]
+    Key(String),
+    /// A rule name weir does not know.
+    #[error(
+        "unknown rule `{0}`: expected one of any, src-mix, src-bits, keyed-hash, time-hop, content"
+    )]
+    UnknownRule(String),
+    /// A key of another rule.
+    #[error("`{key}` is not a key of rule `{rule}` (it takes {takes})")]
+    NotItsKey {
+        /// The key given.
+        key: &'static str,
+        /// The rule.
+        rule: String,
+        /// The keys it takes.
+        takes: String,
+    },
+    /// A key the rule needs is missing.
+    #[error("rule `{rule}` needs `{key}` ({what})")]
+    Missing {
+        /// The rule.
+        rule: &'static str,
+        /// The key.
+        key: &'static str,
+        /// What it is.
+        what: &'static str,
+    },
+    /// The values are out of range.
+    #[error(transparent)]
+    Invalid(#[from] crate::SsaError),
+}
+
 /// Parse a 128-bit key from 32 hex digits.
-pub fn parse_key(text: &str) -> Result<[u8; 16], String> {
+pub fn parse_key(text: &str) -> Result<[u8; 16], RuleTextError> {
     let t = text.trim();
+    let bad = || RuleTextError::Key(text.to_string());
     if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "key must be 32 hex digits (128 bits), got {:?}",
-            text
-        ));
+        return Err(bad());
     }
     let mut key = [0u8; 16];
     for (i, k) in key.iter_mut().enumerate() {
-        *k = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        let pair = t.get(2 * i..2 * i + 2).ok_or_else(bad)?;
+        *k = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
     }
     Ok(key)
 }
@@ -122,19 +157,14 @@ impl Text {
         ]
     }
 
-    fn into_rule(self) -> Result<Rule, String> {
+    fn into_rule(self) -> Result<Rule, RuleTextError> {
         let allowed: &[&str] = match self.rule.as_str() {
             "any" | "content" => &[],
             "src-mix" => &["src_prefix_len"],
             "src-bits" => &["src_start", "dst_start", "len"],
             "keyed-hash" => &["key", "src_prefix_len"],
             "time-hop" => &["key", "src_prefix_len", "period_s", "skew"],
-            other => {
-                return Err(format!(
-                    "unknown rule `{other}`: expected one of {}",
-                    Rule::NAMES.join(", ")
-                ))
-            }
+            other => return Err(RuleTextError::UnknownRule(other.to_string())),
         };
         if let Some((extra, _)) = self
             .given()
@@ -146,13 +176,18 @@ impl Text {
             } else {
                 allowed.join(", ")
             };
-            return Err(format!(
-                "`{extra}` is not a key of rule `{}` (it takes {keys})",
-                self.rule
-            ));
+            return Err(RuleTextError::NotItsKey {
+                key: extra,
+                rule: self.rule,
+                takes: keys,
+            });
         }
-        let key = |k: Option<String>, rule: &str| -> Result<[u8; 16], String> {
-            let text = k.ok_or_else(|| format!("rule `{rule}` needs `key` (32 hex digits)"))?;
+        let key = |k: Option<String>, rule: &'static str| -> Result<[u8; 16], RuleTextError> {
+            let text = k.ok_or(RuleTextError::Missing {
+                rule,
+                key: "key",
+                what: "32 hex digits",
+            })?;
             parse_key(&text)
         };
         let rule = match self.rule.as_str() {
@@ -173,13 +208,15 @@ impl Text {
             _ => Rule::TimeHop {
                 key: key(self.key, "time-hop")?,
                 src_prefix_len: self.src_prefix_len.unwrap_or(DEFAULT_LEN),
-                period_s: self
-                    .period_s
-                    .ok_or("rule `time-hop` needs `period_s` (seconds per window)")?,
+                period_s: self.period_s.ok_or(RuleTextError::Missing {
+                    rule: "time-hop",
+                    key: "period_s",
+                    what: "seconds per window",
+                })?,
                 skew: self.skew.unwrap_or(0),
             },
         };
-        rule.validate().map_err(|e| e.to_string())?;
+        rule.validate()?;
         Ok(rule)
     }
 }
@@ -316,7 +353,7 @@ impl Rule {
         src_prefix_len: Option<u8>,
         period_s: Option<u64>,
         skew: Option<u32>,
-    ) -> Result<Rule, String> {
+    ) -> Result<Rule, RuleTextError> {
         Text {
             rule: name.to_string(),
             src_start,

@@ -428,6 +428,14 @@ fn icmp(frame: &[u8]) -> Icmpv6 {
     }
 }
 
+/// An ICMPv6 error's type and the quote read back with `quote_of`.
+fn error_quote(frame: &[u8]) -> (u8, Option<Quote>) {
+    match icmp(frame) {
+        Icmpv6::Error { ty, quote_at } => (ty, crate::quote_of(frame, quote_at)),
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
 #[test]
 fn packet_too_big_quotes_tcp() {
     let q = quoted(&[]);
@@ -437,94 +445,67 @@ fn packet_too_big_quotes_tcp() {
         proto: protocol::TCP,
         tcp_ports: Some((443, 40000)),
     };
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q)));
-    assert_eq!(
-        got,
-        Icmpv6::Error {
-            ty: 2,
-            quote: Some(want)
-        }
-    );
+    let got = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q)));
+    assert_eq!(got, (2, Some(want)));
     // Only the four port bytes of TCP quoted: still full ports.
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q[..44])));
-    assert_eq!(
-        got,
-        Icmpv6::Error {
-            ty: 2,
-            quote: Some(want)
-        }
-    );
+    let got = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q[..44])));
+    assert_eq!(got, (2, Some(want)));
     // Three bytes: no ports.
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q[..43])));
+    let got = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q[..43])));
     assert_eq!(
         got,
-        Icmpv6::Error {
-            ty: 2,
-            quote: Some(Quote {
+        (
+            2,
+            Some(Quote {
                 tcp_ports: None,
                 ..want
             })
-        }
+        )
     );
     // Short quote: None, not malformed.
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q[..39])));
-    assert_eq!(got, Icmpv6::Error { ty: 2, quote: None });
+    let got = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q[..39])));
+    assert_eq!(got, (2, None));
     // Empty quote.
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &[])));
-    assert_eq!(got, Icmpv6::Error { ty: 2, quote: None });
+    let got = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &[])));
+    assert_eq!(got, (2, None));
 }
 
 #[test]
 fn quote_walks_ext_headers_leniently() {
     let q = quoted(&[Ext::HopByHop, Ext::Routing]);
-    let got = icmp(&icmp_frame(&icmpv6::Repr::Error {
+    let (_, quote) = error_quote(&icmp_frame(&icmpv6::Repr::Error {
         ty: 1,
         code: 4,
         param: 0,
         quote: &q,
     }));
-    let Icmpv6::Error {
-        quote: Some(quote), ..
-    } = got
-    else {
-        panic!()
-    };
+    let quote = quote.unwrap();
     assert_eq!(
         (quote.proto, quote.tcp_ports),
         (protocol::TCP, Some((443, 40000)))
     );
     // Cut inside the routing header: proto is the routing header's number.
-    let got = icmp(&icmp_frame(&icmpv6::Repr::Error {
+    let (_, quote) = error_quote(&icmp_frame(&icmpv6::Repr::Error {
         ty: 3,
         code: 0,
         param: 0,
         quote: &q[..60],
     }));
-    let Icmpv6::Error {
-        quote: Some(quote), ..
-    } = got
-    else {
-        panic!()
-    };
+    let quote = quote.unwrap();
     assert_eq!((quote.proto, quote.tcp_ports), (protocol::ROUTING, None));
     // A quoted later fragment has no ports.
     let q = quoted(&[Ext::Frag {
         offset: 1,
         more: false,
     }]);
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q)));
-    let Icmpv6::Error {
-        quote: Some(quote), ..
-    } = got
-    else {
-        panic!()
-    };
+    let (_, quote) = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q)));
+    let quote = quote.unwrap();
     assert_eq!((quote.proto, quote.tcp_ports), (protocol::TCP, None));
     // Not version 6.
     let mut q = quoted(&[]);
     q[0] = 0x40;
-    let got = icmp(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q)));
-    assert_eq!(got, Icmpv6::Error { ty: 2, quote: None });
+    let got = error_quote(&icmp_frame(&icmpv6::Repr::packet_too_big(1280, &q)));
+    assert_eq!(got, (2, None));
 }
 
 #[test]
@@ -534,35 +515,17 @@ fn ndp_and_echo() {
         target,
         source_lladdr: Some(MAC_A),
     };
-    assert_eq!(
-        icmp(&icmp_frame(&ns)),
-        Icmpv6::Ndp {
-            ty: 135,
-            target: Some(target)
-        }
-    );
+    assert_eq!(icmp(&icmp_frame(&ns)), Icmpv6::Ndp { ty: 135 });
     let na = icmpv6::Repr::NeighborAdvert {
         flags: 0x60,
         target,
         target_lladdr: None,
     };
-    assert_eq!(
-        icmp(&icmp_frame(&na)),
-        Icmpv6::Ndp {
-            ty: 136,
-            target: Some(target)
-        }
-    );
+    assert_eq!(icmp(&icmp_frame(&na)), Icmpv6::Ndp { ty: 136 });
     let rs = icmpv6::Repr::RouterSolicit {
         source_lladdr: None,
     };
-    assert_eq!(
-        icmp(&icmp_frame(&rs)),
-        Icmpv6::Ndp {
-            ty: 133,
-            target: None
-        }
-    );
+    assert_eq!(icmp(&icmp_frame(&rs)), Icmpv6::Ndp { ty: 133 });
     let echo = icmpv6::Repr::EchoRequest {
         ident: 1,
         seq_no: 1,
@@ -578,21 +541,9 @@ fn ndp_and_echo() {
     let other = ipv6_frame(0, &[], protocol::ICMPV6, &[143, 0, 0, 0]);
     assert_eq!(icmp(&other), Icmpv6::Other { ty: 143 });
     let ra = ipv6_frame(0, &[], protocol::ICMPV6, &[134; 16]);
-    assert_eq!(
-        icmp(&ra),
-        Icmpv6::Ndp {
-            ty: 134,
-            target: None
-        }
-    );
+    assert_eq!(icmp(&ra), Icmpv6::Ndp { ty: 134 });
     let redirect = ipv6_frame(0, &[], protocol::ICMPV6, &[137; 40]);
-    assert!(matches!(
-        icmp(&redirect),
-        Icmpv6::Ndp {
-            ty: 137,
-            target: Some(_)
-        }
-    ));
+    assert!(matches!(icmp(&redirect), Icmpv6::Ndp { ty: 137 }));
 }
 
 #[test]
@@ -1041,5 +992,49 @@ proptest! {
             ext_headers: chain.len() as u8,
         }));
         prop_assert_eq!(peek_addresses(&f), Some((IpVersion::V6, src, dst)));
+    }
+
+    /// The fast path gives exactly the general walk's answer whenever it answers, over
+    /// arbitrary bytes and over common-case frames (TCP with and without options, UDP)
+    /// with arbitrary edits and cuts; and `parse_frame` always equals the general walk.
+    #[test]
+    fn fast_path_equals_the_general_walk(
+        which in 0usize..4,
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in any::<usize>(),
+        arbitrary in proptest::collection::vec(any::<u8>(), 0..120),
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let options = [2u8, 4, 0x05, 0xb4, 1, 1, 4, 2]; // MSS, NOP, NOP, SACK-permitted
+        let mut with_opts = syn();
+        with_opts[12] = 7 << 4;
+        with_opts.splice(20..20, options);
+        let mut data = tcp_bytes(&tcp::Repr::syn(40000, 443, 1000, 1440), v6());
+        data[13] = tcp_flags::ACK | tcp_flags::PSH;
+        data.extend_from_slice(&payload);
+        let mut udp = vec![0u8; 8 + payload.len()];
+        let udp_len = udp.len() as u16;
+        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        udp[8..].copy_from_slice(&payload);
+        let bases = [
+            ipv6_frame(0, &[], protocol::TCP, &syn()),
+            ipv6_frame(0, &[], protocol::TCP, &with_opts),
+            ipv6_frame(0, &[], protocol::TCP, &data),
+            ipv6_frame(0, &[], protocol::UDP, &udp),
+        ];
+        let mut f = bases[which].clone();
+        prop_assert!(fast_frame(&f).is_some(), "a common-case frame takes the fast path");
+        prop_assert_eq!(Ok(fast_frame(&f).unwrap()), general_frame(&f));
+        for (at, v) in edits {
+            let n = f.len();
+            f[at % n] = v;
+        }
+        let keep = cut % (f.len() + 1);
+        for frame in [&f[..], &f[..keep], &arbitrary[..]] {
+            if let Some(fast) = fast_frame(frame) {
+                prop_assert_eq!(Ok(fast), general_frame(frame));
+            }
+            prop_assert_eq!(parse_frame(frame), general_frame(frame));
+        }
     }
 }

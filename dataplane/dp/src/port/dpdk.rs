@@ -30,15 +30,19 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use weir_model::config::{Config, DpdkPortConfig};
+use weir_model::Class;
 
 use crate::capture::Capture;
-use crate::dpdk::{self, Burst, Mbuf, Mempool, Port, PortSetup, TxBurst, BURST};
-use crate::l2::HostResponder;
-use crate::live::{Clock, PortDrops, RunOptions, RxCore, RxReport, Shared, TxCounts};
-use crate::pipeline::{self, Backing, Overflow, TxReceiver};
-use crate::replay::{ReplayOptions, Report, Session};
-use weir_model::config::{Config, DpdkPortConfig};
-use weir_model::verdict::{Class, Disposition};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, Port as Device, PortSetup, TxBurst};
+use crate::host::HostResponder;
+use crate::pipeline::{self, Backing, Overflow, RxQueues};
+use crate::port::pcap::FileReport;
+use crate::port::{Port, PortDrops, PortError, Received, RxStatus, Sent};
+use crate::replay::{ReplayOptions, Report};
+use crate::run::RunOptions;
+use crate::rx::{Clock, RunLimits, RxCore, RxReport, RxSetup};
+use crate::state::DataplaneState;
 
 /// Bytes of packet data per mbuf: a full frame with VLAN tags (the mbuf adds DPDK's
 /// 128-byte headroom).
@@ -49,9 +53,175 @@ const HEADROOM: u16 = 128;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mbufs;
 
+impl Received<Mbufs> for Mbuf {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self.data()
+    }
+    #[inline]
+    fn wire_len(&self) -> u32 {
+        self.pkt_len()
+    }
+    #[inline]
+    fn capture_ns(&self) -> Option<u64> {
+        self.rx_timestamp()
+    }
+    #[inline]
+    fn queue(self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
+        queues.push(worker, class, self)
+    }
+}
+
+/// A received mbuf with the data of the one after it in its burst (see
+/// [`Received::lookahead`]).
+#[derive(Debug)]
+pub struct InBurst<'a> {
+    m: Mbuf,
+    next: Option<&'a [u8]>,
+}
+
+impl Received<Mbufs> for InBurst<'_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self.m.data()
+    }
+    #[inline]
+    fn wire_len(&self) -> u32 {
+        self.m.pkt_len()
+    }
+    #[inline]
+    fn capture_ns(&self) -> Option<u64> {
+        None
+    }
+    #[inline]
+    fn queue(self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
+        queues.push(worker, class, self.m)
+    }
+    #[inline]
+    fn lookahead(&self) -> Option<&[u8]> {
+        self.next
+    }
+}
+
+/// One rx queue of every device, as one rx core's port: bursts from each device's queue
+/// `queue` in turn (the mbufs themselves are lent and queued: zero copy); answers and
+/// the terminators' frames are copied into mbufs and sent on the first device's tx queue
+/// of the same number. Chained mbufs (a frame larger than one buffer: ports run without
+/// scatter) are not classified on a cut copy; they are counted as `oversize` and freed.
+#[derive(Debug)]
+pub struct DpdkQueue {
+    devices: Arc<Vec<Device>>,
+    queue: u16,
+    burst: Burst,
+    pool: Mempool,
+    tx: TxBurst,
+    sent: Sent,
+    oversize: u64,
+}
+
+impl DpdkQueue {
+    /// Queue `queue` of `devices`, sending from `pool`.
+    pub fn new(devices: Arc<Vec<Device>>, queue: u16, pool: Mempool) -> DpdkQueue {
+        DpdkQueue {
+            devices,
+            queue,
+            burst: Burst::new(),
+            pool,
+            tx: TxBurst::new(),
+            sent: Sent::default(),
+            oversize: 0,
+        }
+    }
+}
+
+impl Port for DpdkQueue {
+    type Backing = Mbufs;
+    type Frame<'a> = InBurst<'a>;
+
+    #[inline]
+    fn rx_burst<F>(&mut self, mut f: F) -> Result<RxStatus, PortError>
+    where
+        F: for<'a> FnMut(InBurst<'a>),
+    {
+        let mut total = 0;
+        for dev in self.devices.iter() {
+            let n = dev.rx_burst(self.queue, &mut self.burst);
+            total += n;
+            while let Some(m) = self.burst.next() {
+                if m.segments() > 1 {
+                    self.oversize += 1;
+                    continue;
+                }
+                let next = self.burst.peek_data();
+                f(InBurst { m, next });
+            }
+        }
+        Ok(RxStatus::Frames(total))
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        let Some(mut m) = Mbuf::alloc(&self.pool) else {
+            self.sent.failed += 1;
+            return;
+        };
+        if !m.append(frame) {
+            self.sent.failed += 1;
+            return;
+        }
+        if let Err(m) = self.tx.push(m) {
+            self.flush();
+            if self.tx.push(m).is_err() {
+                self.sent.failed += 1;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let Some(dev) = self.devices.first() else {
+            return;
+        };
+        let r = dev.tx_flush(self.queue, &mut self.tx, 4);
+        self.sent.sent += u64::from(r.sent);
+        self.sent.failed += u64::from(r.dropped);
+    }
+
+    fn sent(&self) -> Sent {
+        self.sent
+    }
+
+    /// The devices' counters are global: rx core 0 reports them (with every core's own
+    /// oversize count folded in by the merge).
+    fn drops(&self) -> Option<PortDrops> {
+        let mut d = PortDrops {
+            oversize: self.oversize,
+            ..PortDrops::default()
+        };
+        if self.queue == 0 {
+            for s in self.devices.iter().map(Device::stats) {
+                d.imissed += s.imissed;
+                d.ierrors += s.ierrors;
+                d.rx_nombuf += s.rx_nombuf;
+            }
+        }
+        Some(d)
+    }
+}
+
 impl Backing for Mbufs {
     type Buf = Mbuf;
+    type Spent = crate::dpdk::FreeBatch;
     const RECYCLES: bool = false;
+    #[inline]
+    fn release(spent: &mut crate::dpdk::FreeBatch, buf: Mbuf) {
+        spent.push(buf);
+    }
+    #[inline]
+    fn release_all(spent: &mut crate::dpdk::FreeBatch) {
+        spent.flush();
+    }
     #[inline]
     fn wire_len(&self, buf: &Mbuf) -> u32 {
         buf.pkt_len()
@@ -173,11 +343,11 @@ fn online_cpus() -> usize {
 
 /// A device by its DPDK arguments: one the EAL already knows (PCI address on `-a`,
 /// `--vdev`), else hot-plugged.
-fn open_device(devargs: &str) -> Result<Port> {
+fn open_device(devargs: &str) -> Result<Device> {
     let name = devargs.split(',').next().unwrap_or(devargs);
-    match Port::by_name(name) {
+    match Device::by_name(name) {
         Ok(p) => Ok(p),
-        Err(_) => Port::attach(devargs).with_context(|| format!("[port] device `{devargs}`")),
+        Err(_) => Device::attach(devargs).with_context(|| format!("[port] device `{devargs}`")),
     }
 }
 
@@ -185,7 +355,7 @@ fn open_device(devargs: &str) -> Result<Port> {
 pub fn run(
     cfg: &Config,
     d: &DpdkPortConfig,
-    shared: &Arc<Shared>,
+    shared: &Arc<DataplaneState>,
     opts: &RunOptions,
 ) -> Result<RxReport> {
     check_hugepages(&d.eal)?;
@@ -252,10 +422,10 @@ pub fn run(
     // rx cores answer NDP/ARP for weir's addresses and send what the terminators queue.
     let our_mac = ports
         .first()
-        .and_then(Port::mac)
-        .unwrap_or(crate::live::DEFAULT_MAC);
+        .and_then(Device::mac)
+        .unwrap_or(crate::run::DEFAULT_MAC);
     let (mut serves, mut ways_back) = if cfg.terminator.enabled {
-        let (s, b) = crate::live::build_serves(
+        let (s, b) = crate::run::terminator_workers(
             cfg,
             shared,
             usize::from(rx_queues),
@@ -271,30 +441,26 @@ pub fn run(
     let (back_tx, back_rx) = mpsc::channel();
     let mut launched_rx = Vec::new();
     let mut failure = None;
+    let limits = RunLimits {
+        clock,
+        duration: opts.duration,
+    };
     for (q, (rxq, &lcore)) in rxs.into_iter().zip(rx_lcores).enumerate() {
         // A network port: service-sourced frames arriving here are spoofed (martian); the
         // tracker learns the service's side from the terminators' tx path.
-        let core = RxCore::new(
-            q,
-            cfg,
-            shared,
-            rxq,
-            clock.base,
-            crate::classify::Vantage::Port,
-        )?;
-        let (ports, shared, back) = (Arc::clone(&ports), Arc::clone(shared), back_tx.clone());
-        let duration = opts.duration;
+        let mut setup = RxSetup::live(q);
+        setup.responder = Some(HostResponder::new(our_mac));
+        setup.replies = ways_back.get_mut(q).map(std::mem::take).unwrap_or_default();
+        setup.stamp_base = Some(clock.base);
+        let mut core = RxCore::new(cfg, shared, rxq, setup);
         let queue = u16::try_from(q).unwrap_or(u16::MAX);
-        let out = TxSide {
-            responder: HostResponder::new(our_mac),
-            ways_back: ways_back.get_mut(q).map(std::mem::take).unwrap_or_default(),
-            pool: pool.clone(),
-            burst: TxBurst::new(),
-            counts: TxCounts::default(),
-        };
+        let mut port = DpdkQueue::new(Arc::clone(&ports), queue, pool.clone());
+        let (shared, back) = (Arc::clone(shared), back_tx.clone());
         match dpdk::launch(lcore, move || {
-            let core = rx_loop(core, &ports, queue, &shared, clock, duration, out);
-            let _ = back.send(core);
+            if let Err(e) = core.run(&mut port, &shared, &limits, None) {
+                tracing::error!(queue, "rx core stopped: {e}");
+            }
+            let _ = back.send((core, port));
             0
         }) {
             Ok(()) => launched_rx.push(lcore),
@@ -335,28 +501,30 @@ pub fn run(
     if failure.is_some() {
         shared.stop.store(true, Ordering::Relaxed);
     }
-    // The rx lcores run until `shared.stop` (signal, control, duration).
+    // The rx lcores run until `shared.stop` (signal, control) or the duration.
     for &l in &launched_rx {
         dpdk::wait(l);
     }
-    let cores: Vec<RxCore<Mbufs>> = back_rx.try_iter().collect();
-    for core in &cores {
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut cores: Vec<(RxCore<Mbufs>, DpdkQueue)> = back_rx.try_iter().collect();
+    for (core, _) in &cores {
         core.rx.finish();
     }
     for &l in &launched_workers {
         dpdk::wait(l);
     }
-    let now = clock.now_ns();
     let mut merged: Option<RxReport> = None;
-    for core in cores {
-        let r = core.finish(shared, now);
+    for (core, port) in &mut cores {
+        core.send_remaining(port);
+        let r = core.finish(shared, port);
         match &mut merged {
             Some(m) => m.merge(&r),
             None => merged = Some(r),
         }
     }
     let mut report = merged.unwrap_or_default();
-    let port_stats: Vec<_> = ports.iter().map(Port::stats).collect();
+    let port_stats: Vec<_> = ports.iter().map(Device::stats).collect();
+    drop(cores);
     drop(ports);
     let (capacity, available) = (pool.capacity(), pool.available());
     report.mempool = Some((capacity, available));
@@ -376,166 +544,6 @@ pub fn run(
         return Err(e);
     }
     Ok(report)
-}
-
-/// One rx lcore: poll queue `queue` of every port, classify each mbuf where it lies, push
-/// it to its ring or free it.
-fn rx_loop(
-    mut core: RxCore<Mbufs>,
-    ports: &[Port],
-    queue: u16,
-    shared: &Shared,
-    clock: Clock,
-    duration: Option<Duration>,
-    mut out: TxSide,
-) -> RxCore<Mbufs> {
-    let mut burst = Burst::new();
-    let mut last_port_read = Instant::now();
-    while !shared.stop.load(Ordering::Relaxed) {
-        if queue == 0 && last_port_read.elapsed() >= Duration::from_secs(1) {
-            core.set_port_drops(port_drops(ports));
-            last_port_read = Instant::now();
-        }
-        if duration.is_some_and(|d| clock.elapsed() >= d) {
-            shared.stop.store(true, Ordering::Relaxed);
-            break;
-        }
-        core.sync(shared);
-        let now = clock.now_ns();
-        for port in ports {
-            if port.rx_burst(queue, &mut burst) == 0 {
-                continue;
-            }
-            for m in burst.by_ref() {
-                classify_and_queue(&mut core, m, now, &mut out, ports, queue);
-            }
-        }
-        // What the terminators queued: seen by the flow tracker, then sent.
-        let TxSide {
-            ways_back,
-            pool,
-            burst: txb,
-            counts,
-            ..
-        } = &mut out;
-        for (w, path) in ways_back.iter_mut() {
-            let clf = &mut core.clf;
-            path.drain(BURST, |f| {
-                clf.observe_tx(f, Some(*w), now);
-                send_frame(f, pool, txb, counts, ports, queue);
-            });
-        }
-        flush(txb, counts, ports, queue);
-        core.set_tx_counts(out.counts);
-        core.housekeeping(shared, now);
-    }
-    if queue == 0 {
-        core.set_port_drops(port_drops(ports));
-    }
-    core
-}
-
-/// The ports' own drop counters, summed (a control-path call, once a second).
-fn port_drops(ports: &[Port]) -> PortDrops {
-    let mut d = PortDrops::default();
-    for s in ports.iter().map(Port::stats) {
-        d.imissed += s.imissed;
-        d.ierrors += s.ierrors;
-        d.rx_nombuf += s.rx_nombuf;
-    }
-    d
-}
-
-/// An rx core's sending side: NDP/ARP answers and the terminators' ways back, sent on
-/// its own tx queue of the first device.
-struct TxSide {
-    responder: HostResponder,
-    ways_back: Vec<(u16, TxReceiver)>,
-    pool: Mempool,
-    burst: TxBurst,
-    counts: TxCounts,
-}
-
-/// Copy `frame` into an mbuf and add it to the tx burst (sent when full).
-fn send_frame(
-    frame: &[u8],
-    pool: &Mempool,
-    txb: &mut TxBurst,
-    counts: &mut TxCounts,
-    ports: &[Port],
-    queue: u16,
-) {
-    let Some(mut m) = Mbuf::alloc(pool) else {
-        counts.send_failed += 1;
-        return;
-    };
-    if !m.append(frame) {
-        counts.send_failed += 1;
-        return;
-    }
-    if let Err(m) = txb.push(m) {
-        flush(txb, counts, ports, queue);
-        if txb.push(m).is_err() {
-            counts.send_failed += 1;
-        }
-    }
-}
-
-/// Send the tx burst on the first device (retrying partial sends; the rest is counted).
-fn flush(txb: &mut TxBurst, counts: &mut TxCounts, ports: &[Port], queue: u16) {
-    if txb.is_empty() {
-        return;
-    }
-    let Some(port) = ports.first() else {
-        return;
-    };
-    let r = port.tx_flush(queue, txb, 4);
-    counts.sent += u64::from(r.sent);
-    counts.send_failed += u64::from(r.dropped);
-}
-
-/// Classify `m` and queue it, answer it (NDP/ARP), or let it go (freed) with its verdict
-/// counted.
-#[inline]
-fn classify_and_queue(
-    core: &mut RxCore<Mbufs>,
-    m: Mbuf,
-    now_ns: u64,
-    out: &mut TxSide,
-    ports: &[Port],
-    queue: u16,
-) {
-    if m.segments() > 1 {
-        // Ports run without scatter, so a chained mbuf is a frame larger than a buffer:
-        // not classified on a cut copy; counted.
-        core.rx.oversize += 1;
-        return;
-    }
-    match core.clf.classify(m.data(), now_ns) {
-        Disposition::Classified { verdict, worker } if verdict.class() != Class::Reject => {
-            core.rx.push(worker, verdict.class(), m);
-        }
-        Disposition::Host => {
-            let mut reply = [0u8; 128];
-            match out
-                .responder
-                .answer(m.data(), &core.clf.policy().prefixes, &mut reply)
-            {
-                Ok(len) => {
-                    out.counts.host_answered += 1;
-                    let TxSide {
-                        pool,
-                        burst,
-                        counts,
-                        ..
-                    } = out;
-                    send_frame(&reply[..len], pool, burst, counts, ports, queue);
-                }
-                Err(_) => out.counts.host_ignored += 1,
-            }
-        }
-        _ => {}
-    }
 }
 
 /// EAL arguments for `replay --dpdk` when none are given: hugepages when some are free,
@@ -571,8 +579,8 @@ pub fn replay_mbufs(cfg: &Config) -> u32 {
 }
 
 /// `weir-dp replay --dpdk`: each file through a `net_pcap` vdev, with the software
-/// replay's rules, so the report is the same count for count. `eal`: EAL arguments (the
-/// process's EAL is initialised once; see [`dpdk::eal_init`]).
+/// replay's rx loop and rules, so the report is the same count for count. `eal`: EAL
+/// arguments (the process's EAL is initialised once; see [`dpdk::eal_init`]).
 pub fn replay(
     cfg: &Config,
     files: &[PathBuf],
@@ -582,20 +590,19 @@ pub fn replay(
     // Every file is read first: a missing or corrupt one fails before any work, and the
     // frame count tells the end of the file apart from a momentary lack of mbufs.
     let mut plan = Vec::with_capacity(files.len());
+    let mut largest = 0usize;
     for path in files {
         let text = path.display().to_string();
         if text.contains(',') {
             bail!("{text}: net_pcap takes file names without commas");
         }
         let mut frames = 0u64;
-        let mut largest = 0usize;
         Capture::open(path)?.for_each(|r| {
             frames += 1;
             largest = largest.max(r.data.len());
         })?;
-        plan.push((text, frames, largest));
+        plan.push(FilePlan { path: text, frames });
     }
-    let largest = plan.iter().map(|p| p.2).max().unwrap_or(0);
     let data_room = u16::try_from(largest.max(usize::from(MBUF_DATA)) + usize::from(HEADROOM))
         .context("a frame is too large for one mbuf (65407 bytes at most)")?;
     check_hugepages(eal)?;
@@ -603,32 +610,21 @@ pub fn replay(
     let mbufs = replay_mbufs(cfg);
     let pool = Mempool::new(&pool_name("rp"), mbufs, 0, data_room)
         .context("replay mbuf pool (raise -m)")?;
-
-    let mut session = Session::new(cfg, opts)?;
     let (mut rxs, wks) =
         pipeline::build_with(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Wait, |_| {
             (Arc::new(Mbufs), Vec::new())
         });
-    let mut rx = rxs.pop().context("no rx queues")?;
-    let start = Instant::now();
-    let handles = pipeline::spawn_workers(wks, None)?;
-    let mut result = Ok(());
-    for (k, (path, frames, _)) in plan.iter().enumerate() {
-        let r = replay_file(&mut session, &mut rx, &pool, k, path, *frames);
-        match r {
-            Ok(()) => session.file_done(path, *frames),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    rx.finish();
-    let worker_stats = pipeline::join_workers(handles)?;
-    let elapsed = start.elapsed();
-    result?;
-    let (ring_full, oversize) = (rx.ring_full, rx.oversize);
-    drop(rx);
+    let rx = rxs.pop().context("no rx queues")?;
+    let mut port = DpdkReplay {
+        plan,
+        next: 0,
+        current: None,
+        pool: pool.clone(),
+        burst: Burst::new(),
+        done: Vec::new(),
+    };
+    let report = crate::replay::replay_on(cfg, &mut port, rx, wks, opts, |p| p.done.clone())?;
+    drop(port);
     if pool.available() != pool.capacity() {
         bail!(
             "replay leaked mbufs: {} of {} back in the pool",
@@ -636,64 +632,137 @@ pub fn replay(
             pool.capacity()
         );
     }
-    session.finish(&ring_full, oversize, worker_stats, elapsed)
+    Ok(report)
 }
 
-fn replay_file(
-    session: &mut Session,
-    rx: &mut pipeline::RxQueues<Mbufs>,
-    pool: &Mempool,
-    k: usize,
-    path: &str,
+/// A capture file to replay through `net_pcap`, with its frame count.
+#[derive(Debug, Clone)]
+struct FilePlan {
+    path: String,
     frames: u64,
-) -> Result<()> {
-    let name = format!("net_pcap_weir{}_{k}", std::process::id());
-    let mut port = Port::attach(&format!("{name},rx_pcap={path}"))
-        .with_context(|| format!("{path}: net_pcap"))?;
-    port.configure(
-        &PortSetup {
-            rx_queues: 1,
-            tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            rss: false,
-            rx_timestamp: true,
-        },
-        pool,
-    )
-    .with_context(|| format!("{path}: net_pcap"))?;
-    port.start().with_context(|| format!("{path}: net_pcap"))?;
-    let mut burst = Burst::new();
-    let mut got = 0u64;
-    let mut idle = Instant::now();
-    while got < frames {
-        if port.rx_burst(0, &mut burst) == 0 {
-            // End of file comes only after `frames`; until then a 0 is a moment without
-            // free mbufs (the workers are freeing them).
-            if idle.elapsed() > Duration::from_secs(10) {
-                bail!(
-                    "{path}: net_pcap delivered {got} of {frames} frames (rx_nombuf {})",
-                    port.stats().rx_nombuf
-                );
-            }
-            std::thread::yield_now();
-            continue;
-        }
-        idle = Instant::now();
-        for m in burst.by_ref() {
-            got += 1;
-            let Some(ts) = m.rx_timestamp() else {
-                bail!("{path}: net_pcap gave frame {got} no timestamp");
+}
+
+/// The file being replayed: its vdev and how many frames came so far.
+#[derive(Debug)]
+struct Current {
+    device: Device,
+    got: u64,
+    idle_since: Instant,
+}
+
+/// `replay --dpdk`'s port: the files one after another, each through its own `net_pcap`
+/// vdev with rx timestamps (the capture's), read until its known frame count arrived.
+#[derive(Debug)]
+struct DpdkReplay {
+    plan: Vec<FilePlan>,
+    next: usize,
+    current: Option<Current>,
+    pool: Mempool,
+    burst: Burst,
+    done: Vec<FileReport>,
+}
+
+impl DpdkReplay {
+    fn open(&mut self, k: usize) -> Result<Device, PortError> {
+        let path = &self.plan[k].path;
+        let fail = |e: &dyn std::fmt::Display| PortError::Dpdk(format!("{path}: net_pcap: {e}"));
+        let name = format!("net_pcap_weir{}_{k}", std::process::id());
+        let mut device = Device::attach(&format!("{name},rx_pcap={path}")).map_err(|e| fail(&e))?;
+        device
+            .configure(
+                &PortSetup {
+                    rx_queues: 1,
+                    tx_queues: 1,
+                    rx_desc: 1024,
+                    tx_desc: 1024,
+                    rss: false,
+                    rx_timestamp: true,
+                },
+                &self.pool,
+            )
+            .map_err(|e| fail(&e))?;
+        device.start().map_err(|e| fail(&e))?;
+        Ok(device)
+    }
+}
+
+impl Port for DpdkReplay {
+    type Backing = Mbufs;
+    type Frame<'a> = Mbuf;
+    const CAPTURE_CLOCK: bool = true;
+
+    fn rx_burst<F>(&mut self, mut f: F) -> Result<RxStatus, PortError>
+    where
+        F: for<'a> FnMut(Mbuf),
+    {
+        loop {
+            let Some(plan) = self.plan.get(self.next) else {
+                return Ok(RxStatus::Ended);
             };
-            if m.segments() > 1 {
-                bail!("{path}: frame {got} arrived in {} mbufs", m.segments());
+            let (path, frames) = (plan.path.clone(), plan.frames);
+            if self.current.is_none() {
+                let device = self.open(self.next)?;
+                self.current = Some(Current {
+                    device,
+                    got: 0,
+                    idle_since: Instant::now(),
+                });
             }
-            if let Some((worker, class)) = session.frame(m.data(), ts, m.pkt_len()) {
-                rx.push(worker, class, m);
+            let Some(cur) = self.current.as_mut() else {
+                continue;
+            };
+            if cur.got >= frames {
+                self.done.push(FileReport {
+                    path,
+                    packets: frames,
+                    cut_short: false,
+                });
+                self.current = None;
+                self.next += 1;
+                continue;
             }
+            if cur.device.rx_burst(0, &mut self.burst) == 0 {
+                // The end of the file comes only after `frames`; until then a 0 is a
+                // moment without free mbufs (the workers are freeing them).
+                if cur.idle_since.elapsed() > Duration::from_secs(10) {
+                    return Err(PortError::Dpdk(format!(
+                        "{path}: net_pcap delivered {} of {frames} frames (rx_nombuf {})",
+                        cur.got,
+                        cur.device.stats().rx_nombuf
+                    )));
+                }
+                std::thread::yield_now();
+                return Ok(RxStatus::Frames(0));
+            }
+            cur.idle_since = Instant::now();
+            let mut n = 0;
+            for m in self.burst.by_ref() {
+                cur.got += 1;
+                n += 1;
+                if m.rx_timestamp().is_none() {
+                    return Err(PortError::Dpdk(format!(
+                        "{path}: net_pcap gave frame {} no timestamp",
+                        cur.got
+                    )));
+                }
+                if m.segments() > 1 {
+                    return Err(PortError::Dpdk(format!(
+                        "{path}: frame {} arrived in {} mbufs",
+                        cur.got,
+                        m.segments()
+                    )));
+                }
+                f(m);
+            }
+            return Ok(RxStatus::Frames(n));
         }
     }
-    Ok(())
+
+    fn send(&mut self, _frame: &[u8]) {}
+
+    fn sent(&self) -> Sent {
+        Sent::default()
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! ```text
 //!  rings (by class priority and weight) ──► strip Ethernet/VLAN ──► Terminator (smoltcp shards, HTTP)
 //!                                                                       │ IP packets
-//!  rx core: flow tracker sees them, port sends ◄── TxSender ◄── Ethernet header (our MAC → peer MAC)
+//!  rx core: flow tracker sees them, port sends ◄── ReplySender ◄── Ethernet header (our MAC → peer MAC)
 //! ```
 //! The terminators speak IP (`Medium::Ip`); link addresses are the dataplane's business:
 //! replies go to the link address the client's packets came from (the router, or the host
@@ -14,53 +14,37 @@
 
 use std::time::{Duration, Instant};
 
-use weir_terminator::tcp::{Terminator, Trust};
+use weir_terminator::tcp::Terminator;
 
-use crate::pipeline::{Backing, Drain, TxSender, WorkerQueues, WorkerReport, WorkerStats};
+use crate::pipeline::{Backing, Drain, ReplySender, WorkerQueues, WorkerReport, WorkerStats};
 use weir_model::verdict::Class;
 
-/// Ethernet header length (untagged).
-const ETH: usize = 14;
+use weir_wire::ethernet::{self, ethertype};
 
 /// The IP packet inside `frame` and the frame's source MAC: Ethernet with up to two VLAN
 /// tags, IPv4 or IPv6. `None` for anything else.
 pub fn strip_l2(frame: &[u8]) -> Option<(&[u8], [u8; 6])> {
-    let src: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
-    let mut at = 12;
-    loop {
-        let ty = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
-        match ty {
-            0x8100 | 0x88a8 if at < 20 => at += 4,
-            0x86dd | 0x0800 => return Some((frame.get(at + 2..)?, src)),
-            _ => return None,
-        }
-    }
+    let l2 = weir_wire::link_layer(frame).ok()?;
+    matches!(l2.ethertype, ethertype::IPV6 | ethertype::IPV4).then_some((l2.payload, l2.src))
 }
 
-/// Write an Ethernet frame around `ip` into `buf`; its length (0 when it does not fit).
+/// Write an untagged Ethernet frame around `ip` into `buf`; its length (0 when it does
+/// not fit).
 pub fn frame_into(buf: &mut [u8], src: [u8; 6], dst: [u8; 6], ip: &[u8]) -> usize {
-    let len = ETH + ip.len();
+    let len = ethernet::HEADER_LEN + ip.len();
     let Some(out) = buf.get_mut(..len) else {
         return 0;
     };
-    out[..6].copy_from_slice(&dst);
-    out[6..12].copy_from_slice(&src);
-    let ty: u16 = if ip.first().is_some_and(|b| b >> 4 == 4) {
-        0x0800
+    let mut eth = ethernet::Packet::new_unchecked(out);
+    eth.set_dst_addr(dst);
+    eth.set_src_addr(src);
+    eth.set_ethertype(if ip.first().is_some_and(|b| b >> 4 == 4) {
+        ethertype::IPV4
     } else {
-        0x86dd
-    };
-    out[12..14].copy_from_slice(&ty.to_be_bytes());
-    out[ETH..].copy_from_slice(ip);
+        ethertype::IPV6
+    });
+    eth.payload_mut().copy_from_slice(ip);
     len
-}
-
-fn trust(class: Class) -> Trust {
-    match class {
-        Class::KnownGood => Trust::KnownGood,
-        Class::AssumedGood => Trust::AssumedGood,
-        _ => Trust::Suspect,
-    }
 }
 
 /// Wakes a sleeping rx core when a worker has queued frames to send (software ports,
@@ -95,12 +79,13 @@ impl Wake {
     }
 }
 
-/// A worker's terminator and its way out.
+/// A worker that terminates TCP: its terminator and its way out (frames to send, through
+/// the rx core that tracks their flows).
 #[derive(Debug)]
-pub struct Serve {
+pub struct TerminatorWorker {
     term: Terminator,
     /// One way back per rx core: a flow's packets must pass the rx core that tracks it.
-    tx: Vec<TxSender>,
+    tx: Vec<ReplySender>,
     /// Which rx core a client address was last seen on (hashed, fixed size): replies go
     /// back through it. A collision between clients of different rx cores sends a reply
     /// through the other core, whose tracker then misses that SYN-ACK (the client's next
@@ -116,26 +101,26 @@ pub struct Serve {
     wake: Option<std::sync::Arc<Wake>>,
     sent_seen: u64,
     /// Where new policies come from, and the version this terminator serves.
-    policy: Option<(std::sync::Arc<crate::live::Shared>, u64)>,
+    policy: Option<(std::sync::Arc<crate::state::DataplaneState>, u64)>,
 }
 
-impl Serve {
+impl TerminatorWorker {
     /// `term` replying from `our_mac` through `tx`; `idle_sleep`: how long to sleep when a
     /// round found nothing (software ports; zero keeps polling).
     pub fn new(
         term: Terminator,
-        tx: Vec<TxSender>,
+        tx: Vec<ReplySender>,
         our_mac: [u8; 6],
         idle_sleep: Duration,
         wake: Option<std::sync::Arc<Wake>>,
-    ) -> Serve {
-        Serve {
+    ) -> TerminatorWorker {
+        TerminatorWorker {
             term,
             tx,
             route: vec![0; ROUTES].into_boxed_slice(),
             our_mac,
             peer: [0xff; 6],
-            scratch: vec![0; ETH + weir_terminator::tcp::MTU],
+            scratch: vec![0; ethernet::HEADER_LEN + weir_terminator::tcp::MTU],
             bad_frames: 0,
             idle_sleep,
             last_report: Instant::now(),
@@ -147,7 +132,10 @@ impl Serve {
 
     /// Follow the policy in `shared`: when a new snapshot changes the service prefixes,
     /// the terminator serves the new ones (checked once per drain round: one atomic load).
-    pub fn following(mut self, shared: std::sync::Arc<crate::live::Shared>) -> Serve {
+    pub fn following(
+        mut self,
+        shared: std::sync::Arc<crate::state::DataplaneState>,
+    ) -> TerminatorWorker {
         let seen = shared
             .policy_version
             .load(std::sync::atomic::Ordering::Acquire);
@@ -202,10 +190,10 @@ fn route_slot(ip: &[u8], v6_at: usize, v4_at: usize) -> usize {
     (h as usize) & (ROUTES - 1)
 }
 
-impl Serve {
+impl TerminatorWorker {
     /// Frame `p` and queue it through the rx core its client was seen on.
     fn emit(
-        tx: &mut [TxSender],
+        tx: &mut [ReplySender],
         route: &[u8],
         scratch: &mut [u8],
         our: [u8; 6],
@@ -235,7 +223,7 @@ impl Serve {
     }
 }
 
-impl Drain for Serve {
+impl Drain for TerminatorWorker {
     fn packet(&mut self, rx: usize, class: Class, frame: &[u8]) {
         let Some((ip, src)) = strip_l2(frame) else {
             self.bad_frames += 1;
@@ -248,18 +236,17 @@ impl Drain for Serve {
         }
         let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
         let (our, peer) = (self.our_mac, self.peer);
-        self.term
-            .receive(ip, trust(class), Instant::now(), &mut |p| {
-                Serve::emit(tx, route, scratch, our, peer, p);
-            });
+        self.term.receive(ip, class, Instant::now(), &mut |p| {
+            TerminatorWorker::emit(tx, route, scratch, our, peer, p);
+        });
     }
 
-    fn between(&mut self, busy: bool, report: &mut WorkerReport) {
+    fn after_round(&mut self, busy: bool, report: &mut WorkerReport) {
         self.sync_policy();
         let (tx, route, scratch) = (&mut self.tx, &self.route, &mut self.scratch);
         let (our, peer) = (self.our_mac, self.peer);
         self.term.poll(Instant::now(), &mut |p| {
-            Serve::emit(tx, route, scratch, our, peer, p);
+            TerminatorWorker::emit(tx, route, scratch, our, peer, p);
         });
         let sent = self.sent();
         if sent != self.sent_seen {

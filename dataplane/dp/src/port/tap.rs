@@ -266,10 +266,105 @@ impl AsFd for Tap {
     }
 }
 
+/// A TAP device as an rx core's port: frames from the kernel are read into one receive
+/// buffer and lent to the rx core one at a time (a queued frame is copied into the pool,
+/// a rejected one costs nothing more); answers and the terminators' frames are written
+/// back. When a round moved nothing, the port sleeps in poll(2) until the kernel has a
+/// frame or a worker has queued one (the eventfd [`Wake`](crate::terminators::Wake)).
+#[derive(Debug)]
+pub struct TapPort {
+    tap: Tap,
+    buf: Box<[u8]>,
+    sent: crate::port::Sent,
+}
+
+/// Largest frame read from a TAP device.
+const TAP_FRAME: usize = 65_536;
+
+impl TapPort {
+    /// The port over an open `tap`.
+    pub fn new(tap: Tap) -> TapPort {
+        TapPort {
+            tap,
+            buf: vec![0; TAP_FRAME].into_boxed_slice(),
+            sent: crate::port::Sent::default(),
+        }
+    }
+
+    /// The device.
+    pub fn tap(&self) -> &Tap {
+        &self.tap
+    }
+}
+
+impl crate::port::Port for TapPort {
+    type Backing = crate::pool::Pool;
+    type Frame<'a> = crate::port::SoftFrame<'a>;
+
+    fn rx_burst<F>(&mut self, mut f: F) -> Result<crate::port::RxStatus, crate::port::PortError>
+    where
+        F: for<'a> FnMut(crate::port::SoftFrame<'a>),
+    {
+        let mut n = 0;
+        while n < crate::port::BURST {
+            let len = match self.tap.recv(&mut self.buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(tap = self.tap.name(), "tap read: {e}");
+                    break;
+                }
+            };
+            n += 1;
+            let data = self.buf.get(..len).unwrap_or_default();
+            f(crate::port::SoftFrame {
+                data,
+                wire_len: u32::try_from(len).unwrap_or(u32::MAX),
+                capture_ns: None,
+                network: None,
+            });
+        }
+        Ok(crate::port::RxStatus::Frames(n))
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        match self.tap.send(frame) {
+            Ok(true) => self.sent.sent += 1,
+            _ => self.sent.failed += 1,
+        }
+    }
+
+    fn sent(&self) -> crate::port::Sent {
+        self.sent
+    }
+
+    fn idle(&mut self, wake: Option<&crate::terminators::Wake>) {
+        // Sleep until the kernel has a frame or a worker has queued one (the eventfd is a
+        // counter, so a wake-up written before this poll is not lost), at most 10 ms.
+        let Some(w) = wake else {
+            let _ = self.tap.wait_readable(Duration::from_millis(10));
+            return;
+        };
+        let mut fds = [
+            PollFd::new(self.tap.as_fd(), PollFlags::POLLIN),
+            PollFd::new(w.fd(), PollFlags::POLLIN),
+        ];
+        if let Ok(n) = poll(&mut fds, PollTimeout::from(10u16)) {
+            if n > 0
+                && fds[1]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            {
+                w.clear();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::l2::HostResponder;
+    use crate::host::HostResponder;
     use std::process::Command;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
@@ -494,11 +589,19 @@ mod tests {
         // retransmits its NS after a second when a busy machine delays the answer), until
         // the datagram it was holding arrives at weir's MAC.
         let is_ns = |f: &[u8]| {
-            matches!(weir_wire::parse_frame(f).map(|f| f.net),
+            let ns = matches!(
+                weir_wire::parse_frame(f).map(|f| f.net),
                 Ok(weir_wire::Net::Ip(weir_wire::Ip {
-                    transport: weir_wire::Transport::Icmpv6(weir_wire::Icmpv6::Ndp { ty: 135, target: Some(t) }),
+                    transport: weir_wire::Transport::Icmpv6(weir_wire::Icmpv6::Ndp { ty: 135 }),
+                    ext_headers: 0,
                     ..
-                })) if t == peer)
+                }))
+            );
+            // Untagged Ethernet + IPv6: the ICMPv6 message starts at 54.
+            ns && f
+                .get(54..)
+                .and_then(|m| weir_wire::icmpv6::Packet::new_checked(m).ok())
+                .is_some_and(|m| m.target_addr() == peer)
         };
         let mut answered = 0;
         let data = recv_until(&tap, "the UDP datagram to weir's MAC", |f| {
