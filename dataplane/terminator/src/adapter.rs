@@ -200,6 +200,33 @@ pub trait Adapter: Send {
     fn upstream(&self) -> Option<std::sync::Arc<crate::nats::Upstream>> {
         None
     }
+    /// How to wake the worker when answers arrive while it sleeps (a worker with empty
+    /// rings parks; answers from another thread must not wait for its timeout).
+    fn set_waker(&mut self, wake: Waker) {
+        let _ = wake;
+    }
+}
+
+/// Wakes a parked worker; called from another thread, cheap when the worker is awake.
+#[derive(Clone)]
+pub struct Waker(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl Waker {
+    /// A waker that calls `wake`.
+    pub fn new(wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Waker {
+        Waker(wake)
+    }
+
+    /// Wake the worker.
+    pub fn wake(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waker")
+    }
 }
 
 /// An adapter that answers every request at once. Every `SyncAdapter` is an [`Adapter`].

@@ -12,7 +12,8 @@
 //! **Threads.** The terminator workers never block: [`NatsAdapter::start`] encodes the
 //! request and `try_send`s it on a bounded crossbeam channel; [`NatsAdapter::poll`] rings
 //! the bridge's doorbell (a byte on a datagram socket, once per round that queued something) and
-//! `try_recv`s answers. One thread, `weir-nats`, runs a current-thread tokio runtime with
+//! `try_recv`s answers; a worker parked with empty rings is woken by the bridge (once per
+//! turn of its loop that sent it answers) through [`Adapter::set_waker`]. One thread, `weir-nats`, runs a current-thread tokio runtime with
 //! one async-nats client for all workers. Each worker's two channels hold at most its
 //! `max_in_flight_per_worker` messages: a worker never has more requests out than that,
 //! and each request gets exactly one answer, so neither channel can be full when written
@@ -289,6 +290,8 @@ pub struct NatsAdapter {
     max_per_conn: u32,
     give_up_ms: u64,
     stats: AdapterStats,
+    /// The worker's waker, shared with the bridge (set once the worker runs).
+    waker: Arc<std::sync::OnceLock<crate::adapter::Waker>>,
 }
 
 /// `503` while the link is down or the bridge refuses.
@@ -378,6 +381,10 @@ impl Adapter for NatsAdapter {
     fn upstream(&self) -> Option<Arc<Upstream>> {
         Some(Arc::clone(&self.upstream))
     }
+
+    fn set_waker(&mut self, wake: crate::adapter::Waker) {
+        let _ = self.waker.set(wake);
+    }
 }
 
 impl NatsAdapter {
@@ -394,6 +401,9 @@ struct WorkerEnd {
     jobs: Receiver<Job>,
     answers: Sender<Done>,
     open: bool,
+    /// Answers sent since the worker was last woken.
+    unwoken: bool,
+    waker: Arc<std::sync::OnceLock<crate::adapter::Waker>>,
 }
 
 /// Start the `weir-nats` thread and make one adapter per worker. Fails only if the
@@ -421,6 +431,7 @@ pub fn start(cfg: &NatsAdapterConfig, workers: usize) -> Result<Vec<NatsAdapter>
     for _ in 0..workers {
         let (jtx, jrx) = bounded(cap);
         let (atx, arx) = bounded(cap);
+        let waker = Arc::new(std::sync::OnceLock::new());
         adapters.push(NatsAdapter {
             jobs: jtx,
             answers: arx,
@@ -432,11 +443,14 @@ pub fn start(cfg: &NatsAdapterConfig, workers: usize) -> Result<Vec<NatsAdapter>
             max_per_conn: cfg.max_in_flight_per_conn,
             give_up_ms: cfg.timeout_ms.saturating_add(1000),
             stats: AdapterStats::default(),
+            waker: Arc::clone(&waker),
         });
         ends.push(WorkerEnd {
             jobs: jrx,
             answers: atx,
             open: true,
+            unwoken: false,
+            waker,
         });
     }
     let bridge = Bridge {
@@ -619,6 +633,7 @@ impl Bridge {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut expired = Vec::new();
         loop {
+            self.wake_workers();
             if !self.drain_jobs(&client, &inbox).await {
                 tracing::info!("every worker has stopped; the NATS link closes");
                 return;
@@ -765,10 +780,23 @@ impl Bridge {
     }
 
     fn send(&mut self, w: u32, ticket: Ticket, answer: Completion) {
-        if let Some(end) = self.ends.get(w as usize) {
+        if let Some(end) = self.ends.get_mut(w as usize) {
             // Cannot be full: the worker has at most its limit out, one answer each.
             if end.answers.try_send(Done { ticket, answer }).is_err() && end.open {
                 tracing::error!(worker = w, "answer channel full or closed: answer dropped");
+            }
+            end.unwoken = true;
+        }
+    }
+
+    /// Wake the workers that got answers since the last call (once per loop turn, so a
+    /// burst of replies costs one wake-up per worker).
+    fn wake_workers(&mut self) {
+        for end in &mut self.ends {
+            if std::mem::take(&mut end.unwoken) {
+                if let Some(w) = end.waker.get() {
+                    w.wake();
+                }
             }
         }
     }

@@ -642,6 +642,12 @@ impl Terminator {
         }
     }
 
+    /// How to wake this terminator's worker when its adapter's answers arrive while it
+    /// sleeps (see [`Adapter::set_waker`]).
+    pub fn set_waker(&mut self, wake: crate::adapter::Waker) {
+        self.adapter.set_waker(wake);
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> TerminatorStats {
         let mut s = self.stats.clone();
