@@ -67,6 +67,7 @@ impl Pipeline {
                 wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 capture_ns: None,
                 network: None,
+                link: weir_dp::capture::Link::Ethernet,
             },
             now_ns,
         );

@@ -89,6 +89,21 @@ impl Link {
         }
     }
 
+    /// A short name for file names and reports: `ethernet`, `raw`, `ipv4`, `ipv6`,
+    /// `linux-sll`, `linux-sll2`, `null`, `loop`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Link::Ethernet => "ethernet",
+            Link::Raw => "raw",
+            Link::Ipv4 => "ipv4",
+            Link::Ipv6 => "ipv6",
+            Link::LinuxSll => "linux-sll",
+            Link::LinuxSll2 => "linux-sll2",
+            Link::Null => "null",
+            Link::Loop => "loop",
+        }
+    }
+
     /// For a frame of this link type: the EtherType of what it carries and where that
     /// starts. `None` for an Ethernet frame (the classifier parses the Ethernet header
     /// itself, VLAN tags included) and for a header too short to say.
@@ -188,6 +203,29 @@ pub struct Record<'a> {
     pub orig_len: u32,
     /// Its link type.
     pub link: Link,
+}
+
+impl Record<'_> {
+    /// For a frame without an Ethernet header: the EtherType and offset of its network
+    /// packet ([`Link::network`]). A link header too short to name its packet gives an
+    /// empty IPv6 packet, so the frame is malformed.
+    #[inline(always)]
+    pub fn network(&self) -> Option<(u16, usize)> {
+        if self.link == Link::Ethernet {
+            return None;
+        }
+        self.network_cold()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn network_cold(&self) -> Option<(u16, usize)> {
+        Some(
+            self.link
+                .network(self.data)
+                .unwrap_or((0x86dd, self.data.len())),
+        )
+    }
 }
 
 /// Counts bytes read from the underlying file, for a progress bar.

@@ -79,6 +79,21 @@ impl ClusterState {
         (slice <= last).then_some(pred)
     }
 
+    /// The index of the handover run that holds `slice`, if any.
+    #[inline]
+    pub fn run_of(&self, slice: u32) -> Option<u16> {
+        let i = self.runs.partition_point(|&(first, _, _)| first <= slice);
+        let i = i.checked_sub(1)?;
+        let &(_, last, _) = self.runs.get(i)?;
+        (slice <= last).then(|| u16::try_from(i).unwrap_or(u16::MAX))
+    }
+
+    /// The predecessor's handover address of run `run`.
+    #[inline]
+    pub fn run_predecessor(&self, run: u16) -> Option<u128> {
+        self.runs.get(usize::from(run)).map(|r| r.2)
+    }
+
     /// The handover runs: (first, last, predecessor), sorted.
     pub fn runs(&self) -> &[(u32, u32, u128)] {
         &self.runs
@@ -347,6 +362,16 @@ impl Counters {
         self.by_code[Disposition::Host.code()]
     }
 
+    /// Cut by a capture's snap length inside the headers: not classified.
+    pub fn truncated(&self) -> u64 {
+        self.by_code[Disposition::Truncated.code()]
+    }
+
+    /// Sent to a predecessor during a handover.
+    pub fn forwarded(&self) -> u64 {
+        self.by_code[Disposition::Forward { run: 0 }.code()]
+    }
+
     /// Packets of a class.
     pub fn class(&self, class: Class) -> u64 {
         match class {
@@ -375,6 +400,15 @@ impl Counters {
             *a += b;
         }
     }
+}
+
+/// Handover events of one classifier (DESIGN.md, "Across hosts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelCounters {
+    /// Frames from a member to this host's handover address, classified by their inner packet.
+    pub decapsulated: u64,
+    /// Refused tunnel frames, by [`crate::handover::Refusal`] in its `ALL` order.
+    pub refused: [u64; 4],
 }
 
 /// Sizes of the per-core state, from `[limits]`.
@@ -412,11 +446,25 @@ pub struct Classifier {
     /// New flows (step 10: clean SYNs, UDP, echo requests, admitted or `rate`) per worker
     /// that owns their slice: how evenly the rule and the slice table spread clients.
     new_flows: Vec<u64>,
+    /// Handover: decapsulated and refused tunnel frames (by refusal), and where the inner
+    /// packet of the frame just classified lies (the rx core queues that, not the outer
+    /// frame).
+    tunnel: TunnelCounters,
+    last_inner: Option<crate::handover::Inner>,
+    /// Classifying a decapsulated packet: never forward it again.
+    decapsulating: bool,
+    /// A cut frame padded to its wire length ([`Classifier::classify_cut`]); allocated
+    /// once, at [`CUT_MAX`].
+    cut_buf: Vec<u8>,
     vantage: Vantage,
     flows: FlowTable,
     rate: RateMeter,
     counters: Counters,
 }
+
+/// The longest frame `classify_cut` pads to: the largest IPv6 packet behind the longest
+/// link header weir reads (Ethernet with two VLAN tags; Linux cooked v2 is 20 bytes).
+pub const CUT_MAX: usize = 65_535 + 40 + 22;
 
 /// True for sources no client can have (DESIGN.md step 2 and "Other frames").
 #[inline]
@@ -448,6 +496,10 @@ impl Classifier {
         Classifier {
             slice_packets: vec![0; policy.slices.len()],
             new_flows: vec![0; usize::from(policy.slices.workers())],
+            tunnel: TunnelCounters::default(),
+            last_inner: None,
+            decapsulating: false,
+            cut_buf: Vec::with_capacity(CUT_MAX),
             policy: Arc::new(policy),
             vantage,
             flows: FlowTable::new(limits.flow_table_capacity, seed),
@@ -551,12 +603,134 @@ impl Classifier {
     /// Classify one received frame at `now_ns` (unix nanoseconds) and count it.
     #[inline(always)]
     pub fn classify(&mut self, frame: &[u8], now_ns: u64) -> Disposition {
+        // In a cluster, IPv6-in-IPv6 frames to this host's handover address come first: the
+        // outer packet is not service traffic (one load and a branch when alone).
+        if self.policy.cluster.is_some() {
+            if let Some(d) = self.classify_tunnel(frame, now_ns) {
+                return d;
+            }
+        }
         // The common case straight to the IP steps; everything else through the general
         // parse (which names the broken rule of a malformed frame).
         let d = match weir_wire::parse_common(frame) {
             Some(ip) => self.decide_ip(&ip, frame, now_ns),
             None => self.decide(&parse_frame(frame), frame, || peek_addresses(frame), now_ns),
         };
+        self.counters.count(d);
+        d
+    }
+
+    /// A tunnel frame: refused (counted, reject `tunnel-refused`) or decapsulated and its
+    /// inner packet classified as if it had arrived directly; `None` when `frame` is not a
+    /// tunnel frame.
+    #[cold]
+    #[inline(never)]
+    fn classify_tunnel(&mut self, frame: &[u8], now_ns: u64) -> Option<Disposition> {
+        use crate::handover::{decapsulate, Refusal, Tunnel};
+        let c = self.policy.cluster.as_ref()?;
+        match decapsulate(frame, c.handover_addr, &c.members) {
+            Tunnel::NotTunnel => None,
+            Tunnel::Refused(r) => {
+                let i = Refusal::ALL.iter().position(|&x| x == r).unwrap_or(0);
+                self.tunnel.refused[i] += 1;
+                let d = reject(Reason::TunnelRefused);
+                self.counters.count(d);
+                Some(d)
+            }
+            Tunnel::Inner(inner) => {
+                self.tunnel.decapsulated += 1;
+                let packet = frame.get(inner.offset..inner.offset + inner.len)?;
+                self.decapsulating = true;
+                let d = self.classify_network(0x86dd, packet, now_ns);
+                self.decapsulating = false;
+                self.last_inner = Some(inner);
+                Some(d)
+            }
+        }
+    }
+
+    /// Where the inner packet of the frame just classified lies, when it was decapsulated
+    /// (taken: the next frame starts without one).
+    #[inline]
+    pub fn take_inner(&mut self) -> Option<crate::handover::Inner> {
+        self.last_inner.take()
+    }
+
+    /// Handover events so far.
+    pub fn tunnel_counters(&self) -> TunnelCounters {
+        self.tunnel
+    }
+
+    /// During a handover: the run whose predecessor holds the connections of `dst`'s
+    /// slice, for a packet that may be forwarded (never one already decapsulated).
+    #[inline]
+    fn forward_run(&self, prefix_idx: usize, dst: u128) -> Option<u16> {
+        let c = self.policy.cluster.as_ref()?;
+        if self.decapsulating {
+            return None;
+        }
+        c.run_of(self.policy.slices.slice_of(prefix_idx, dst))
+    }
+
+    /// Classify a received frame, whatever its link layer and whether or not a capture cut
+    /// it: `frame` as received, `wire_len` its length on the wire, `network` as for
+    /// [`crate::port::Received::network`].
+    #[inline(always)]
+    pub fn classify_received(
+        &mut self,
+        frame: &[u8],
+        wire_len: u32,
+        network: Option<(u16, usize)>,
+        now_ns: u64,
+    ) -> Disposition {
+        if wire_len as usize > frame.len() {
+            // A capture cut it short (snap length), or a DPDK frame in several segments.
+            return self.classify_cut(frame, wire_len, network, now_ns);
+        }
+        match network {
+            None => self.classify(frame, now_ns),
+            Some((ethertype, at)) => {
+                self.classify_network(ethertype, frame.get(at..).unwrap_or_default(), now_ns)
+            }
+        }
+    }
+
+    /// Classify a frame that a capture cut short (`wire_len` beyond its bytes): the same
+    /// steps over the captured bytes padded with zeros to the length on the wire, so that
+    /// length rules see the lengths the packet had; [`Disposition::Truncated`] when the cut
+    /// removed a header byte the steps read. `network` as for [`Received::network`]
+    /// (`crate::port::Received`). A cut tunnel frame is classified as the outer packet.
+    #[cold]
+    #[inline(never)]
+    pub fn classify_cut(
+        &mut self,
+        frame: &[u8],
+        wire_len: u32,
+        network: Option<(u16, usize)>,
+        now_ns: u64,
+    ) -> Disposition {
+        let mut buf = std::mem::take(&mut self.cut_buf);
+        let len = usize::try_from(wire_len).map_or(CUT_MAX, |l| l.min(CUT_MAX));
+        let kept = frame.len().min(len);
+        buf.clear();
+        buf.extend_from_slice(&frame[..kept]);
+        buf.resize(len, 0);
+        let d = match weir_wire::parse_cut(&buf, kept, network) {
+            None => Disposition::Truncated,
+            Some(parsed) => match network {
+                None => self.decide(&parsed, &buf, || peek_addresses(&buf), now_ns),
+                Some((ethertype, at)) => {
+                    let packet = buf.get(at..).unwrap_or_default();
+                    self.decide(
+                        &parsed,
+                        packet,
+                        || weir_wire::peek_network(ethertype, packet),
+                        now_ns,
+                    )
+                }
+            },
+        };
+        self.cut_buf = buf;
         self.counters.count(d);
         d
     }
@@ -659,7 +833,12 @@ impl Classifier {
                     verdict: Verdict::KnownGood,
                     worker,
                 },
-                None => reject(Reason::IcmpUnmatched),
+                // During a handover the quoted flow may be the predecessor's (Packet Too
+                // Big must reach the host that holds the connection).
+                None => match self.forward_run(prefix_idx, ip.dst) {
+                    Some(run) => Disposition::Forward { run },
+                    None => reject(Reason::IcmpUnmatched),
+                },
             };
         }
         // 5. "The SSA rule fails for (source, destination) → reject ssa-violation. For
@@ -691,6 +870,9 @@ impl Classifier {
         // with callgrind: it is a plain function on the two fields instead.)
         // 7. "The packet is an IPv6 fragment → suspect fragment."
         if ip.fragment != Fragment::Whole {
+            if let Some(run) = self.forward_run(prefix_idx, ip.dst) {
+                return Disposition::Forward { run };
+            }
             return flagged(
                 Reason::Fragment,
                 slice_owner(
@@ -716,6 +898,11 @@ impl Classifier {
                 // 9. "TCP that is not a clean SYN, for a flow that is not established →
                 //    suspect no-flow."
                 if !t.is_clean_syn() {
+                    // During a handover: a connection this host does not know is the
+                    // predecessor's; new connections (clean SYNs) stay here.
+                    if let Some(run) = self.forward_run(prefix_idx, ip.dst) {
+                        return Disposition::Forward { run };
+                    }
                     return flagged(
                         Reason::NoFlow,
                         slice_owner(
@@ -1033,6 +1220,86 @@ mod tests {
         let mut s = snapshot_with(cluster());
         s.cluster = None;
         assert!(Policy::from_snapshot(&s, 1).unwrap().cluster.is_none());
+    }
+
+    /// DESIGN.md, "Across hosts": during a handover of run R, new clean SYNs for R stay
+    /// here; other packets this host does not know go to the predecessor; frames to this
+    /// host's handover address from a member are classified by their inner packet (and never
+    /// forwarded again); any other tunnel frame is `tunnel-refused`.
+    #[test]
+    fn handover_forwards_unknown_flows_and_decapsulates_members_only() {
+        use crate::handover::{encapsulate, Encap};
+        let policy = Policy::from_snapshot(&snapshot_with(cluster()), 1).unwrap();
+        let cfg = Config::default();
+        let mut clf = Classifier::new(policy, Limits::from_config(&cfg), Vantage::Port, 1);
+        // A client whose conforming destination lies in slice 100..=199 (the run with
+        // predecessor ::1, run index 1 once sorted), and one whose slice is in no run.
+        let find = |want: &dyn Fn(u32) -> bool| {
+            (1u64..)
+                .map(|n| (0x2001_0db8_c000_0000_u128 + u128::from(n)) << 64 | 0x100)
+                .find(|src| want((weir_ssa::fmix64((src >> 64) as u64) >> 50) as u32))
+                .unwrap()
+        };
+        let svc = |src: u128| {
+            (0x2001_0db8_0005_0000_u128 << 64) | u128::from(weir_ssa::fmix64((src >> 64) as u64))
+        };
+        let moving = find(&|slice| (100..=199).contains(&slice));
+        let staying = find(&|slice| slice >= 1000);
+        let ack = tcp6(moving, svc(moving), 40000, 80, 5, 6, ACK);
+        assert_eq!(clf.classify(&ack, T), Disposition::Forward { run: 1 });
+        assert_eq!(
+            clf.classify(&tcp6(moving, svc(moving), 40001, 80, 1, 0, SYN), T)
+                .label(),
+            "assumed-good",
+            "new connections stay on the new owner"
+        );
+        let other = tcp6(staying, svc(staying), 40000, 80, 5, 6, ACK);
+        assert_eq!(clf.classify(&other, T).label(), "no-flow");
+        assert_eq!(clf.take_inner(), None);
+        // Tunnel frames: from a member to us, and from a stranger.
+        let ours = 0x2001_0db8_0077_0000_0000_0000_0000_0002_u128;
+        let tunnel = |from: u128, inner: &[u8]| {
+            let mut out = vec![0u8; 2048];
+            let e = Encap {
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+                outer_src: from,
+                outer_dst: ours,
+                hop_limit: 64,
+                mtu: 1500,
+            };
+            let n = encapsulate(&e, &inner[14..], &mut out).unwrap();
+            out.truncate(n);
+            out
+        };
+        let member = 0x2001_0db8_0077_0000_0000_0000_0000_0003_u128;
+        let d = clf.classify(&tunnel(member, &ack), T);
+        assert_eq!(
+            d.label(),
+            "no-flow",
+            "a decapsulated packet is not forwarded again"
+        );
+        let inner = clf
+            .take_inner()
+            .expect("the rx core queues the inner packet");
+        assert_eq!(inner.len, ack.len() - 14);
+        let syn = tcp6(moving, svc(moving), 40002, 80, 1, 0, SYN);
+        assert_eq!(
+            clf.classify(&tunnel(member, &syn), T).label(),
+            "assumed-good"
+        );
+        assert!(clf.take_inner().is_some());
+        let stranger = 0x2001_0db8_0099_0000_0000_0000_0000_0001_u128;
+        assert_eq!(
+            clf.classify(&tunnel(stranger, &syn), T),
+            reject(Reason::TunnelRefused)
+        );
+        assert_eq!(clf.take_inner(), None);
+        let t = clf.tunnel_counters();
+        assert_eq!(t.decapsulated, 2);
+        assert_eq!(t.refused, [0, 1, 0, 0], "counted as tunnel-not-member");
+        assert_eq!(clf.counters().forwarded(), 1);
+        assert_eq!(clf.counters().reason(Reason::TunnelRefused), 1);
     }
 
     #[test]

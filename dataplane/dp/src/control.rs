@@ -138,6 +138,8 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
     events.insert("flow-table-full".to_string(), rx.flow.table_full);
     events.insert("rate-table-evicted".to_string(), rx.rate.evicted);
     events.insert("oversize".to_string(), rx.oversize);
+    // A DPDK frame in several segments whose headers are not all in the first one.
+    events.insert("truncated".to_string(), c.truncated());
     events.insert("port-imissed".to_string(), rx.port.imissed);
     events.insert("port-ierrors".to_string(), rx.port.ierrors);
     events.insert("port-rx-nombuf".to_string(), rx.port.rx_nombuf);
@@ -145,6 +147,20 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
     events.insert("host-ignored".to_string(), rx.tx.host_ignored);
     events.insert("tx-sent".to_string(), rx.tx.sent);
     events.insert("tx-send-failed".to_string(), rx.tx.send_failed);
+    {
+        use crate::handover::{
+            Refusal, COUNTER_DECAPSULATED, COUNTER_FORWARDED, COUNTER_REFUSED, COUNTER_TOO_BIG,
+        };
+        let h = &rx.handover;
+        events.insert(COUNTER_FORWARDED.to_string(), h.forwarded);
+        events.insert(COUNTER_DECAPSULATED.to_string(), h.decapsulated);
+        events.insert(COUNTER_TOO_BIG.to_string(), h.too_big);
+        events.insert("handover-dropped".to_string(), h.dropped);
+        events.insert(COUNTER_REFUSED.to_string(), h.refused.iter().sum());
+        for (r, n) in Refusal::ALL.iter().zip(h.refused) {
+            events.insert(r.name().to_string(), n);
+        }
+    }
     for class in Class::QUEUED {
         events.insert(
             format!("ring-full-{}", class.name()),

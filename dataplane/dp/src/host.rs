@@ -176,8 +176,9 @@ impl HostResponder {
 
     /// Does weir answer NS for `target`?
     #[inline]
-    fn owns_v6(&self, target: u128, prefixes: &ServicePrefixes) -> bool {
+    fn owns_v6(&self, target: u128, prefixes: &ServicePrefixes, also: Option<u128>) -> bool {
         target == self.link_local
+            || Some(target) == also
             || (!weir_wire::is_ipv4_mapped(target) && prefixes.contains(target))
     }
 
@@ -188,6 +189,18 @@ impl HostResponder {
         &self,
         frame: &[u8],
         prefixes: &ServicePrefixes,
+        out: &mut [u8],
+    ) -> Result<usize, NoAnswer> {
+        self.answer_also(frame, prefixes, None, out)
+    }
+
+    /// [`HostResponder::answer`], also answering NS for `also` (a cluster host's handover
+    /// address, which is not a service address).
+    pub fn answer_also(
+        &self,
+        frame: &[u8],
+        prefixes: &ServicePrefixes,
+        also: Option<u128>,
         out: &mut [u8],
     ) -> Result<usize, NoAnswer> {
         let parsed = weir_wire::parse_frame(frame)?;
@@ -216,7 +229,7 @@ impl HostResponder {
                 if ext_headers != 0 {
                     return Err(NoAnswer::Unsupported);
                 }
-                self.answer_ns(link, rest, prefixes, out)
+                self.answer_ns(link, rest, prefixes, also, out)
             }
             _ => Err(NoAnswer::NotARequest),
         }
@@ -228,6 +241,7 @@ impl HostResponder {
         link: &[u8],
         packet: &[u8],
         prefixes: &ServicePrefixes,
+        also: Option<u128>,
         out: &mut [u8],
     ) -> Result<usize, NoAnswer> {
         let ip = ipv6::Packet::new_checked(packet)?;
@@ -253,7 +267,7 @@ impl HostResponder {
         {
             return Err(NoAnswer::InvalidSolicitation);
         }
-        if !self.owns_v6(target, prefixes) {
+        if !self.owns_v6(target, prefixes, also) {
             return Err(NoAnswer::NotForUs);
         }
         if src == 0 {

@@ -38,5 +38,6 @@ pub mod run;
 pub mod rx;
 pub mod state;
 pub mod terminators;
+pub mod verdicts;
 
 pub use classify::{Classifier, Counters, Limits, Policy, Vantage};

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use weir_dp::replay::{replay, ReplayOptions};
+use weir_dp::verdicts::Format;
 use weir_model::config::Config;
 
 /// weir's dataplane: classify packets by Structured Service Addressing and queue them by
@@ -85,7 +86,9 @@ impl RunArgs {
 
 #[derive(Debug, clap::Args)]
 struct ReplayArgs {
-    /// Capture files (pcap or pcapng, Ethernet), replayed in order.
+    /// Capture files, replayed in order: pcap or pcapng (told by content), gzip or zstd
+    /// compressed or not, `-` for standard input; link types Ethernet, raw IP, Linux
+    /// cooked (SLL, SLL2), BSD loopback (NULL, LOOP).
     #[arg(required = true, value_name = "PCAP")]
     files: Vec<PathBuf>,
     /// Configuration file (TOML); without it, the built-in default.
@@ -94,9 +97,22 @@ struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Write one pcap per class and per reject reason into this directory.
+    /// Write one pcap per class and per reject reason into this directory (frames of
+    /// another link type than Ethernet into NAME.LINK.pcap, in their own link type).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
+    /// Write one line per frame (index, capture time, class, reason, worker, slice) to
+    /// this file.
+    #[arg(long, value_name = "FILE")]
+    verdicts: Option<PathBuf>,
+    /// The format of --verdicts: csv, jsonl, or labels (the expected-verdict format that
+    /// --expect reads).
+    #[arg(long, value_enum, default_value_t = VerdictFormat::Csv, requires = "verdicts")]
+    format: VerdictFormat,
+    /// Check every frame against this expected-verdict file (`INDEX LABEL` lines, as in
+    /// pcap-fixtures/*.verdicts); exit 1 and list the first mismatches when one differs.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
     /// Receive the frames through DPDK's net_pcap vdev (weir-dp built with `--features
     /// dpdk`); the report is the same as without.
     #[arg(long)]
@@ -112,16 +128,35 @@ struct ReplayArgs {
     eal: Option<String>,
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VerdictFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// JSON Lines.
+    Jsonl,
+    /// `INDEX LABEL # …`, the format --expect reads.
+    Labels,
+}
+
 impl ReplayArgs {
-    /// Exit status 2 when a capture was cut short: the report covers what could be read.
+    /// Exit status 1 when a verdict differs from `--expect`'s, 2 when a capture was cut
+    /// short (the report covers what could be read).
     fn run(self) -> Result<ExitCode> {
         let cfg = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
+        let format = match self.format {
+            VerdictFormat::Csv => Format::Csv,
+            VerdictFormat::Jsonl => Format::Jsonl,
+            VerdictFormat::Labels => Format::Labels,
+        };
         let opts = ReplayOptions {
             out_dir: self.out_dir,
             progress: true,
+            verdicts: self.verdicts.map(|p| (p, format)),
+            expect: self.expect,
         };
         let report = if self.dpdk {
             replay_dpdk(&cfg, &self.files, &opts, self.eal.as_deref())?
@@ -132,6 +167,22 @@ impl ReplayArgs {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", report.table());
+        }
+        if let Some(e) = report.expect.as_ref().filter(|e| !e.passed()) {
+            eprintln!(
+                "weir-dp: {} of the expected verdicts differ ({} frames checked){}",
+                e.mismatches,
+                e.checked,
+                if e.mismatches as usize > e.first.len() {
+                    format!("; the first {}:", e.first.len())
+                } else {
+                    ":".to_string()
+                }
+            );
+            for m in &e.first {
+                eprintln!("  {m}");
+            }
+            return Ok(ExitCode::from(1));
         }
         if report.cut_short() {
             for w in report.warnings.iter().filter(|w| w.contains("cut short")) {

@@ -562,6 +562,32 @@ impl RxQueues<Pool> {
 }
 
 impl RxQueues<Pool> {
+    /// [`RxQueues::enqueue`] of the concatenation of `parts` (a decapsulated packet behind
+    /// a rewritten Ethernet header).
+    #[cold]
+    pub fn enqueue_parts(&mut self, worker: u16, class: Class, parts: &[&[u8]]) -> bool {
+        let ci = class.index();
+        if ci >= 3 || usize::from(worker) >= self.rings.len() {
+            return false;
+        }
+        let mut buf = match self.free.pop() {
+            Some(b) => b,
+            None => match self.wait_for_buffer(ci) {
+                Some(b) => b,
+                None => return false,
+            },
+        };
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if self
+            .pool
+            .fill_parts(&mut buf, parts)
+            .is_some_and(|n| n < total)
+        {
+            self.oversize += 1;
+        }
+        self.push(worker, class, buf)
+    }
+
     /// No free buffer: take back what the workers returned, and under
     /// [`Overflow::Wait`] wait for them to return one.
     #[cold]
@@ -641,8 +667,9 @@ impl<B: Backing> RxQueues<B> {
 
     /// Queue `buf` (already holding its frame) for `worker` in `class`'s ring. Returns
     /// false when it was dropped (ring full under [`Overflow::Drop`], or no such ring);
-    /// a dropped buffer goes back to the free list or is released.
-    #[inline]
+    /// a dropped buffer goes back to the free list or is released. Always inlined: the
+    /// per-frame path must not pay a call for it because the handover path calls it too.
+    #[inline(always)]
     pub fn push(&mut self, worker: u16, class: Class, mut buf: B::Buf) -> bool {
         let ci = class.index();
         if ci >= 3 || usize::from(worker) >= self.rings.len() {

@@ -129,6 +129,26 @@ impl Pool {
         Some(n)
     }
 
+    /// Copy the concatenation of `parts` into the buffer (cut at the buffer size); the
+    /// bytes held, or `None` for a handle of another pool.
+    pub fn fill_parts(&self, buf: &mut PktBuf, parts: &[&[u8]]) -> Option<usize> {
+        let slot = self.slot(buf)?;
+        // SAFETY: as in `fill`: the unique handle of this slot, held mutably.
+        let data = unsafe { &mut *slot.data.get() };
+        let mut n = 0;
+        let mut total = 0usize;
+        for part in parts {
+            total += part.len();
+            let take = part.len().min(BUF_SIZE - n);
+            data[n..n + take].copy_from_slice(&part[..take]);
+            n += take;
+        }
+        slot.len.store(n as u32, Ordering::Relaxed);
+        slot.wire_len
+            .store(u32::try_from(total).unwrap_or(u32::MAX), Ordering::Relaxed);
+        Some(n)
+    }
+
     /// The bytes held by the buffer (empty for a handle of another pool).
     #[inline]
     pub fn bytes<'a>(&'a self, buf: &'a PktBuf) -> &'a [u8] {

@@ -49,9 +49,24 @@ pub trait Received<B: Backing> {
     fn network(&self) -> Option<(u16, usize)> {
         None
     }
+    /// Its link type (Ethernet but for a capture's frames).
+    #[inline]
+    fn link(&self) -> crate::capture::Link {
+        crate::capture::Link::Ethernet
+    }
     /// Queue it for `worker` in `class`'s ring; false when it was dropped (counted by the
     /// queues as `ring-full`).
     fn queue(self, queues: &mut RxQueues<B>, worker: u16, class: Class) -> bool;
+    /// Queue the decapsulated packet `inner` of this tunnel frame instead of the frame, as
+    /// an Ethernet frame with the outer frame's addresses (what a terminator would have
+    /// received had the packet arrived directly).
+    fn queue_inner(
+        self,
+        queues: &mut RxQueues<B>,
+        worker: u16,
+        class: Class,
+        inner: crate::handover::Inner,
+    ) -> bool;
     /// The bytes of the frame that follows in the same burst, when the port has them at
     /// hand (DPDK): the rx core prefetches that frame's flow-table slot while it decides
     /// this one, so the table's cache miss overlaps useful work.
@@ -73,6 +88,8 @@ pub struct SoftFrame<'a> {
     /// Not Ethernet: the EtherType and offset of the network packet (see
     /// [`Received::network`]).
     pub network: Option<(u16, usize)>,
+    /// Its link type.
+    pub link: crate::capture::Link,
 }
 
 impl Received<Pool> for SoftFrame<'_> {
@@ -93,8 +110,27 @@ impl Received<Pool> for SoftFrame<'_> {
         self.network
     }
     #[inline]
+    fn link(&self) -> crate::capture::Link {
+        self.link
+    }
+    #[inline]
     fn queue(self, queues: &mut RxQueues<Pool>, worker: u16, class: Class) -> bool {
         queues.enqueue(worker, class, self.data)
+    }
+    fn queue_inner(
+        self,
+        queues: &mut RxQueues<Pool>,
+        worker: u16,
+        class: Class,
+        inner: crate::handover::Inner,
+    ) -> bool {
+        let Some(packet) = self.data.get(inner.offset..inner.offset + inner.len) else {
+            return false;
+        };
+        let mut eth = [0u8; 14];
+        eth[..12].copy_from_slice(self.data.get(..12).unwrap_or(&[0; 12]));
+        eth[12..].copy_from_slice(&weir_wire::ethernet::ethertype::IPV6.to_be_bytes());
+        queues.enqueue_parts(worker, class, &[&eth, packet])
     }
 }
 

@@ -25,12 +25,14 @@ use serde::Serialize;
 use weir_model::config::Config;
 use weir_model::{Class, Disposition, Reason};
 
+use crate::capture::Link;
 use crate::classify::{Classifier, Counters, Vantage};
 use crate::pipeline::{self, Backing, Overflow, RxQueues, WorkerQueues, WorkerStats};
 use crate::port::pcap::{CaptureReplay, FileReport};
 use crate::port::Port;
-use crate::rx::{Clock, RunLimits, RxCore, RxSetup, Tee};
+use crate::rx::{Clock, RunLimits, RxCore, RxSetup, Tee, TeeFrame};
 use crate::state::DataplaneState;
+use crate::verdicts::{load_expected, ExpectCheck, ExpectOutcome, Format, VerdictWriter};
 
 /// Seed of the replay's table hashes: fixed, so that even table-full events repeat.
 pub const REPLAY_SEED: u64 = 0x7765_6972_2d72_706c;
@@ -42,10 +44,14 @@ pub struct ReplayOptions {
     pub out_dir: Option<PathBuf>,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Write one line per frame to this file, in this format.
+    pub verdicts: Option<(PathBuf, Format)>,
+    /// Check every frame against this expected-verdict file.
+    pub expect: Option<PathBuf>,
 }
 
-/// The replay report. JSON keys `packets`, `outbound`, `host`, `classes`, `reasons` are
-/// part of the interface.
+/// The replay report. JSON keys `packets`, `outbound`, `host`, `truncated`, `classes`,
+/// `reasons` are part of the interface.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// Frames read.
@@ -54,6 +60,8 @@ pub struct Report {
     pub outbound: u64,
     /// NDP and ARP.
     pub host: u64,
+    /// Frames that the capture's snap length cut inside their headers: not classified.
+    pub truncated: u64,
     /// Per class.
     pub classes: BTreeMap<&'static str, u64>,
     /// Per reason (every reason, zeros included).
@@ -76,6 +84,9 @@ pub struct Report {
     pub ns_per_packet: f64,
     /// The policy replayed with.
     pub policy: PolicyReport,
+    /// With `--expect`: how the verdicts compared with the expected ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<ExpectOutcome>,
 }
 
 /// One worker in a report.
@@ -102,10 +113,16 @@ pub struct PolicyReport {
 }
 
 /// `--out-dir`: every frame into the pcap of its class (and of its reason, for rejects),
-/// in capture order with its capture timestamp.
+/// in capture order with its capture timestamp and both its lengths. Ethernet frames go to
+/// `NAME.pcap`; a frame of another link type (a cooked or raw-IP capture) goes, in its own
+/// link type, to `NAME.LINK.pcap` (`known_good.linux-sll2.pcap`), opened when the first
+/// such frame comes.
 struct ClassCaptures {
     dir: PathBuf,
-    writers: BTreeMap<String, PcapWriter<BufWriter<File>>>,
+    /// (name, link type, writer): a few dozen, searched in order.
+    writers: Vec<(String, Link, PcapWriter<BufWriter<File>>)>,
+    /// `reject-REASON` by reason index.
+    reject_names: Vec<String>,
     error: Option<anyhow::Error>,
 }
 
@@ -115,11 +132,16 @@ impl ClassCaptures {
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let mut tee = ClassCaptures {
             dir: dir.to_path_buf(),
-            writers: BTreeMap::new(),
+            writers: Vec::new(),
+            reject_names: Reason::ALL
+                .iter()
+                .map(|r| format!("reject-{}", r.name()))
+                .collect(),
             error: None,
         };
-        // Every file exists after a replay, empty or not, so scripts can rely on them.
-        let mut names: Vec<String> = vec!["outbound".into(), "host".into()];
+        // Every Ethernet file exists after a replay, empty or not, so scripts can rely on
+        // them.
+        let mut names: Vec<String> = vec!["outbound".into(), "host".into(), "truncated".into()];
         names.extend(Class::ALL.iter().map(|c| c.name().to_string()));
         names.extend(
             Reason::ALL
@@ -128,54 +150,84 @@ impl ClassCaptures {
                 .map(|r| format!("reject-{}", r.name())),
         );
         for n in names {
-            tee.open(&n)?;
+            tee.open(&n, Link::Ethernet)?;
         }
         Ok(tee)
     }
 
-    fn open(&mut self, name: &str) -> Result<()> {
-        let path = self.dir.join(format!("{name}.pcap"));
+    fn file_name(name: &str, link: Link) -> String {
+        match link {
+            Link::Ethernet => format!("{name}.pcap"),
+            other => format!("{name}.{}.pcap", other.name()),
+        }
+    }
+
+    fn open(&mut self, name: &str, link: Link) -> Result<()> {
+        let path = self.dir.join(Self::file_name(name, link));
         let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let header = PcapHeader {
-            datalink: DataLink::ETHERNET,
+            datalink: DataLink::from(link.number()),
             ts_resolution: TsResolution::NanoSecond,
             snaplen: 262_144,
             ..PcapHeader::default()
         };
         let w = PcapWriter::with_header(BufWriter::new(file), header)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        self.writers.insert(name.to_string(), w);
+        self.writers.push((name.to_string(), link, w));
         Ok(())
     }
 
-    fn write(&mut self, name: &str, ts_ns: u64, data: &[u8], orig_len: u32) {
+    fn write(&mut self, name: &str, f: &TeeFrame<'_>) {
         if self.error.is_some() {
             return;
         }
-        let Some(w) = self.writers.get_mut(name) else {
+        let find =
+            |w: &[(String, Link, _)]| w.iter().position(|(n, l, _)| n == name && *l == f.link);
+        let at = match find(&self.writers) {
+            Some(at) => at,
+            None => match self.open(name, f.link) {
+                Ok(()) => self.writers.len() - 1,
+                Err(e) => {
+                    self.error = Some(e);
+                    return;
+                }
+            },
+        };
+        let Some((_, _, w)) = self.writers.get_mut(at) else {
             return;
         };
         let pkt = PcapPacket::new(
-            Duration::from_nanos(ts_ns),
-            orig_len.max(data.len() as u32),
-            data,
+            Duration::from_nanos(f.time_ns),
+            f.wire_len.max(f.bytes.len() as u32),
+            f.bytes,
         );
         if let Err(e) = w.write_packet(&pkt) {
-            self.error = Some(anyhow::Error::new(e).context(format!("writing {name}.pcap")));
+            let file = Self::file_name(name, f.link);
+            self.error = Some(anyhow::Error::new(e).context(format!("writing {file}")));
         }
     }
 
-    fn record(&mut self, d: Disposition, ts_ns: u64, data: &[u8], orig_len: u32) {
-        match d {
-            Disposition::Outbound => self.write("outbound", ts_ns, data, orig_len),
-            Disposition::Host => self.write("host", ts_ns, data, orig_len),
+    fn record(&mut self, f: &TeeFrame<'_>) {
+        match f.disposition {
+            Disposition::Outbound => self.write("outbound", f),
+            Disposition::Host => self.write("host", f),
+            Disposition::Truncated => self.write("truncated", f),
+            // A replay has no cluster, so nothing is forwarded.
+            Disposition::Forward { .. } => {}
             Disposition::Classified { verdict, .. } => {
                 let class = verdict.class();
-                self.write(class.name(), ts_ns, data, orig_len);
+                self.write(class.name(), f);
                 if let (Class::Reject, Some(r)) = (class, verdict.reason()) {
-                    let name = format!("reject-{}", r.name());
-                    self.write(&name, ts_ns, data, orig_len);
+                    // Lent out of the table for the call (no allocation per frame).
+                    let Some(name) = self.reject_names.get_mut(r.index()).map(std::mem::take)
+                    else {
+                        return;
+                    };
+                    self.write(&name, f);
+                    if let Some(slot) = self.reject_names.get_mut(r.index()) {
+                        *slot = name;
+                    }
                 }
             }
         }
@@ -185,19 +237,19 @@ impl ClassCaptures {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        for (name, w) in std::mem::take(&mut self.writers) {
+        for (name, link, w) in std::mem::take(&mut self.writers) {
             use std::io::Write;
             w.into_writer()
                 .flush()
-                .with_context(|| format!("writing {name}.pcap"))?;
+                .with_context(|| format!("writing {}", Self::file_name(&name, link)))?;
         }
         Ok(())
     }
 }
 
 impl Tee for ClassCaptures {
-    fn frame(&mut self, d: Disposition, bytes: &[u8], time_ns: u64, wire_len: u32) {
-        self.record(d, time_ns, bytes, wire_len);
+    fn frame(&mut self, f: &TeeFrame<'_>) {
+        self.record(f);
     }
 
     fn finish(&mut self) -> std::io::Result<()> {
@@ -248,9 +300,27 @@ where
 {
     let state =
         DataplaneState::new(cfg, 1, Arc::new(AtomicBool::new(false))).context("invalid policy")?;
-    let tee = match opts.out_dir.as_deref() {
-        Some(dir) => Some(Box::new(ClassCaptures::new(dir)?) as Box<dyn Tee>),
+    let mut tees: Vec<Box<dyn Tee>> = Vec::new();
+    if let Some(dir) = opts.out_dir.as_deref() {
+        tees.push(Box::new(ClassCaptures::new(dir)?));
+    }
+    if let Some((path, format)) = &opts.verdicts {
+        let w = VerdictWriter::create(path, *format)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        tees.push(Box::new(w));
+    }
+    let expect = match &opts.expect {
+        Some(path) => {
+            let (check, outcome) = ExpectCheck::new(load_expected(path)?);
+            tees.push(Box::new(check));
+            Some(outcome)
+        }
         None => None,
+    };
+    let tee = match tees.len() {
+        0 => None,
+        1 => tees.pop(),
+        _ => Some(Box::new(tees) as Box<dyn Tee>),
     };
     let setup = RxSetup {
         index: 0,
@@ -280,10 +350,11 @@ where
     let elapsed = start.elapsed();
     result?;
     if let Some(mut tee) = core.take_tee() {
-        tee.finish().context("--out-dir")?;
+        tee.finish()?;
     }
     let rx = core.finish(&state, port);
-    Ok(build_report(
+    let expect = expect.and_then(|slot| slot.lock().ok().and_then(|mut o| o.take()));
+    let mut report = build_report(
         &core.clf,
         &rx.ring_full,
         rx.oversize + rx.port.oversize,
@@ -291,7 +362,9 @@ where
         files(port),
         elapsed,
         policy,
-    ))
+    );
+    report.expect = expect;
+    Ok(report)
 }
 
 fn build_report(
@@ -349,6 +422,7 @@ fn build_report(
         packets: c.packets(),
         outbound: c.outbound(),
         host: c.host(),
+        truncated: c.truncated(),
         classes,
         reasons,
         events,
@@ -370,6 +444,7 @@ fn build_report(
         mpps: if secs > 0.0 { n / secs / 1e6 } else { 0.0 },
         ns_per_packet: if n > 0.0 { secs * 1e9 / n } else { 0.0 },
         policy,
+        expect: None,
     }
 }
 
@@ -414,6 +489,13 @@ impl Report {
             "host",
             self.host,
             pct(self.host)
+        );
+        let _ = writeln!(
+            s,
+            "{:<24} {:>12} {:>7.2}",
+            "truncated",
+            self.truncated,
+            pct(self.truncated)
         );
         for class in Class::ALL {
             let n = self.classes.get(class.name()).copied().unwrap_or(0);

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_model::config::RingsConfig;
 use weir_model::{Class, Disposition};
 
-use crate::classify::{Classifier, Counters, Limits, Vantage};
+use crate::classify::{Classifier, Counters, Limits, Policy, Vantage};
 use crate::flow::FlowCounters;
 use crate::host::{HostResponder, MAX_REPLY_LEN};
 use crate::pipeline::{self, Backing, ReplyEnds, RxQueues};
@@ -72,6 +72,8 @@ pub struct RxReport {
     pub port: PortDrops,
     /// The host path and the way out.
     pub tx: TxCounts,
+    /// Handover forwarding and decapsulation.
+    pub handover: HandoverCounts,
 }
 
 /// One ring's state.
@@ -121,6 +123,13 @@ impl RxReport {
         self.tx.host_ignored += o.tx.host_ignored;
         self.tx.sent += o.tx.sent;
         self.tx.send_failed += o.tx.send_failed;
+        self.handover.forwarded += o.handover.forwarded;
+        self.handover.too_big += o.handover.too_big;
+        self.handover.dropped += o.handover.dropped;
+        self.handover.decapsulated += o.handover.decapsulated;
+        for (a, b) in self.handover.refused.iter_mut().zip(o.handover.refused) {
+            *a += b;
+        }
         self.rings.extend_from_slice(&o.rings);
         add_into(&mut self.slice_packets, &o.slice_packets);
         add_into(&mut self.new_flows, &o.new_flows);
@@ -194,14 +203,55 @@ impl Default for Clock {
     }
 }
 
+/// A received frame and its decision, as a [`Tee`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TeeFrame<'a> {
+    /// What the classifier decided.
+    pub disposition: Disposition,
+    /// The frame's bytes as received (as captured, in replay), link header included.
+    pub bytes: &'a [u8],
+    /// Its link type (a capture's; Ethernet on a port).
+    pub link: crate::capture::Link,
+    /// For a frame without an Ethernet header: its EtherType and where the packet starts.
+    pub network: Option<(u16, usize)>,
+    /// Its time (the burst's on a live port, the capture's in replay), unix ns.
+    pub time_ns: u64,
+    /// Its length on the wire (beyond `bytes.len()` when a capture cut it short).
+    pub wire_len: u32,
+    /// The policy it was classified under.
+    pub policy: &'a Policy,
+}
+
 /// Something that sees every received frame with its decision: `replay --out-dir`'s
-/// per-class captures, a live sampled tee. Called on the rx core, after classification.
+/// per-class captures, `--verdicts` and `--expect`. Called on the rx core, after
+/// classification; it must not block.
 pub trait Tee: Send + std::fmt::Debug {
-    /// One frame, its disposition and its time (capture time in replay).
-    fn frame(&mut self, d: Disposition, bytes: &[u8], time_ns: u64, wire_len: u32);
+    /// One frame and its decision.
+    fn frame(&mut self, f: &TeeFrame<'_>);
     /// The loop has ended: write out what is buffered.
     fn finish(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Several tees, each shown every frame in turn.
+impl Tee for Vec<Box<dyn Tee>> {
+    fn frame(&mut self, f: &TeeFrame<'_>) {
+        for t in self.iter_mut() {
+            t.frame(f);
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        // Every tee is finished, the first error reported.
+        let mut first = Ok(());
+        for t in self.iter_mut() {
+            let r = t.finish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 }
 
@@ -217,6 +267,40 @@ impl std::fmt::Debug for HostReplies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostReplies").field("n", &self.n).finish()
     }
+}
+
+/// The largest IPv6 packet a forwarded (encapsulated) frame may be: the link MTU of the
+/// hosts' uplinks. A client segment within 40 bytes of it does not fit with the outer
+/// header and is dropped and counted (`handover-too-big`); the terminators' MSS leaves
+/// room for it (see README, "Running a cluster").
+pub const FORWARD_MTU: u16 = 1500;
+
+/// Frames forwarded to a predecessor during a burst, sent after it (fixed size).
+struct Forwards {
+    buf: Box<[[u8; FORWARD_MTU as usize + 14]; BURST]>,
+    lens: [usize; BURST],
+    n: usize,
+}
+
+impl std::fmt::Debug for Forwards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwards").field("n", &self.n).finish()
+    }
+}
+
+/// What an rx core did for handovers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandoverCounts {
+    /// Frames sent to a predecessor.
+    pub forwarded: u64,
+    /// Frames too big for the MTU once encapsulated.
+    pub too_big: u64,
+    /// Frames that could not be forwarded (no port address, no room).
+    pub dropped: u64,
+    /// Frames decapsulated and classified by their inner packet.
+    pub decapsulated: u64,
+    /// Tunnel frames refused, by `handover::Refusal` in its `ALL` order.
+    pub refused: [u64; 4],
 }
 
 /// How an rx core is set up; the defaults are a live port's.
@@ -275,6 +359,8 @@ pub struct RxCore<B: Backing = Pool> {
     responder: Option<HostResponder>,
     host_replies: HostReplies,
     replies: ReplyEnds,
+    forwards: Forwards,
+    handover: HandoverCounts,
     tee: Option<Box<dyn Tee>>,
     tx: TxCounts,
     rings_now: RingsConfig,
@@ -318,6 +404,15 @@ impl<B: Backing> RxCore<B> {
                 n: 0,
             },
             replies: setup.replies,
+            forwards: Forwards {
+                buf: vec![[0; FORWARD_MTU as usize + 14]; BURST]
+                    .into_boxed_slice()
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!("BURST slots")),
+                lens: [0; BURST],
+                n: 0,
+            },
+            handover: HandoverCounts::default(),
             tee: setup.tee,
             tx: TxCounts::default(),
             rings_now: cfg.rings,
@@ -341,28 +436,74 @@ impl<B: Backing> RxCore<B> {
         if let Some(next) = frame.lookahead() {
             self.clf.prefetch(next);
         }
-        let d = match frame.network() {
-            None => self.clf.classify(frame.bytes(), now_ns),
-            Some((ethertype, at)) => self.clf.classify_network(
-                ethertype,
-                frame.bytes().get(at..).unwrap_or_default(),
-                now_ns,
-            ),
-        };
+        let d =
+            self.clf
+                .classify_received(frame.bytes(), frame.wire_len(), frame.network(), now_ns);
         if let Some(tee) = self.tee.as_deref_mut() {
-            tee.frame(d, frame.bytes(), now_ns, frame.wire_len());
+            tee.frame(&TeeFrame {
+                disposition: d,
+                bytes: frame.bytes(),
+                link: frame.link(),
+                network: frame.network(),
+                time_ns: now_ns,
+                wire_len: frame.wire_len(),
+                policy: self.clf.policy(),
+            });
         }
         match d {
             Disposition::Classified { verdict, worker } => {
                 let class = verdict.class();
                 if class != Class::Reject {
-                    frame.queue(&mut self.rx, worker, class);
+                    match self.clf.take_inner() {
+                        None => frame.queue(&mut self.rx, worker, class),
+                        Some(inner) => frame.queue_inner(&mut self.rx, worker, class, inner),
+                    };
                 }
             }
             Disposition::Host => self.answer_host(frame.bytes()),
-            Disposition::Outbound => {}
+            Disposition::Outbound | Disposition::Truncated => {}
+            Disposition::Forward { run } => self.forward(frame.bytes(), run),
         }
         d
+    }
+
+    /// Handover: send `frame`'s IPv6 packet to the predecessor of handover run `run`,
+    /// IPv6-in-IPv6, back to the link address it came from (the router), after the burst.
+    /// Too big for the MTU with the outer header, or no room: counted, dropped.
+    #[cold]
+    #[inline(never)]
+    fn forward(&mut self, frame: &[u8], run: u16) {
+        let (Some(c), Some(responder)) = (self.clf.policy().cluster.as_ref(), &self.responder)
+        else {
+            self.handover.dropped += 1;
+            return;
+        };
+        let (Some(pred), Ok(l2)) = (c.run_predecessor(run), weir_wire::link_layer(frame)) else {
+            self.handover.dropped += 1;
+            return;
+        };
+        let f = &mut self.forwards;
+        let Some(slot) = f.buf.get_mut(f.n) else {
+            self.handover.dropped += 1;
+            return;
+        };
+        let encap = crate::handover::Encap {
+            src_mac: responder.mac(),
+            dst_mac: l2.src,
+            outer_src: c.handover_addr,
+            outer_dst: pred,
+            hop_limit: 64,
+            mtu: FORWARD_MTU,
+        };
+        match crate::handover::encapsulate(&encap, l2.payload, &mut slot[..]) {
+            Ok(len) => {
+                f.lens[f.n] = len;
+                f.n += 1;
+                self.handover.forwarded += 1;
+            }
+            Err(crate::handover::EncapError::TooBig { .. }) => self.handover.too_big += 1,
+            Err(_) => self.handover.dropped += 1,
+        }
     }
 
     /// NDP/ARP: answer for the service's addresses under the policy in force.
@@ -376,7 +517,9 @@ impl<B: Backing> RxCore<B> {
             self.tx.host_ignored += 1;
             return;
         };
-        match responder.answer(frame, &self.clf.policy().prefixes, slot) {
+        let policy = self.clf.policy();
+        let also = policy.cluster.as_ref().map(|c| c.handover_addr);
+        match responder.answer_also(frame, &policy.prefixes, also, slot) {
             Ok(len) => {
                 self.tx.host_answered += 1;
                 r.lens[r.n] = len;
@@ -444,6 +587,12 @@ impl<B: Backing> RxCore<B> {
             port.send(&buf[..len]);
         }
         r.n = 0;
+        let f = &mut self.forwards;
+        moved += f.n;
+        for (buf, &len) in f.buf.iter().zip(&f.lens).take(f.n) {
+            port.send(&buf[..len]);
+        }
+        f.n = 0;
         let now = self.last_ns;
         let clf = &mut self.clf;
         for (w, path) in &mut self.replies {
@@ -553,6 +702,12 @@ impl<B: Backing> RxCore<B> {
         r.ring_full = rx.ring_full;
         r.oversize = rx.oversize;
         r.tx = self.tx;
+        let t = clf.tunnel_counters();
+        r.handover = HandoverCounts {
+            decapsulated: t.decapsulated,
+            refused: t.refused,
+            ..self.handover
+        };
         r.rings.clear();
         let me = u16::try_from(self.index).unwrap_or(u16::MAX);
         for w in 0..rx.workers() {
@@ -585,4 +740,159 @@ pub fn process_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x7765_6972);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handover::{decapsulate, encapsulate, Encap, Members, Tunnel};
+    use crate::pipeline::Overflow;
+    use crate::port::{RxStatus, Sent, SoftFrame};
+    use std::sync::atomic::AtomicBool;
+    use weir_model::config::Config;
+
+    /// A port that lends the frames it was given, once, and keeps what is sent.
+    #[derive(Debug, Default)]
+    struct Script {
+        frames: Vec<Vec<u8>>,
+        next: usize,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Port for Script {
+        type Backing = Pool;
+        type Frame<'a> = SoftFrame<'a>;
+        fn rx_burst<F>(&mut self, mut f: F) -> Result<RxStatus, PortError>
+        where
+            F: for<'a> FnMut(SoftFrame<'a>),
+        {
+            let Some(frame) = self.frames.get(self.next) else {
+                return Ok(RxStatus::Ended);
+            };
+            self.next += 1;
+            f(SoftFrame {
+                data: frame,
+                wire_len: frame.len() as u32,
+                capture_ns: None,
+                network: None,
+                link: crate::capture::Link::Ethernet,
+            });
+            Ok(RxStatus::Frames(1))
+        }
+        fn send(&mut self, frame: &[u8]) {
+            self.sent.push(frame.to_vec());
+        }
+        fn sent(&self) -> Sent {
+            Sent::default()
+        }
+    }
+
+    const OURS: u128 = 0x2001_0db8_0077_0000_0000_0000_0000_0002;
+    const PRED: u128 = 0x2001_0db8_0077_0000_0000_0000_0000_0001;
+    const MAC: [u8; 6] = [2, 0x77, 0x65, 0x69, 0x72, 1];
+    const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+    fn tcp6(src: u128, dst: u128, flags: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 20];
+        f[..6].copy_from_slice(&MAC);
+        f[6..12].copy_from_slice(&ROUTER);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&20u16.to_be_bytes());
+        f[20] = 6;
+        f[21] = 64;
+        f[22..38].copy_from_slice(&src.to_be_bytes());
+        f[38..54].copy_from_slice(&dst.to_be_bytes());
+        f[54..56].copy_from_slice(&40000u16.to_be_bytes());
+        f[56..58].copy_from_slice(&80u16.to_be_bytes());
+        f[66] = 5 << 4;
+        f[67] = flags;
+        f
+    }
+
+    /// The handover path end to end on one rx core: a packet of a handed-over slice that
+    /// this host does not know leaves IPv6-in-IPv6 for the predecessor, back to the router;
+    /// a tunnel frame from a member reaches the worker as the inner packet behind an
+    /// Ethernet header; NS for the handover address is answered.
+    #[test]
+    fn forwarded_and_decapsulated_frames_take_the_right_ways() {
+        let cfg = Config::from_toml("t", "[dataplane]\nworkers = 1\n").unwrap();
+        let state = DataplaneState::new(&cfg, 1, Arc::new(AtomicBool::new(false))).unwrap();
+        let snapshot = weir_control::proto::PolicySnapshot {
+            version: 2,
+            apl: "2:2001:db8:5::/64".into(),
+            slice_bits: 14,
+            rule: weir_ssa::Rule::Any,
+            slices: vec![weir_control::proto::SliceRun {
+                first: 0,
+                last: 16383,
+                worker: 0,
+            }],
+            blocks: vec![],
+            rings: cfg.rings,
+            new_flows_per_sec: 1000,
+            source_prefix_len: 64,
+            cluster: Some(weir_control::proto::ClusterPolicy {
+                handover_addr: "2001:db8:77::2".into(),
+                members: vec!["2001:db8:77::1".into(), "2001:db8:77::2".into()],
+                handovers: vec![weir_control::proto::HandoverRun {
+                    first: 0,
+                    last: 1023,
+                    predecessor: "2001:db8:77::1".into(),
+                }],
+            }),
+        };
+        state.set_policy(crate::classify::Policy::from_snapshot(&snapshot, 1).unwrap());
+        let (mut rxs, mut wks) = pipeline::build(&cfg.rings, 1, 1, Overflow::Wait);
+        let mut setup = RxSetup::live(0);
+        setup.responder = Some(HostResponder::new(MAC));
+        let mut core = RxCore::new(&cfg, &state, rxs.pop().unwrap(), setup);
+        let client = 0x2001_0db8_c000_0001_0000_0000_0000_0100_u128;
+        let in_run = 0x2001_0db8_0005_0000_0000_0000_0000_0042_u128; // slice 0
+        let ack = tcp6(client, in_run, 0x10);
+        let mut tunneled = vec![0u8; 256];
+        let n = encapsulate(
+            &Encap {
+                src_mac: ROUTER,
+                dst_mac: MAC,
+                outer_src: PRED,
+                outer_dst: OURS,
+                hop_limit: 64,
+                mtu: 1500,
+            },
+            &tcp6(client, in_run, 0x02)[14..],
+            &mut tunneled,
+        )
+        .unwrap();
+        tunneled.truncate(n);
+        let mut port = Script {
+            frames: vec![ack.clone(), tunneled],
+            ..Script::default()
+        };
+        let limits = RunLimits {
+            clock: Clock::new(),
+            duration: None,
+        };
+        core.run(&mut port, &state, &limits, None).unwrap();
+        // The ACK went to the predecessor, through the router it came from.
+        assert_eq!(port.sent.len(), 1, "one forwarded frame");
+        let out = &port.sent[0];
+        assert_eq!(&out[..6], &ROUTER);
+        assert_eq!(&out[6..12], &MAC);
+        let members = Members::new(&[PRED, OURS]).unwrap();
+        let Tunnel::Inner(inner) = decapsulate(out, PRED, &members) else {
+            panic!("the predecessor accepts it");
+        };
+        assert_eq!(&out[inner.offset..inner.offset + inner.len], &ack[14..]);
+        // The tunneled SYN reached the worker as the inner packet behind Ethernet.
+        let mut got = Vec::new();
+        wks[0].round_with(&mut |_, class, f| got.push((class, f.to_vec())));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, Class::AssumedGood);
+        assert_eq!(&got[0].1[14..], &tcp6(client, in_run, 0x02)[14..]);
+        assert_eq!(&got[0].1[12..14], &[0x86, 0xdd]);
+        let report = core.finish(&state, &port);
+        assert_eq!(report.handover.forwarded, 1);
+        assert_eq!(report.handover.decapsulated, 1);
+    }
 }

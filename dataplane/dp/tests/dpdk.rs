@@ -103,7 +103,7 @@ fn several_files_replay_as_one_capture_through_net_pcap() {
     let out = tempdir("out");
     let opts = ReplayOptions {
         out_dir: Some(out.clone()),
-        progress: false,
+        ..ReplayOptions::default()
     };
     let soft = replay(&cfg, &files, &ReplayOptions::default()).unwrap();
     let hard = dpdk_port::replay(&cfg, &files, &opts, &eal).unwrap();

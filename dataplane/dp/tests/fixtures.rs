@@ -35,33 +35,21 @@ fn config_for(pcap: &Path) -> Config {
     }
 }
 
+/// The fixture's labels, every frame's (indexes count up from 0 without gaps), read by the
+/// parser `replay --expect` uses.
 fn expected(pcap: &Path) -> Vec<String> {
     let path = pcap.with_extension("verdicts");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut it = line.split_whitespace();
-        let idx: usize = it
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{}:{}: bad index", path.display(), n + 1));
+    let lines = weir_dp::verdicts::load_expected(&path).unwrap_or_else(|e| panic!("{e}"));
+    for (i, e) in lines.iter().enumerate() {
         assert_eq!(
-            idx,
-            out.len(),
-            "{}:{}: indexes must count up from 0",
+            e.index,
+            i as u64,
+            "{}:{}: a fixture names every frame, from 0",
             path.display(),
-            n + 1
+            e.line
         );
-        let label = it
-            .next()
-            .unwrap_or_else(|| panic!("{}:{}: no label", path.display(), n + 1));
-        out.push(label.to_string());
     }
-    out
+    lines.into_iter().map(|e| e.label).collect()
 }
 
 fn classify_all(pcap: &Path, cfg: &Config) -> Vec<Disposition> {

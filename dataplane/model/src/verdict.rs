@@ -108,11 +108,16 @@ pub enum Reason {
     Rate = 8,
     /// Step 11: anything else.
     UnsupportedProtocol = 9,
+    /// An IPv6-in-IPv6 frame weir does not accept: not to this host's handover address,
+    /// not from a cluster member, malformed or of a kind weir never sends (DESIGN.md,
+    /// "Across hosts"). Decided before step 1, because the outer packet is not service
+    /// traffic.
+    TunnelRefused = 10,
 }
 
 impl Reason {
     /// Every reason, in step order.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Malformed,
         Reason::Martian,
         Reason::NotService,
@@ -123,6 +128,7 @@ impl Reason {
         Reason::NoFlow,
         Reason::Rate,
         Reason::UnsupportedProtocol,
+        Reason::TunnelRefused,
     ];
 
     /// The interface name, e.g. `ssa-violation`.
@@ -138,6 +144,7 @@ impl Reason {
             Reason::NoFlow => "no-flow",
             Reason::Rate => "rate",
             Reason::UnsupportedProtocol => "unsupported-protocol",
+            Reason::TunnelRefused => "tunnel-refused",
         }
     }
 
@@ -227,6 +234,9 @@ pub enum Disposition {
     Outbound,
     /// NDP or ARP: the host path.
     Host,
+    /// A frame that a capture's snap length cut inside its headers: it cannot be
+    /// classified (replay only; a port delivers whole frames).
+    Truncated,
     /// Classified; `worker` is where a queued class goes (unused for reject).
     Classified {
         /// The verdict.
@@ -234,19 +244,28 @@ pub enum Disposition {
         /// The worker that owns the packet's flow or slice.
         worker: u16,
     },
+    /// During a handover, a packet of a handed-over slice that this host's flow table does
+    /// not know (not a clean SYN): it belongs to a connection the predecessor holds, and
+    /// goes there IPv6-in-IPv6. `run` indexes the policy's handover runs.
+    Forward {
+        /// The handover run (its predecessor is the destination).
+        run: u16,
+    },
 }
 
 impl Disposition {
     /// Number of distinct [`Disposition::code`]s.
-    pub const CODES: usize = 4 + Reason::ALL.len();
+    pub const CODES: usize = 6 + Reason::ALL.len();
 
     /// A dense code: outbound 0, host 1, known-good 2, assumed-good 3, reasons 4.. in
-    /// step order. Counters are arrays indexed by it.
+    /// step order, then forwarded, truncated last. Counters are arrays indexed by it.
     #[inline]
     pub const fn code(self) -> usize {
         match self {
             Disposition::Outbound => 0,
             Disposition::Host => 1,
+            Disposition::Forward { .. } => 4 + Reason::ALL.len(),
+            Disposition::Truncated => 5 + Reason::ALL.len(),
             Disposition::Classified { verdict, .. } => match verdict {
                 Verdict::KnownGood => 2,
                 Verdict::AssumedGood => 3,
@@ -255,11 +274,14 @@ impl Disposition {
         }
     }
 
-    /// The label in expected-verdict files: `outbound`, `host`, or the verdict's label.
+    /// The label in expected-verdict files: `outbound`, `host`, `forwarded`, `truncated`, or the
+    /// verdict's label.
     pub const fn label(self) -> &'static str {
         match self {
             Disposition::Outbound => "outbound",
             Disposition::Host => "host",
+            Disposition::Forward { .. } => "forwarded",
+            Disposition::Truncated => "truncated",
             Disposition::Classified { verdict, .. } => verdict.label(),
         }
     }
@@ -285,7 +307,12 @@ mod tests {
 
     #[test]
     fn disposition_codes_are_dense_and_distinct() {
-        let mut all = vec![Disposition::Outbound, Disposition::Host];
+        let mut all = vec![
+            Disposition::Outbound,
+            Disposition::Host,
+            Disposition::Forward { run: 3 },
+            Disposition::Truncated,
+        ];
         for verdict in [Verdict::KnownGood, Verdict::AssumedGood]
             .into_iter()
             .chain(Reason::ALL.map(Verdict::Flagged))

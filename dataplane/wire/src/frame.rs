@@ -323,6 +323,20 @@ pub fn parse_network(ty: u16, packet: &[u8]) -> Result<Frame, Malformed> {
     crate::parse::parse_network(ty, packet)
 }
 
+/// Parse a frame that a capture cut short (its snap length): `buffer` is the captured
+/// bytes followed by zeros up to the frame's length on the wire, `captured` how many of
+/// them are real, `network` the EtherType and offset of the network packet for a capture
+/// without Ethernet headers. `None` when the cut removed a header byte the walk had to
+/// read (the frame cannot be classified: `truncated`); otherwise what [`parse_frame`]
+/// (or [`parse_network`]) gives for the whole frame, whose payload the walk never reads.
+pub fn parse_cut(
+    buffer: &[u8],
+    captured: usize,
+    network: Option<(u16, usize)>,
+) -> Option<Result<Frame, Malformed>> {
+    crate::parse::parse_cut(buffer, captured, network)
+}
+
 /// [`peek_addresses`] for a network packet of EtherType `ty`.
 pub fn peek_network(ty: u16, packet: &[u8]) -> Option<(IpVersion, u128, u128)> {
     crate::parse::peek_network(ty, packet)

@@ -28,9 +28,9 @@ pub mod udp;
 
 pub use checksum::Pseudo;
 pub use frame::{
-    ipv4_mapped, is_ipv4_mapped, parse_common, parse_frame, parse_network, peek_addresses,
-    peek_network, quote_of, tcp_flags, Fragment, Frame, Icmpv6, Ip, IpVersion, Malformed, Net,
-    Quote, Tcp, Transport,
+    ipv4_mapped, is_ipv4_mapped, parse_common, parse_cut, parse_frame, parse_network,
+    peek_addresses, peek_network, quote_of, tcp_flags, Fragment, Frame, Icmpv6, Ip, IpVersion,
+    Malformed, Net, Quote, Tcp, Transport,
 };
 pub use parse::{link_layer, LinkLayer};
 

@@ -27,9 +27,43 @@ const MAX_EXT_HEADERS: u8 = 8;
 /// Largest reassembled IP payload.
 const MAX_REASSEMBLED: usize = 65535;
 
+/// How far a walk has read into its buffer. The walk over a frame that a capture cut short
+/// ([`parse_cut`]) must know whether it read a byte past the cut; every other walk passes
+/// [`Unbounded`], for which the calls compile to nothing.
+pub(crate) trait Reach {
+    /// The walk is about to read up to `len` bytes from the start of `part` (a part of
+    /// the buffer).
+    fn read(&mut self, part: &[u8], len: usize);
+}
+
+/// The ordinary walk: nothing to track.
+pub(crate) struct Unbounded;
+
+impl Reach for Unbounded {
+    #[inline(always)]
+    fn read(&mut self, _: &[u8], _: usize) {}
+}
+
+/// The end of the furthest read, counted from `base` (the buffer's first byte).
+struct Reached {
+    base: usize,
+    end: usize,
+}
+
+impl Reach for Reached {
+    #[inline]
+    fn read(&mut self, part: &[u8], len: usize) {
+        let end = (part.as_ptr() as usize)
+            .wrapping_sub(self.base)
+            .saturating_add(len.min(part.len()));
+        self.end = self.end.max(end);
+    }
+}
+
 /// Ethernet and VLAN tags: (tags, inner EtherType, what follows).
 #[inline(always)]
-fn link(frame: &[u8]) -> Result<(u8, u16, &[u8]), Malformed> {
+fn link<'a, R: Reach>(frame: &'a [u8], r: &mut R) -> Result<(u8, u16, &'a [u8]), Malformed> {
+    r.read(frame, ethernet::HEADER_LEN);
     let eth = ethernet::Packet::new_checked(frame)?;
     let mut ty = eth.ethertype();
     let mut rest = eth.payload();
@@ -38,6 +72,7 @@ fn link(frame: &[u8]) -> Result<(u8, u16, &[u8]), Malformed> {
         if tags == MAX_VLAN_TAGS {
             return Err(Malformed::TooManyVlanTags);
         }
+        r.read(rest, ethernet::TAG_LEN);
         let tag = ethernet::VlanTag::new_checked(rest)?;
         ty = tag.ethertype();
         rest = tag.payload();
@@ -66,7 +101,7 @@ pub struct LinkLayer<'a> {
 pub fn link_layer(frame: &[u8]) -> Result<LinkLayer<'_>, Malformed> {
     let eth = ethernet::Packet::new_checked(frame)?;
     let (dst, src) = (eth.dst_addr(), eth.src_addr());
-    let (vlan_tags, ethertype, payload) = link(frame)?;
+    let (vlan_tags, ethertype, payload) = link(frame, &mut Unbounded)?;
     Ok(LinkLayer {
         dst,
         src,
@@ -77,7 +112,7 @@ pub fn link_layer(frame: &[u8]) -> Result<LinkLayer<'_>, Malformed> {
 }
 
 pub(crate) fn peek_addresses(frame: &[u8]) -> Option<(IpVersion, u128, u128)> {
-    let (_, ty, rest) = link(frame).ok()?;
+    let (_, ty, rest) = link(frame, &mut Unbounded).ok()?;
     peek_network(ty, rest)
 }
 
@@ -193,10 +228,15 @@ pub(crate) fn fast_ip(frame: &[u8]) -> Option<Ip> {
 /// The general walk: every header of every kind, every rule, the first broken one named.
 #[inline(never)]
 fn general_frame(frame: &[u8]) -> Result<Frame, Malformed> {
-    let (vlan_tags, ty, rest) = link(frame)?;
+    walk_frame(frame, &mut Unbounded)
+}
+
+#[inline(always)]
+fn walk_frame<R: Reach>(frame: &[u8], r: &mut R) -> Result<Frame, Malformed> {
+    let (vlan_tags, ty, rest) = link(frame, r)?;
     Ok(Frame {
         vlan_tags,
-        net: parse_net(ty, rest, frame.as_ptr() as usize)?,
+        net: parse_net(ty, rest, frame.as_ptr() as usize, r)?,
     })
 }
 
@@ -205,24 +245,55 @@ fn general_frame(frame: &[u8]) -> Result<Frame, Malformed> {
 pub(crate) fn parse_network(ty: u16, packet: &[u8]) -> Result<Frame, Malformed> {
     Ok(Frame {
         vlan_tags: 0,
-        net: parse_net(ty, packet, packet.as_ptr() as usize)?,
+        net: parse_net(ty, packet, packet.as_ptr() as usize, &mut Unbounded)?,
     })
+}
+
+/// The parse of a frame that a capture cut short (snap length): `buffer` holds the
+/// captured bytes followed by zeros up to the frame's length on the wire, so that every
+/// length rule sees the lengths the packet really had; `captured` is how many bytes are
+/// real. `network`: for a capture without Ethernet headers, the EtherType and the
+/// offset of the network packet. `None` when the walk had to read a header byte the cut
+/// removed (the frame cannot be classified); otherwise exactly what the walk over the
+/// whole frame would give, since the walk reads no byte it has not marked as read.
+#[cold]
+#[inline(never)]
+pub(crate) fn parse_cut(
+    buffer: &[u8],
+    captured: usize,
+    network: Option<(u16, usize)>,
+) -> Option<Result<Frame, Malformed>> {
+    let mut r = Reached {
+        base: buffer.as_ptr() as usize,
+        end: 0,
+    };
+    let parsed = match network {
+        None => walk_frame(buffer, &mut r),
+        Some((ty, at)) => {
+            let packet = buffer.get(at..).unwrap_or(&[]);
+            r.read(buffer, at);
+            parse_net(ty, packet, packet.as_ptr() as usize, &mut r)
+                .map(|net| Frame { vlan_tags: 0, net })
+        }
+    };
+    (r.end <= captured).then_some(parsed)
 }
 
 #[inline(always)]
 /// `base`: the address of the buffer's first byte, from which the ICMPv6 quote's offset is
 /// counted (`Icmpv6::Error::quote_at`).
-fn parse_net(ty: u16, rest: &[u8], base: usize) -> Result<Net, Malformed> {
+fn parse_net<R: Reach>(ty: u16, rest: &[u8], base: usize, r: &mut R) -> Result<Net, Malformed> {
     Ok(match ty {
-        ethertype::IPV6 => Net::Ip(parse_ipv6(rest, base)?),
-        ethertype::IPV4 => Net::Ip(parse_ipv4(rest)?),
-        ethertype::ARP => parse_arp(rest)?,
+        ethertype::IPV6 => Net::Ip(parse_ipv6(rest, base, r)?),
+        ethertype::IPV4 => Net::Ip(parse_ipv4(rest, r)?),
+        ethertype::ARP => parse_arp(rest, r)?,
         ethertype => Net::Other { ethertype },
     })
 }
 
 #[inline(always)]
-fn parse_ipv6(bytes: &[u8], base: usize) -> Result<Ip, Malformed> {
+fn parse_ipv6<R: Reach>(bytes: &[u8], base: usize, r: &mut R) -> Result<Ip, Malformed> {
+    r.read(bytes, ipv6::HEADER_LEN);
     if bytes.len() < ipv6::HEADER_LEN {
         return Err(Malformed::Ipv6Truncated);
     }
@@ -248,6 +319,7 @@ fn parse_ipv6(bytes: &[u8], base: usize) -> Result<Ip, Malformed> {
         count_ext(&mut out.ext_headers, next)?;
         match next {
             protocol::FRAGMENT => {
+                r.read(rest, ipv6ext::FRAGMENT_LEN);
                 let h = FragmentHeader::new_checked(rest)?;
                 next = h.next_header();
                 rest = h.payload();
@@ -270,13 +342,15 @@ fn parse_ipv6(bytes: &[u8], base: usize) -> Result<Ip, Malformed> {
             }
             // Hop-by-Hop, Routing or Destination Options: the rest of `is_walked`.
             _ => {
+                r.read(rest, 2);
+                r.read(rest, ExtHeader::new_unchecked(rest).header_len());
                 let h = ExtHeader::new_checked(rest)?;
                 next = h.next_header();
                 rest = h.payload();
             }
         }
     }
-    out.transport = transport(next, rest, out.fragment == Fragment::First, base)?;
+    out.transport = transport(next, rest, out.fragment == Fragment::First, base, r)?;
     Ok(out)
 }
 
@@ -294,11 +368,13 @@ fn count_ext(count: &mut u8, next: u8) -> Result<(), Malformed> {
 }
 
 #[inline(always)]
-fn parse_ipv4(bytes: &[u8]) -> Result<Ip, Malformed> {
+fn parse_ipv4<R: Reach>(bytes: &[u8], r: &mut R) -> Result<Ip, Malformed> {
+    r.read(bytes, ipv4::HEADER_LEN);
     if bytes.len() < ipv4::HEADER_LEN {
         return Err(Malformed::Ipv4Truncated);
     }
     let ip = ipv4::Packet::new_unchecked(bytes);
+    r.read(bytes, ip.header_len());
     if ip.version() != 4 {
         return Err(Malformed::Ipv4Version);
     }
@@ -318,7 +394,7 @@ fn parse_ipv4(bytes: &[u8]) -> Result<Ip, Malformed> {
     let transport = if fragment == Fragment::Later {
         Transport::Unparsed { proto }
     } else {
-        transport(proto, payload, fragment == Fragment::First, 0)?
+        transport(proto, payload, fragment == Fragment::First, 0, r)?
     };
     Ok(Ip {
         version: IpVersion::V4,
@@ -333,7 +409,13 @@ fn parse_ipv4(bytes: &[u8]) -> Result<Ip, Malformed> {
 
 #[inline(always)]
 /// `base` as for `parse_net`; 0 for IPv4 (no ICMPv6 there).
-fn transport(proto: u8, seg: &[u8], first: bool, base: usize) -> Result<Transport, Malformed> {
+fn transport<R: Reach>(
+    proto: u8,
+    seg: &[u8],
+    first: bool,
+    base: usize,
+    r: &mut R,
+) -> Result<Transport, Malformed> {
     let truncated = |cause| {
         if first {
             Malformed::FirstFragmentTruncated
@@ -343,11 +425,13 @@ fn transport(proto: u8, seg: &[u8], first: bool, base: usize) -> Result<Transpor
     };
     match proto {
         protocol::TCP => {
+            r.read(seg, tcp::HEADER_LEN);
             if seg.len() < tcp::HEADER_LEN {
                 return Err(truncated(Malformed::TcpTruncated));
             }
             let p = tcp::Packet::new_unchecked(seg);
             let header_len = p.header_len();
+            r.read(seg, header_len);
             if header_len < tcp::HEADER_LEN {
                 return Err(Malformed::TcpDataOffset);
             }
@@ -374,6 +458,7 @@ fn transport(proto: u8, seg: &[u8], first: bool, base: usize) -> Result<Transpor
             }))
         }
         protocol::UDP => {
+            r.read(seg, udp::HEADER_LEN);
             let p = udp::Packet::new_checked(seg).map_err(truncated)?;
             if !first && usize::from(p.len()) != seg.len() {
                 return Err(Malformed::UdpLength);
@@ -384,7 +469,7 @@ fn transport(proto: u8, seg: &[u8], first: bool, base: usize) -> Result<Transpor
             })
         }
         protocol::ICMPV6 if base != 0 => Ok(Transport::Icmpv6(
-            parse_icmpv6(seg, base).map_err(truncated)?,
+            parse_icmpv6(seg, base, r).map_err(truncated)?,
         )),
         proto => Ok(Transport::Other { proto }),
     }
@@ -395,12 +480,19 @@ fn transport(proto: u8, seg: &[u8], first: bool, base: usize) -> Result<Transpor
 /// protocol dispatch.
 #[cold]
 #[inline(never)]
-fn parse_icmpv6(seg: &[u8], base: usize) -> Result<Icmpv6, Malformed> {
+fn parse_icmpv6<R: Reach>(seg: &[u8], base: usize, r: &mut R) -> Result<Icmpv6, Malformed> {
+    r.read(seg, icmpv6::HEADER_LEN);
+    r.read(
+        seg,
+        icmpv6::min_len(icmpv6::Packet::new_unchecked(seg).msg_type()),
+    );
     let p = icmpv6::Packet::new_checked(seg)?;
     let ty = p.msg_type();
     Ok(match ty {
         1..=4 => {
             let body = p.body();
+            // The classifier reads the quoted IPv6 header and the TCP ports after it.
+            r.read(body, ipv6::HEADER_LEN + 4);
             // The quote's place in the buffer, for `quote_of` (a frame is far below 64 KiB).
             let at = (body.as_ptr() as usize).wrapping_sub(base);
             Icmpv6::Error {
@@ -467,7 +559,8 @@ pub(crate) fn parse_quote(q: &[u8]) -> Option<Quote> {
 }
 
 #[inline(always)]
-fn parse_arp(bytes: &[u8]) -> Result<Net, Malformed> {
+fn parse_arp<R: Reach>(bytes: &[u8], r: &mut R) -> Result<Net, Malformed> {
+    r.read(bytes, arp::ETH_IPV4_LEN);
     let p = arp::Packet::new_checked(bytes)?;
     let target = if p.is_eth_ipv4() {
         p.check_eth_ipv4()?;

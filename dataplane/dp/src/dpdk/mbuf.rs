@@ -50,6 +50,38 @@ impl Mbuf {
         unsafe { self.0.as_ref() }
     }
 
+    /// Make the mbuf hold only the decapsulated packet `inner`, behind an Ethernet header
+    /// with the outer frame's addresses, in place (`handover::inner_frame` writes the header
+    /// over the end of the outer IPv6 header; the data start moves forward). False, with
+    /// the mbuf unchanged, when `inner` does not lie in a single-segment mbuf.
+    pub fn decapsulate_in_place(&mut self, inner: crate::handover::Inner) -> bool {
+        let m = self.raw();
+        if m.nb_segs != 1 {
+            return false;
+        }
+        let (off, len) = (usize::from(m.data_off), usize::from(m.data_len));
+        // SAFETY: buf_addr + data_off .. + data_len is this mbuf's initialised data (DPDK's
+        // invariant), and &mut self gives exclusive access to it.
+        let data = unsafe { std::slice::from_raw_parts_mut(m.buf_addr.cast::<u8>().add(off), len) };
+        let Some(frame) = crate::handover::inner_frame(data, inner) else {
+            return false;
+        };
+        let new_len = frame.len();
+        let start = inner.offset - crate::handover::ETHERNET_LEN;
+        let (Ok(start16), Ok(len16)) = (u16::try_from(start), u16::try_from(new_len)) else {
+            return false;
+        };
+        // SAFETY: exclusive access (&mut self); the new window lies inside the old one
+        // (inner_frame checked start + new_len <= data_len), so DPDK's invariants hold.
+        unsafe {
+            let raw = self.0.as_mut();
+            raw.data_off += start16;
+            raw.data_len = len16;
+            raw.pkt_len = u32::from(len16);
+        }
+        true
+    }
+
     /// Append `bytes` at the end of the packet; false (nothing written) when the tailroom is
     /// too short.
     pub fn append(&mut self, bytes: &[u8]) -> bool {

@@ -70,6 +70,15 @@ impl Received<Mbufs> for Mbuf {
     fn queue(self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
         queues.push(worker, class, self)
     }
+    fn queue_inner(
+        mut self,
+        queues: &mut RxQueues<Mbufs>,
+        worker: u16,
+        class: Class,
+        inner: crate::handover::Inner,
+    ) -> bool {
+        self.decapsulate_in_place(inner) && queues.push(worker, class, self)
+    }
 }
 
 /// A received mbuf with the data of the one after it in its burst (see
@@ -96,6 +105,15 @@ impl Received<Mbufs> for InBurst<'_> {
     #[inline]
     fn queue(self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
         queues.push(worker, class, self.m)
+    }
+    fn queue_inner(
+        self,
+        queues: &mut RxQueues<Mbufs>,
+        worker: u16,
+        class: Class,
+        inner: crate::handover::Inner,
+    ) -> bool {
+        self.m.queue_inner(queues, worker, class, inner)
     }
     #[inline]
     fn lookahead(&self) -> Option<&[u8]> {

@@ -106,12 +106,8 @@ impl Port for CaptureReplay {
                     data: r.data,
                     wire_len: r.orig_len,
                     capture_ns: Some(r.ts_ns),
-                    // A link header too short to name its packet: an empty IPv6
-                    // packet, so the frame is malformed.
-                    network: match r.link {
-                        Link::Ethernet => None,
-                        link => Some(link.network(r.data).unwrap_or((0x86dd, r.data.len()))),
-                    },
+                    network: r.network(),
+                    link: r.link,
                 });
             })?;
             if n > 0 {
@@ -275,6 +271,7 @@ impl Port for CaptureLoop {
                 wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 capture_ns: None,
                 network: None,
+                link: Link::Ethernet,
             });
         }
         self.received += n as u64;

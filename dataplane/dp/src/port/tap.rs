@@ -322,6 +322,7 @@ impl crate::port::Port for TapPort {
                 wire_len: u32::try_from(len).unwrap_or(u32::MAX),
                 capture_ns: None,
                 network: None,
+                link: crate::capture::Link::Ethernet,
             });
         }
         Ok(crate::port::RxStatus::Frames(n))

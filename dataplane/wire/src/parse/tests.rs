@@ -994,6 +994,35 @@ proptest! {
         prop_assert_eq!(peek_addresses(&f), Some((IpVersion::V6, src, dst)));
     }
 
+    /// A frame a capture cut at any point parses, padded to its wire length, either as
+    /// `truncated` or exactly as the whole frame does, and the answer does not depend on
+    /// what the padding holds: the walk reads no byte past the cut without saying so.
+    #[test]
+    fn a_cut_frame_parses_as_the_whole_or_is_truncated(
+        which in 0usize..6,
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        cut in any::<usize>(),
+    ) {
+        let mut f = valid_frames().swap_remove(which);
+        for (at, v) in edits {
+            let n = f.len();
+            f[at % n] = v;
+        }
+        let keep = cut % (f.len() + 1);
+        let padded = |fill: u8| {
+            let mut b = f[..keep].to_vec();
+            b.resize(f.len(), fill);
+            b
+        };
+        let (zeros, ones) = (padded(0), padded(0xff));
+        let got = parse_cut(&zeros, keep, None);
+        prop_assert_eq!(got, parse_cut(&ones, keep, None));
+        if let Some(parsed) = got {
+            prop_assert_eq!(parsed, parse_frame(&f));
+        }
+        prop_assert_eq!(parse_cut(&f, f.len(), None), Some(parse_frame(&f)));
+    }
+
     /// The fast path gives exactly the general walk's answer whenever it answers, over
     /// arbitrary bytes and over common-case frames (TCP with and without options, UDP)
     /// with arbitrary edits and cuts; and `parse_frame` always equals the general walk.
@@ -1037,4 +1066,46 @@ proptest! {
             prop_assert_eq!(parse_frame(frame), general_frame(frame));
         }
     }
+}
+
+#[test]
+fn a_cut_frame_is_truncated_only_when_the_cut_reaches_its_headers() {
+    let mut data = tcp_bytes(&tcp::Repr::syn(40000, 443, 1000, 1440), v6());
+    data[13] = tcp_flags::ACK | tcp_flags::PSH;
+    data.extend_from_slice(&[7u8; 200]);
+    let f = ipv6_frame(0, &[], protocol::TCP, &data);
+    let header_end = ethernet::HEADER_LEN + ipv6::HEADER_LEN + usize::from(data[12] >> 4) * 4;
+    assert!(
+        header_end > ethernet::HEADER_LEN + ipv6::HEADER_LEN + 20,
+        "TCP options"
+    );
+    let cut = |keep: usize| {
+        let mut b = f[..keep].to_vec();
+        b.resize(f.len(), 0);
+        parse_cut(&b, keep, None)
+    };
+    assert_eq!(
+        cut(96),
+        Some(parse_frame(&f)),
+        "a 96-byte snap keeps the headers"
+    );
+    assert_eq!(cut(header_end), Some(parse_frame(&f)));
+    assert_eq!(cut(header_end - 1), None, "the last option byte is cut");
+    // Cut right after Ethernet: zeros would read as IPv6 version 0, which is not the frame's
+    // fault.
+    assert_eq!(cut(ethernet::HEADER_LEN), None);
+    // A raw-IP capture: the network packet from offset 0.
+    let ip = &f[ethernet::HEADER_LEN..];
+    let mut b = ip[..60].to_vec();
+    b.resize(ip.len(), 0);
+    assert_eq!(
+        parse_cut(&b, 60, Some((ethernet::ethertype::IPV6, 0))),
+        None,
+        "60 bytes of IPv6 + TCP with options"
+    );
+    b[..ip.len().min(90)].copy_from_slice(&ip[..90]);
+    assert_eq!(
+        parse_cut(&b, 90, Some((ethernet::ethertype::IPV6, 0))),
+        Some(parse_network(ethernet::ethertype::IPV6, ip))
+    );
 }
