@@ -25,8 +25,9 @@ use weir_model::config::RingsConfig;
 use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
-/// Version of this protocol; a peer with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of this protocol; a peer with another version is refused. 3: [`DpStats`]
+/// carries `slow_sources` and `upstreams`.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// First bytes of every hello.
 pub const MAGIC: [u8; 4] = *b"weir";
@@ -269,6 +270,55 @@ pub struct DpStats {
     pub top_sources: Vec<SourceRate>,
     /// Queueing latency per class (rx → worker), hdrhistogram V2-serialized, in ns.
     pub latency: BTreeMap<String, Vec<u8>>,
+    /// Source prefixes whose connections the terminators closed for slowness, most
+    /// events first (at most [`MAX_SLOW_SOURCES`]); counts are cumulative.
+    pub slow_sources: Vec<SlowSource>,
+    /// The application servers' side of asynchronous adapters (`nats`), per subject.
+    pub upstreams: Vec<UpstreamStats>,
+}
+
+/// Most [`SlowSource`]s in one [`DpStats`].
+pub const MAX_SLOW_SOURCES: usize = 32;
+
+/// Slow-client events of one source prefix, summed over the workers; cumulative since the
+/// prefix entered the workers' tables (an evicted prefix starts again from 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowSource {
+    /// The source prefix.
+    pub prefix: String,
+    /// Connections answered `408` for an incomplete request head (slowloris).
+    pub slow_header: u64,
+    /// Connections reset for a reply not drained (slow read).
+    pub slow_read: u64,
+}
+
+/// One upstream subject of the `nats` adapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamStats {
+    /// Adapter kind (`nats`).
+    pub kind: String,
+    /// The server URL(s).
+    pub url: String,
+    /// The subject.
+    pub subject: String,
+    /// Link state: `connected`, `disconnected` or `pending`.
+    pub state: String,
+    /// Connections made (1 + reconnects, once up).
+    pub connects: u64,
+    /// Requests published.
+    pub requests: u64,
+    /// Requests waiting for a reply now.
+    pub in_flight: u64,
+    /// Outcomes: `2xx`, `3xx`, `4xx`, `5xx` (the application's statuses), `503` (no
+    /// responders, link down), `504` (timeout), `502` (bad reply), `413` (over the NATS
+    /// payload limit).
+    pub outcomes: BTreeMap<String, u64>,
+    /// Reply headers dropped (hop-by-hop).
+    pub headers_dropped: u64,
+    /// Replies that came after their request's timeout.
+    pub late_replies: u64,
+    /// Reply latency (request taken → reply arrived), hdrhistogram V2-serialized, in ns.
+    pub latency: Vec<u8>,
 }
 
 /// One ring's state.

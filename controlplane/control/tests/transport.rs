@@ -20,7 +20,7 @@ use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
     BlockSpec, ClusterPolicy, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats,
     Envelope, HandoverRun, Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun,
-    SourceRate, MAX_FRAME, PROTOCOL_VERSION,
+    SlowSource, SourceRate, UpstreamStats, MAX_FRAME, PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_model::config::RingsConfig;
@@ -180,6 +180,24 @@ fn stats() -> DpStats {
             limited: 2,
         }],
         latency: BTreeMap::from([("known_good".into(), vec![1, 2, 3, 255])]),
+        slow_sources: vec![SlowSource {
+            prefix: "2001:db8:bad::/64".into(),
+            slow_header: 200,
+            slow_read: 3,
+        }],
+        upstreams: vec![UpstreamStats {
+            kind: "nats".into(),
+            url: "nats://127.0.0.1:4222".into(),
+            subject: "weir.http".into(),
+            state: "connected".into(),
+            connects: 2,
+            requests: 1000,
+            in_flight: 4,
+            outcomes: BTreeMap::from([("2xx".into(), 990), ("504".into(), 10)]),
+            headers_dropped: 0,
+            late_replies: 1,
+            latency: vec![9, 8, 7],
+        }],
     }
 }
 
@@ -481,6 +499,10 @@ fn wrong_magic_is_refused() {
 /// disconnected; the listener goes on.
 #[test]
 fn garbage_hello_is_refused() {
+    assert_eq!(
+        PROTOCOL_VERSION, 3,
+        "the third case below spells the version out"
+    );
     let dir = TempDir::new();
     let listener = Listener::bind(&dir.sock(), current_uid()).unwrap();
     type Expect = fn(&TransportError) -> bool;
@@ -493,8 +515,8 @@ fn garbage_hello_is_refused() {
         (&[0xff, 0x01], |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
-        // Right magic and version, then an unknown role.
-        (b"weir\x02\x09\x01x", |e| {
+        // Right magic and version (PROTOCOL_VERSION, 3), then an unknown role.
+        (b"weir\x03\x09\x01x", |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
     ];

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use weir_control::proto::{
     BlockSpec, CpStatus, CtlReply, CtlRequest, DpLink, DpStats, Envelope, Hello, RingStats, Role,
-    SliceRun, SourceRate,
+    SliceRun, SlowSource, SourceRate, UpstreamStats,
 };
 use weir_control::transport::{current_uid, Listener, TransportError};
 use weir_model::config::{RingConfig, RingsConfig};
@@ -308,6 +308,24 @@ fn dp_stats(packets: u64, uptime_s: u64) -> DpStats {
             histogram(&[(0..1000).map(|_| 2_000).collect::<Vec<_>>(), vec![900_000]].concat()),
         )]
         .into(),
+        slow_sources: vec![SlowSource {
+            prefix: "2001:db8:bad::/64".into(),
+            slow_header: 200,
+            slow_read: 3,
+        }],
+        upstreams: vec![UpstreamStats {
+            kind: "nats".into(),
+            url: "nats://127.0.0.1:4222".into(),
+            subject: "weir.http".into(),
+            state: "connected".into(),
+            connects: 2,
+            requests: 1000,
+            in_flight: 4,
+            outcomes: [("2xx".to_string(), 990), ("504".to_string(), 10)].into(),
+            headers_dropped: 0,
+            late_replies: 1,
+            latency: histogram(&[250_000, 250_000, 4_000_000]),
+        }],
     }
 }
 

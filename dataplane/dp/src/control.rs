@@ -21,7 +21,8 @@ use std::time::Duration;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 use tracing::{info, warn};
 use weir_control::proto::{
-    DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SourceRate,
+    DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SlowSource, SourceRate,
+    UpstreamStats, MAX_SLOW_SOURCES,
 };
 use weir_control::transport::{Conn, Listener, TransportError};
 use weir_model::WorkerStats;
@@ -170,9 +171,21 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
     let mut latency = BTreeMap::new();
     let mut merged: Vec<Option<hdrhistogram::Histogram<u64>>> = vec![None, None, None];
     let mut term_totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut slow: BTreeMap<(u128, u8), (u64, u64)> = BTreeMap::new();
+    let mut upstreams: Vec<std::sync::Arc<weir_terminator::nats::Upstream>> = Vec::new();
     for slot in &shared.workers {
         let Ok(w) = slot.lock() else { continue };
         if let Some(t) = &w.terminator {
+            for s in t.slow_sources.iter().filter(|s| s.len != 0) {
+                let e = slow.entry((s.prefix, s.len)).or_default();
+                e.0 += s.header;
+                e.1 += s.read;
+            }
+            if let Some(u) = &t.upstream.0 {
+                if !upstreams.iter().any(|x| std::sync::Arc::ptr_eq(x, u)) {
+                    upstreams.push(std::sync::Arc::clone(u));
+                }
+            }
             for (name, n) in t.counters() {
                 *term_totals.entry(name.to_string()).or_default() += n;
             }
@@ -254,6 +267,53 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
                 limited: u64::from(t.limited),
             })
             .collect(),
+        latency,
+        slow_sources: slow_sources(slow),
+        upstreams: upstreams.iter().map(|u| upstream_stats(u)).collect(),
+    }
+}
+
+/// The merged slow-client table as the protocol carries it: most events first, bounded.
+fn slow_sources(merged: BTreeMap<(u128, u8), (u64, u64)>) -> Vec<SlowSource> {
+    let mut v: Vec<SlowSource> = merged
+        .into_iter()
+        .map(|((p, len), (slow_header, slow_read))| SlowSource {
+            prefix: Prefix::new(p, len).map_or_else(|_| format!("{p:x}/{len}"), |p| p.to_string()),
+            slow_header,
+            slow_read,
+        })
+        .collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.slow_header + s.slow_read));
+    v.truncate(MAX_SLOW_SOURCES);
+    v
+}
+
+/// One `nats` upstream's published state.
+fn upstream_stats(u: &weir_terminator::nats::Upstream) -> UpstreamStats {
+    let r = u.report();
+    let mut latency = Vec::new();
+    if V2Serializer::new()
+        .serialize(&r.latency, &mut latency)
+        .is_err()
+    {
+        latency.clear();
+    }
+    UpstreamStats {
+        kind: "nats".into(),
+        url: u.url.clone(),
+        subject: u.subject.clone(),
+        state: u.state().name().into(),
+        connects: u.connects(),
+        requests: r.requests,
+        in_flight: r.in_flight,
+        outcomes: r
+            .outcomes
+            .named()
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect(),
+        headers_dropped: r.headers_dropped,
+        late_replies: r.late_replies,
         latency,
     }
 }

@@ -913,6 +913,12 @@ impl<B: Backing> WorkerQueues<B> {
         self.run_with(&mut Count)
     }
 
+    /// Wakes this worker from another thread (answers for its terminator's adapter).
+    pub fn waker(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let parker = Arc::clone(&self.parker);
+        Arc::new(move || parker.wake())
+    }
+
     /// [`WorkerQueues::run`], handing every packet to `drain` and calling its `after_round`
     /// after every round — a terminator's timers and transmissions.
     pub fn run_with<D: Drain>(mut self, drain: &mut D) -> WorkerStats {

@@ -131,9 +131,17 @@ pub fn terminator_workers(
         .collect();
     let mut workers = Vec::new();
     let mut receivers: Vec<ReplyEnds> = (0..rx_cores).map(|_| Vec::new()).collect();
+    // One adapter per worker; `nats` shares one NATS client thread among them.
+    let mut adapters = weir_terminator::adapter::build_all(
+        &cfg.terminator.adapter,
+        usize::from(state.worker_count),
+    )
+    .context("[terminator.adapter]")?
+    .into_iter();
     for w in 0..state.worker_count {
-        let adapter = weir_terminator::adapter::build(&cfg.terminator.adapter)
-            .context("[terminator.adapter]")?;
+        let adapter = adapters
+            .next()
+            .context("[terminator.adapter]: one adapter per worker")?;
         let term = weir_terminator::tcp::Terminator::new(&cfg.terminator, &prefixes, adapter);
         let mut senders = Vec::with_capacity(rx_cores);
         for r in &mut receivers {

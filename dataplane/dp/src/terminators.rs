@@ -169,6 +169,8 @@ impl TerminatorWorker {
 
     /// Run worker `wq` until its rx core finishes.
     pub fn run<B: Backing>(mut self, wq: WorkerQueues<B>) -> WorkerStats {
+        self.term
+            .set_waker(weir_terminator::adapter::Waker::new(wq.waker()));
         wq.run_with(&mut self)
     }
 }

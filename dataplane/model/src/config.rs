@@ -343,6 +343,20 @@ pub struct TerminatorConfig {
     /// A connection idle this long is closed.
     #[serde(default = "TerminatorConfig::default_idle_timeout_s")]
     pub idle_timeout_s: u64,
+    /// A request head (request line and headers) not complete this long after it started
+    /// (or, for a connection's first request, after the handshake) is answered `408` and
+    /// the connection closed: slowloris. Counted as `slow-header` per worker and per
+    /// source prefix.
+    #[serde(default = "TerminatorConfig::default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// A connection with a reply to send whose client acknowledged nothing for this long
+    /// is reset: slow read. Counted as `slow-read` per worker and per source prefix.
+    #[serde(default = "TerminatorConfig::default_send_stall_ms")]
+    pub send_stall_ms: u64,
+    /// Length of the source prefixes slow clients are counted by (IPv6; IPv4 clients are
+    /// counted by their /24).
+    #[serde(default = "TerminatorConfig::default_slow_prefix_len")]
+    pub slow_prefix_len: u8,
     /// Pin each worker thread to a CPU (worker i on the i-th CPU this process may use,
     /// after the rx core's).
     #[serde(default = "default_true")]
@@ -384,6 +398,15 @@ impl TerminatorConfig {
     fn default_idle_timeout_s() -> u64 {
         60
     }
+    fn default_header_timeout_ms() -> u64 {
+        10_000
+    }
+    fn default_send_stall_ms() -> u64 {
+        10_000
+    }
+    fn default_slow_prefix_len() -> u8 {
+        64
+    }
 
     fn validate(&self) -> Result<(), String> {
         if self.ports.is_empty() || self.ports.contains(&0) {
@@ -409,7 +432,22 @@ impl TerminatorConfig {
         if self.half_open_budget == 0 || self.syn_per_poll == 0 {
             return Err("half_open_budget and syn_per_poll must be at least 1".into());
         }
-        self.http.validate()
+        for (name, ms) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("send_stall_ms", self.send_stall_ms),
+        ] {
+            if !(100..=3_600_000).contains(&ms) {
+                return Err(format!("{name} must be from 100 to 3600000, got {ms}"));
+            }
+        }
+        if !(1..=128).contains(&self.slow_prefix_len) {
+            return Err(format!(
+                "slow_prefix_len must be from 1 to 128, got {}",
+                self.slow_prefix_len
+            ));
+        }
+        self.http.validate()?;
+        self.adapter.validate()
     }
 }
 
@@ -425,6 +463,9 @@ impl Default for TerminatorConfig {
             half_open_budget: Self::default_half_open_budget(),
             syn_per_poll: Self::default_syn_per_poll(),
             idle_timeout_s: Self::default_idle_timeout_s(),
+            header_timeout_ms: Self::default_header_timeout_ms(),
+            send_stall_ms: Self::default_send_stall_ms(),
+            slow_prefix_len: Self::default_slow_prefix_len(),
             pin: true,
             http: HttpConfig::default(),
             adapter: AdapterConfig::default(),
@@ -510,6 +551,122 @@ pub enum AdapterConfig {
     Echo,
     /// `200 ok` on every path (load balancers' checks).
     Health,
+    /// Each request to application servers over NATS (request/reply on `subject`; the
+    /// message format is [`crate::appmsg`]).
+    Nats(NatsAdapterConfig),
+}
+
+/// `[terminator.adapter] kind = "nats"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsAdapterConfig {
+    /// NATS server(s): `nats://host:port`, several separated by commas.
+    #[serde(default = "NatsAdapterConfig::default_url")]
+    pub url: String,
+    /// Subject the requests are sent on; application servers subscribe to it in a queue
+    /// group.
+    #[serde(default = "NatsAdapterConfig::default_subject")]
+    pub subject: String,
+    /// No reply within this long → `504`.
+    #[serde(default = "NatsAdapterConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Requests of one connection waiting for replies; at the limit the worker stops
+    /// reading that connection (its bytes wait in the socket, whose window slows the
+    /// client down).
+    #[serde(default = "NatsAdapterConfig::default_max_in_flight_per_conn")]
+    pub max_in_flight_per_conn: u32,
+    /// Requests of one worker waiting for replies; at the limit no connection of that
+    /// worker starts another request until a reply (or timeout) frees a place.
+    #[serde(default = "NatsAdapterConfig::default_max_in_flight_per_worker")]
+    pub max_in_flight_per_worker: u32,
+}
+
+impl NatsAdapterConfig {
+    fn default_url() -> String {
+        "nats://127.0.0.1:4222".into()
+    }
+    fn default_subject() -> String {
+        "weir.http".into()
+    }
+    fn default_timeout_ms() -> u64 {
+        5000
+    }
+    fn default_max_in_flight_per_conn() -> u32 {
+        16
+    }
+    fn default_max_in_flight_per_worker() -> u32 {
+        1024
+    }
+
+    /// Check the keys against each other and NATS's rules.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.url.trim().is_empty() {
+            return Err("adapter.url must name a NATS server (nats://host:port)".into());
+        }
+        for u in self.url.split(',') {
+            let u = u.trim();
+            let rest = u.strip_prefix("nats://").unwrap_or(u);
+            if rest.is_empty() || rest.contains(char::is_whitespace) || rest.contains('/') {
+                return Err(format!(
+                    "adapter.url {u:?} is not a NATS server address (nats://host:port)"
+                ));
+            }
+        }
+        // A subject is dot-separated tokens of visible characters; wildcards are for
+        // subscribers, not for a request's subject.
+        let s = &self.subject;
+        if s.is_empty()
+            || s.split('.').any(|t| {
+                t.is_empty() || t == "*" || t == ">" || t.bytes().any(|b| !b.is_ascii_graphic())
+            })
+        {
+            return Err(format!(
+                "adapter.subject {s:?} is not a NATS subject to publish on (dot-separated tokens, no spaces, no wildcards)"
+            ));
+        }
+        if !(1..=600_000).contains(&self.timeout_ms) {
+            return Err(format!(
+                "adapter.timeout_ms must be from 1 to 600000, got {}",
+                self.timeout_ms
+            ));
+        }
+        if !(1..=65_536).contains(&self.max_in_flight_per_worker) {
+            return Err(format!(
+                "adapter.max_in_flight_per_worker must be from 1 to 65536, got {}",
+                self.max_in_flight_per_worker
+            ));
+        }
+        if self.max_in_flight_per_conn == 0
+            || self.max_in_flight_per_conn > self.max_in_flight_per_worker
+        {
+            return Err(format!(
+                "adapter.max_in_flight_per_conn must be from 1 to max_in_flight_per_worker ({}), got {}",
+                self.max_in_flight_per_worker, self.max_in_flight_per_conn
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for NatsAdapterConfig {
+    fn default() -> Self {
+        NatsAdapterConfig {
+            url: Self::default_url(),
+            subject: Self::default_subject(),
+            timeout_ms: Self::default_timeout_ms(),
+            max_in_flight_per_conn: Self::default_max_in_flight_per_conn(),
+            max_in_flight_per_worker: Self::default_max_in_flight_per_worker(),
+        }
+    }
+}
+
+impl AdapterConfig {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            AdapterConfig::Nats(n) => n.validate(),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for AdapterConfig {
@@ -538,6 +695,37 @@ pub struct PolicyLoopConfig {
     /// Ignore prefixes with fewer `rate` verdicts than this per poll.
     #[serde(default = "default_min_limited")]
     pub min_limited_per_poll: u64,
+    /// Slow clients: a source prefix whose connections were closed by the terminators'
+    /// deadlines (`slow-header` + `slow-read`) at least this many times within the last
+    /// `slow_window_s` is "slow-attacking"; one that stays so for `block_after_s` is
+    /// blocked for `block_ttl_s`.
+    #[serde(default = "default_slow_threshold")]
+    pub slow_threshold: u64,
+    /// The sliding window the slow-client events are summed over, seconds.
+    #[serde(default = "default_slow_window")]
+    pub slow_window_s: u64,
+}
+
+fn default_slow_threshold() -> u64 {
+    20
+}
+fn default_slow_window() -> u64 {
+    10
+}
+
+impl PolicyLoopConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.slow_threshold == 0 {
+            return Err("slow_threshold must be at least 1".into());
+        }
+        if !(1..=3600).contains(&self.slow_window_s) {
+            return Err(format!(
+                "slow_window_s must be from 1 to 3600, got {}",
+                self.slow_window_s
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_block_after() -> u64 {
@@ -557,6 +745,8 @@ impl Default for PolicyLoopConfig {
             block_after_s: default_block_after(),
             block_ttl_s: default_block_ttl(),
             min_limited_per_poll: default_min_limited(),
+            slow_threshold: default_slow_threshold(),
+            slow_window_s: default_slow_window(),
         }
     }
 }
@@ -1055,6 +1245,9 @@ impl Config {
                 format!("[terminator] {m}"),
             ));
         }
+        if let Err(m) = cfg.policy.validate() {
+            return Err(ConfigError::at(origin, text, None, format!("[policy] {m}")));
+        }
         if cfg.blocks.len() > MAX_BLOCKS {
             return Err(ConfigError::at(
                 origin,
@@ -1251,6 +1444,72 @@ flow_table_capacity = 1048576
         assert!(e.message.contains("IPv6 routes only"), "{e}");
         let e = Config::from_toml("f.toml", "[cluster]\nservice = \"s\"\n").unwrap_err();
         assert!(e.message.contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn nats_adapter_and_slow_client_keys() {
+        let c = Config::from_toml(
+            "f.toml",
+            "[terminator]\nheader_timeout_ms = 2000\nsend_stall_ms = 3000\n\n[terminator.adapter]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4333\"\nsubject = \"app.http\"\ntimeout_ms = 750\nmax_in_flight_per_conn = 4\nmax_in_flight_per_worker = 64\n\n[policy]\nslow_threshold = 5\nslow_window_s = 4\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.terminator.adapter,
+            AdapterConfig::Nats(NatsAdapterConfig {
+                url: "nats://127.0.0.1:4333".into(),
+                subject: "app.http".into(),
+                timeout_ms: 750,
+                max_in_flight_per_conn: 4,
+                max_in_flight_per_worker: 64,
+            })
+        );
+        assert_eq!(
+            (c.terminator.header_timeout_ms, c.terminator.send_stall_ms),
+            (2000, 3000)
+        );
+        assert_eq!((c.policy.slow_threshold, c.policy.slow_window_s), (5, 4));
+        let d = Config::from_toml("f.toml", "[terminator.adapter]\nkind = \"nats\"\n").unwrap();
+        assert_eq!(
+            d.terminator.adapter,
+            AdapterConfig::Nats(NatsAdapterConfig::default())
+        );
+        for (body, needle) in [
+            ("subject = \"a.*\"", "not a NATS subject"),
+            ("subject = \"a b\"", "not a NATS subject"),
+            ("subject = \"a..b\"", "not a NATS subject"),
+            ("url = \"\"", "must name a NATS server"),
+            ("url = \"nats://h:1/x\"", "not a NATS server address"),
+            ("timeout_ms = 0", "timeout_ms must be from 1"),
+            (
+                "max_in_flight_per_conn = 9\nmax_in_flight_per_worker = 8",
+                "max_in_flight_per_conn must be from 1 to max_in_flight_per_worker (8), got 9",
+            ),
+            (
+                "max_in_flight_per_worker = 0",
+                "max_in_flight_per_worker must be",
+            ),
+            ("bogus = 1", "unknown field `bogus`"),
+        ] {
+            let text = format!("[terminator.adapter]\nkind = \"nats\"\n{body}\n");
+            let e = Config::from_toml("f.toml", &text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{body}: {e}");
+        }
+        for (text, needle) in [
+            (
+                "[terminator]\nheader_timeout_ms = 5\n",
+                "header_timeout_ms must be",
+            ),
+            ("[terminator]\nsend_stall_ms = 0\n", "send_stall_ms must be"),
+            (
+                "[terminator]\nslow_prefix_len = 0\n",
+                "slow_prefix_len must be",
+            ),
+            ("[policy]\nslow_threshold = 0\n", "slow_threshold must be"),
+            ("[policy]\nslow_window_s = 0\n", "slow_window_s must be"),
+        ] {
+            let e = Config::from_toml("f.toml", text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`verdict`]: [`Class`], [`Reason`], [`Verdict`], [`Disposition`] — what the classifier
 //!   decides for a frame, and the names that appear in counters, JSON reports and pcap file
 //!   names.
+//! - [`appmsg`]: the messages the `nats` adapter exchanges with application servers —
+//!   the contract an application server in any language implements.
 //! - [`config`]: the configuration file (TOML) of `weir-dp` and `weir-cp`, its built-in
 //!   default and its validation with `FILE:LINE:COL` errors.
 //!
@@ -11,6 +13,7 @@
 //! them (and the fuzz targets) share it without depending on each other.
 #![deny(unsafe_code)]
 
+pub mod appmsg;
 pub mod config;
 pub mod verdict;
 

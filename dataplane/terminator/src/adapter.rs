@@ -1,5 +1,14 @@
-//! What a parsed HTTP request is handed to: the [`Adapter`] trait and the built-ins
-//! `static`, `echo` and `health` ([`build`] makes one from `[terminator.adapter]`).
+//! What a parsed HTTP request is handed to: the [`Adapter`] trait, the built-ins
+//! `static`, `echo` and `health` ([`SyncAdapter`]s), and `nats` (asynchronous, in
+//! [`crate::nats`]); [`build_all`] makes one per worker from `[terminator.adapter]`.
+//!
+//! **Two kinds.** A [`SyncAdapter`] answers at once ([`SyncAdapter::handle`]); every
+//! `SyncAdapter` is an [`Adapter`] whose [`Adapter::start`] answers [`Answer::Now`]. An
+//! asynchronous adapter answers [`Answer::Later`] with a [`Ticket`] and hands the
+//! [`Completion`] back from [`Adapter::poll`], which the worker calls between bursts; the
+//! connection keeps answers in request order (see [`crate::http`]). It bounds its own
+//! work: [`Adapter::conn_limit`] requests waiting per connection and
+//! [`Adapter::can_start`] per worker; at either limit the connection stops reading.
 //!
 //! **Shape.** [`crate::http::HttpConn`] parses a request in place and lends it to
 //! [`Adapter::handle`] as a [`Request`] of borrowed slices (method, target, headers as
@@ -40,6 +49,54 @@ const RETAIN_FILE_BUFFER: usize = 1 << 20;
 /// Content type of `static`'s fixed body when the config names none.
 pub const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
+/// The client of a connection: address (IPv6, or IPv4-mapped) and port; zero when unknown
+/// (tests, fuzzing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// Address bytes, network order.
+    pub addr: [u8; 16],
+    /// TCP port.
+    pub port: u16,
+}
+
+/// Which answer an asynchronous adapter owes: the connection (its slot and serial, so a
+/// late answer for a recycled slot is recognised) and the request's place on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Ticket {
+    /// The connection's slot in its terminator.
+    pub conn: u32,
+    /// The connection's serial number (slots are reused; serials are not).
+    pub serial: u64,
+    /// The request's number on its connection.
+    pub seq: u32,
+}
+
+/// What [`Adapter::start`] did with a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer<'r> {
+    /// The answer, now.
+    Now(Response<'r>),
+    /// Taken: the answer comes later from [`Adapter::poll`] with the request's [`Ticket`].
+    Later,
+}
+
+/// An answer that comes later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// A reply to send.
+    Reply {
+        /// Status, 200..=999.
+        status: u16,
+        /// Header lines, each `Name: value\r\n`, checked (token names, no control
+        /// characters) and without the fields the connection writes itself.
+        head: bytes::Bytes,
+        /// The body.
+        body: bytes::Bytes,
+    },
+    /// No reply: this status with a short text body (`502`, `503`, `504`).
+    Failed(u16),
+}
+
 /// One parsed request, borrowed from the connection's buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -53,6 +110,8 @@ pub struct Request<'a> {
     pub headers: &'a [httparse::Header<'a>],
     /// The body (`Content-Length` bytes; empty without one).
     pub body: &'a [u8],
+    /// Who sent it.
+    pub peer: Peer,
 }
 
 impl<'a> Request<'a> {
@@ -110,10 +169,105 @@ impl<'a> Response<'a> {
 
 /// Something that answers requests. One per worker; called for each complete request.
 pub trait Adapter: Send {
+    /// Answer `req` now, or take it and answer later under `ticket`.
+    fn start<'r>(&'r mut self, req: &'r Request<'r>, ticket: Ticket) -> Answer<'r>;
+    /// The name used in config and stats (`static`, `echo`, `health`, `nats`).
+    fn name(&self) -> &'static str;
+    /// Whether this worker may start another request that will be answered later (the
+    /// per-worker in-flight limit). Synchronous adapters: always.
+    fn can_start(&self) -> bool {
+        true
+    }
+    /// Requests one connection may have waiting for a later answer.
+    fn conn_limit(&self) -> u32 {
+        u32::MAX
+    }
+    /// Hand over the answers that arrived since the last call; also sends what
+    /// [`Adapter::start`] queued. Called by the worker between bursts; never blocks.
+    fn poll(&mut self, done: &mut dyn FnMut(Ticket, Completion)) {
+        let _ = done;
+    }
+    /// A request waiting longer than this (ms) is answered `504` by the connection itself:
+    /// the guard against an answer that never comes. `None`: nothing ever waits.
+    fn give_up_after_ms(&self) -> Option<u64> {
+        None
+    }
+    /// This worker's counters of the adapter.
+    fn stats(&self) -> AdapterStats {
+        AdapterStats::default()
+    }
+    /// The shared state of the upstream (the NATS link) behind this adapter, for stats.
+    fn upstream(&self) -> Option<std::sync::Arc<crate::nats::Upstream>> {
+        None
+    }
+    /// How to wake the worker when answers arrive while it sleeps (a worker with empty
+    /// rings parks; answers from another thread must not wait for its timeout).
+    fn set_waker(&mut self, wake: Waker) {
+        let _ = wake;
+    }
+}
+
+/// Wakes a parked worker; called from another thread, cheap when the worker is awake.
+#[derive(Clone)]
+pub struct Waker(std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl Waker {
+    /// A waker that calls `wake`.
+    pub fn new(wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Waker {
+        Waker(wake)
+    }
+
+    /// Wake the worker.
+    pub fn wake(&self) {
+        (self.0)();
+    }
+}
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waker")
+    }
+}
+
+/// An adapter that answers every request at once. Every `SyncAdapter` is an [`Adapter`].
+pub trait SyncAdapter: Send {
     /// Answer `req`. The response may borrow from `self` and from `req`.
     fn handle<'r>(&'r mut self, req: &'r Request<'r>) -> Response<'r>;
     /// The name used in config and stats (`static`, `echo`, `health`).
     fn name(&self) -> &'static str;
+}
+
+impl<T: SyncAdapter> Adapter for T {
+    #[inline]
+    fn start<'r>(&'r mut self, req: &'r Request<'r>, _ticket: Ticket) -> Answer<'r> {
+        Answer::Now(self.handle(req))
+    }
+    fn name(&self) -> &'static str {
+        SyncAdapter::name(self)
+    }
+}
+
+/// A worker's counters of an asynchronous adapter (all zero for synchronous ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AdapterStats {
+    /// Requests handed on (answered later).
+    pub started: u64,
+    /// Waiting for an answer now.
+    pub in_flight: u64,
+    /// Answers that came back.
+    pub completed: u64,
+    /// Answered `503` at once: the upstream is down (fail fast) or its queue refused.
+    pub unavailable: u64,
+}
+
+impl AdapterStats {
+    /// Add `o` into `self`.
+    pub fn add(&mut self, o: &AdapterStats) {
+        self.started += o.started;
+        self.in_flight += o.in_flight;
+        self.completed += o.completed;
+        self.unavailable += o.unavailable;
+    }
 }
 
 /// Why an adapter could not be built from its config.
@@ -144,9 +298,28 @@ pub enum AdapterError {
     /// `dir` exists but is a file or something else.
     #[error("static adapter: dir {} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// The NATS client thread could not start.
+    #[error("nats adapter: {0}")]
+    Nats(String),
+}
+
+/// One adapter per worker for `workers` workers: synchronous ones are built each on their
+/// own; `nats` starts one NATS client thread that all of them share.
+pub fn build_all(
+    cfg: &AdapterConfig,
+    workers: usize,
+) -> Result<Vec<Box<dyn Adapter>>, AdapterError> {
+    if let AdapterConfig::Nats(n) = cfg {
+        return Ok(crate::nats::start(n, workers)?
+            .into_iter()
+            .map(|a| Box::new(a) as Box<dyn Adapter>)
+            .collect());
+    }
+    (0..workers).map(|_| build(cfg)).collect()
 }
 
 /// Make the adapter `cfg` describes; checks `dir` exists now, not at the first request.
+/// `nats` starts its own NATS client thread (see [`build_all`] to share one).
 pub fn build(cfg: &AdapterConfig) -> Result<Box<dyn Adapter>, AdapterError> {
     match cfg {
         AdapterConfig::Static {
@@ -172,6 +345,10 @@ pub fn build(cfg: &AdapterConfig) -> Result<Box<dyn Adapter>, AdapterError> {
         } => Ok(Box::new(FixedBody::new(body, content_type.as_deref())?)),
         AdapterConfig::Echo => Ok(Box::new(Echo::default())),
         AdapterConfig::Health => Ok(Box::new(Health)),
+        AdapterConfig::Nats(n) => Ok(crate::nats::start(n, 1)?
+            .pop()
+            .map(|a| Box::new(a) as Box<dyn Adapter>)
+            .ok_or(AdapterError::Nats("no adapter".into()))?),
     }
 }
 
@@ -211,7 +388,7 @@ impl FixedBody {
     }
 }
 
-impl Adapter for FixedBody {
+impl SyncAdapter for FixedBody {
     fn handle<'r>(&'r mut self, req: &'r Request<'r>) -> Response<'r> {
         match req.method {
             "GET" | "HEAD" => Response {
@@ -299,7 +476,7 @@ fn status_response(status: u16) -> Response<'static> {
     }
 }
 
-impl Adapter for StaticDir {
+impl SyncAdapter for StaticDir {
     fn handle<'r>(&'r mut self, req: &'r Request<'r>) -> Response<'r> {
         if !matches!(req.method, "GET" | "HEAD") {
             return method_not_allowed();
@@ -410,7 +587,7 @@ pub struct Echo {
     text: Vec<u8>,
 }
 
-impl Adapter for Echo {
+impl SyncAdapter for Echo {
     fn handle<'r>(&'r mut self, req: &'r Request<'r>) -> Response<'r> {
         if matches!(req.method, "POST" | "PUT" | "PATCH") {
             return Response {
@@ -452,7 +629,7 @@ impl Adapter for Echo {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Health;
 
-impl Adapter for Health {
+impl SyncAdapter for Health {
     fn handle<'r>(&'r mut self, _req: &'r Request<'r>) -> Response<'r> {
         Response::text(200, "ok\n")
     }
@@ -472,6 +649,7 @@ mod tests {
             version: 1,
             headers: &[],
             body: b"",
+            peer: Peer::default(),
         }
     }
 
@@ -509,7 +687,7 @@ mod tests {
         (t, dir)
     }
 
-    fn status_of(a: &mut dyn Adapter, path: &str) -> (u16, Vec<u8>) {
+    fn status_of(a: &mut dyn SyncAdapter, path: &str) -> (u16, Vec<u8>) {
         let req = get(path);
         let r = a.handle(&req);
         (r.status, r.body.to_vec())

@@ -41,6 +41,22 @@
 //! and no `Date` (RFC 9110 §6.6.1 lets a server without a clock it trusts omit it; the
 //! terminator has no cached clock to read and a clock read per response is not free).
 //!
+//! **Answers that come later.** An asynchronous adapter ([`crate::adapter::Answer::Later`])
+//! leaves a place in the connection's queue of owed answers; [`HttpConn::complete`] fills it
+//! and everything owed is written in request order, so pipelining keeps working whatever
+//! order the replies arrive in. While something is owed, answers the connection makes
+//! itself (a 400 for the next request, an adapter's immediate 503) are rendered into a held
+//! buffer behind it, and `100 Continue` is not sent (it would read as the interim answer
+//! of an earlier request). Reading stops, with the bytes left to the caller, while the
+//! connection has [`crate::adapter::Adapter::conn_limit`] requests waiting or the adapter
+//! cannot start more ([`crate::adapter::Adapter::can_start`], the worker's limit). Memory:
+//! at most `conn_limit` waiting places, and the held buffer holds at most the answers that
+//! arrived out of order behind them. A request kept waiting past
+//! [`crate::adapter::Adapter::give_up_after_ms`] is answered `504` by
+//! [`HttpConn::expire`]; its reply, should it come, is dropped ([`HttpConn::complete`]
+//! returns false). Rejected: a callback into the connection from the adapter (the
+//! adapter would need the connection table) and futures (a runtime on the worker).
+//!
 //! **Determinism.** The output for a byte stream followed by EOF does not depend on how it
 //! was split over calls (a property test checks this), except that a split can make
 //! `100 Continue` appear. *When* garbage is answered does: with the doubling rule above, up
@@ -50,7 +66,9 @@
 use httparse::{Header, Status, EMPTY_HEADER};
 use weir_model::config::HttpConfig;
 
-use crate::adapter::{Adapter, Request, Response};
+use std::collections::VecDeque;
+
+use crate::adapter::{Adapter, Answer, Completion, Peer, Request, Response, Ticket};
 
 /// A buffer whose capacity grew past this is shrunk back to it once drained.
 pub const RETAIN_BYTES: usize = 4096;
@@ -89,6 +107,13 @@ pub struct HttpStats {
     pub version_not_supported: u64,
     /// `100 Continue` interim responses.
     pub continues: u64,
+    /// `408`: the request head was not complete in time (see [`HttpConn::time_out_head`]).
+    pub request_timeout: u64,
+    /// Requests answered `504` because the adapter's answer did not come in time.
+    pub gave_up: u64,
+    /// Adapter answers that came for a request no longer waiting (given up on, or its
+    /// connection gone); dropped.
+    pub late_answers: u64,
 }
 
 impl HttpStats {
@@ -106,6 +131,9 @@ impl HttpStats {
             not_implemented,
             version_not_supported,
             continues,
+            request_timeout,
+            gave_up,
+            late_answers,
         } = other;
         self.requests += requests;
         self.responses_2xx += responses_2xx;
@@ -118,6 +146,9 @@ impl HttpStats {
         self.not_implemented += not_implemented;
         self.version_not_supported += version_not_supported;
         self.continues += continues;
+        self.request_timeout += request_timeout;
+        self.gave_up += gave_up;
+        self.late_answers += late_answers;
     }
 }
 
@@ -169,6 +200,25 @@ enum ConnHeader {
     Close,
 }
 
+/// One answer a connection owes, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owed {
+    seq: u32,
+    head_only: bool,
+    conn: ConnHeader,
+    state: OwedState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OwedState {
+    /// Waiting for the adapter since this time (the caller's clock, ms).
+    Waiting { since_ms: u64 },
+    /// Arrived (or given up on): to be written when its turn comes.
+    Done(Completion),
+    /// Rendered already, in `held[start..end]`.
+    Held { start: usize, end: usize },
+}
+
 /// HTTP/1.1 on one TCP connection. Reusable: [`HttpConn::reset`] for the next connection.
 #[derive(Debug)]
 pub struct HttpConn {
@@ -187,6 +237,21 @@ pub struct HttpConn {
     /// `httparse`'s header table, kept between requests (see [`recycle`]).
     headers: Vec<Header<'static>>,
     stats: HttpStats,
+    /// Answers owed in request order, once one of them is left to an asynchronous adapter.
+    owed: VecDeque<Owed>,
+    /// Answers rendered behind a waiting one.
+    held: Vec<u8>,
+    /// Places in `owed` that wait.
+    waiting: u32,
+    /// The next request's number on this connection.
+    next_seq: u32,
+    /// Which connection this is, for tickets: (slot, serial).
+    tag: (u32, u64),
+    peer: Peer,
+    /// The caller's clock (ms), for the age of waiting answers.
+    now_ms: u64,
+    /// The last call stopped reading because the adapter could start no more requests.
+    starved: bool,
 }
 
 impl HttpConn {
@@ -202,7 +267,151 @@ impl HttpConn {
             closed: false,
             headers: Vec::new(),
             stats: HttpStats::default(),
+            owed: VecDeque::new(),
+            held: Vec::new(),
+            waiting: 0,
+            next_seq: 0,
+            tag: (0, 0),
+            peer: Peer::default(),
+            now_ms: 0,
+            starved: false,
         }
+    }
+
+    /// Who this connection is (slot and serial, for the adapter's tickets) and its client.
+    pub fn set_tag(&mut self, conn: u32, serial: u64, peer: Peer) {
+        self.tag = (conn, serial);
+        self.peer = peer;
+    }
+
+    /// The caller's clock now (ms): requests left to the adapter are stamped with it.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Whether every answer owed has been written to the output (nothing waits or is held).
+    pub fn owes_nothing(&self) -> bool {
+        self.owed.is_empty()
+    }
+
+    /// Requests waiting for the adapter.
+    pub fn waiting(&self) -> u32 {
+        self.waiting
+    }
+
+    /// Whether the last call stopped reading because the adapter could start no more
+    /// requests (the caller resumes the connection once it can).
+    pub fn starved(&self) -> bool {
+        self.starved
+    }
+
+    /// The adapter's answer to request `seq`: written to `out` with everything after it
+    /// that is ready, in request order. False when nothing waits under `seq` (the
+    /// connection was given up on, or reset): the answer is dropped.
+    pub fn complete(&mut self, seq: u32, answer: Completion, out: &mut Vec<u8>) -> bool {
+        let Some(o) = self
+            .owed
+            .iter_mut()
+            .find(|o| o.seq == seq && matches!(o.state, OwedState::Waiting { .. }))
+        else {
+            self.stats.late_answers += 1;
+            return false;
+        };
+        o.state = OwedState::Done(answer);
+        self.waiting = self.waiting.saturating_sub(1);
+        self.flush_owed(out);
+        true
+    }
+
+    /// Answer `504` for every request waiting `after_ms` or longer (by the clock of
+    /// [`HttpConn::set_clock`]); returns how many.
+    pub fn expire(&mut self, after_ms: u64, out: &mut Vec<u8>) -> u32 {
+        let now = self.now_ms;
+        let mut n = 0;
+        for o in &mut self.owed {
+            if let OwedState::Waiting { since_ms } = o.state {
+                if now.saturating_sub(since_ms) >= after_ms {
+                    o.state = OwedState::Done(Completion::Failed(504));
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.waiting = self.waiting.saturating_sub(n);
+            self.stats.gave_up += u64::from(n);
+            self.flush_owed(out);
+        }
+        n
+    }
+
+    /// The request head did not come in time (slowloris): answer `408` with
+    /// `Connection: close` (behind anything owed) and close.
+    pub fn time_out_head(&mut self, out: &mut Vec<u8>) -> ConnAction {
+        if !self.closed {
+            self.stats.request_timeout += 1;
+            let status = self.emit(
+                out,
+                &Response::text(408, failed_body(408)),
+                false,
+                ConnHeader::Close,
+            );
+            self.count(status);
+        }
+        self.close()
+    }
+
+    /// Write the answers at the head of `owed` that are ready.
+    fn flush_owed(&mut self, out: &mut Vec<u8>) {
+        while let Some(front) = self.owed.front() {
+            if matches!(front.state, OwedState::Waiting { .. }) {
+                break;
+            }
+            let Some(o) = self.owed.pop_front() else {
+                break;
+            };
+            match o.state {
+                OwedState::Held { start, end } => {
+                    out.extend_from_slice(self.held.get(start..end).unwrap_or_default());
+                }
+                OwedState::Done(c) => {
+                    let status = write_completion(out, &c, o.head_only, o.conn);
+                    self.count(status);
+                }
+                OwedState::Waiting { .. } => {}
+            }
+        }
+        if self.owed.is_empty() {
+            self.held.clear();
+            if self.held.capacity() > RETAIN_BYTES {
+                self.held = Vec::new();
+            }
+        }
+    }
+
+    /// Write `r` to `out`, or behind what is owed; returns the status sent.
+    fn emit(
+        &mut self,
+        out: &mut Vec<u8>,
+        r: &Response<'_>,
+        head_only: bool,
+        conn: ConnHeader,
+    ) -> u16 {
+        if self.owed.is_empty() {
+            return write_response(out, r, head_only, conn);
+        }
+        let start = self.held.len();
+        let status = write_response(&mut self.held, r, head_only, conn);
+        self.owed.push_back(Owed {
+            seq: self.next_seq,
+            head_only,
+            conn,
+            state: OwedState::Held {
+                start,
+                end: self.held.len(),
+            },
+        });
+        self.next_seq = self.next_seq.wrapping_add(1);
+        status
     }
 
     /// Bytes received from the client. Every complete request in them (pipelining: several
@@ -234,8 +443,17 @@ impl HttpConn {
             return (data.len(), ConnAction::Close);
         }
         let mut rest = data;
+        self.starved = false;
         loop {
             if out.len() >= out_limit {
+                break;
+            }
+            let pending = self.start < self.buf.len() || !rest.is_empty();
+            if !pending || self.waiting >= adapter.conn_limit() {
+                break;
+            }
+            if !adapter.can_start() {
+                self.starved = true;
                 break;
             }
             if self.start < self.buf.len() {
@@ -330,6 +548,16 @@ impl HttpConn {
         self.need = None;
         self.closed = false;
         self.stats = HttpStats::default();
+        self.owed.clear();
+        self.held.clear();
+        if self.held.capacity() > RETAIN_BYTES {
+            self.held = Vec::new();
+        }
+        self.waiting = 0;
+        self.next_seq = 0;
+        self.tag = (0, 0);
+        self.peer = Peer::default();
+        self.starved = false;
     }
 
     /// Counters since [`HttpConn::new`], [`HttpConn::reset`] or [`HttpConn::take_stats`].
@@ -484,7 +712,11 @@ impl HttpConn {
         // Fits: content_length <= max_body_bytes, a u32.
         let total = head_len + framing.content_length as usize;
         if input.len() < total {
-            if self.need.is_none() && framing.expect_continue && version == 1 {
+            if self.need.is_none()
+                && framing.expect_continue
+                && version == 1
+                && self.owed.is_empty()
+            {
                 out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 self.stats.continues += 1;
             }
@@ -497,16 +729,37 @@ impl HttpConn {
             version,
             headers: req.headers,
             body: &input[head_len..total],
+            peer: self.peer,
         };
         self.stats.requests += 1;
-        let response = adapter.handle(&request);
         let conn = match (framing.keep_alive, version) {
             (false, _) => ConnHeader::Close,
             (true, 0) => ConnHeader::KeepAlive,
             (true, _) => ConnHeader::None,
         };
-        let status = write_response(out, &response, head_only, conn);
-        self.count(status);
+        let ticket = Ticket {
+            conn: self.tag.0,
+            serial: self.tag.1,
+            seq: self.next_seq,
+        };
+        match adapter.start(&request, ticket) {
+            Answer::Now(response) => {
+                let status = self.emit(out, &response, head_only, conn);
+                self.count(status);
+            }
+            Answer::Later => {
+                self.owed.push_back(Owed {
+                    seq: self.next_seq,
+                    head_only,
+                    conn,
+                    state: OwedState::Waiting {
+                        since_ms: self.now_ms,
+                    },
+                });
+                self.next_seq = self.next_seq.wrapping_add(1);
+                self.waiting += 1;
+            }
+        }
         self.need = None;
         self.scanned = 0;
         self.checked = 0;
@@ -527,7 +780,7 @@ impl HttpConn {
         };
         *stat += 1;
         let response = Response::text(r.status(), r.body());
-        let status = write_response(out, &response, head_only, ConnHeader::Close);
+        let status = self.emit(out, &response, head_only, ConnHeader::Close);
         self.count(status);
         self.need = None;
         self.scanned = 0;
@@ -714,7 +967,10 @@ fn reason(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        408 => "Request Timeout",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "",
     }
@@ -761,6 +1017,59 @@ fn write_response(out: &mut Vec<u8>, r: &Response<'_>, head_only: bool, conn: Co
     out.extend_from_slice(b"\r\n");
     if !head_only && !bodiless {
         out.extend_from_slice(r.body);
+    }
+    status
+}
+
+/// Text bodies of the statuses a connection answers for an adapter that gave none.
+fn failed_body(status: u16) -> &'static str {
+    match status {
+        408 => "request timeout\n",
+        502 => "bad gateway: the application server's reply was not valid\n",
+        503 => "service unavailable: no application server\n",
+        504 => "gateway timeout: no reply from the application server in time\n",
+        _ => "internal error\n",
+    }
+}
+
+/// Append a [`Completion`] as an HTTP/1.1 response; returns the status sent.
+fn write_completion(out: &mut Vec<u8>, c: &Completion, head_only: bool, conn: ConnHeader) -> u16 {
+    let (status, head, body) = match c {
+        Completion::Failed(status) => {
+            return write_response(
+                out,
+                &Response::text(*status, failed_body(*status)),
+                head_only,
+                conn,
+            );
+        }
+        Completion::Reply { status, head, body } => (*status, head, body),
+    };
+    let status = if (200..=999).contains(&status) {
+        status
+    } else {
+        500
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: weir\r\n");
+    let bodiless = status == 204 || status == 304;
+    if status != 204 {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(head);
+    match conn {
+        ConnHeader::None => {}
+        ConnHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        ConnHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only && !bodiless {
+        out.extend_from_slice(body);
     }
     status
 }
@@ -1150,6 +1459,207 @@ mod tests {
         assert!(c.buffered() <= RETAIN_BYTES, "{}", c.buffered());
         c.reset();
         assert_eq!(feed(&mut c, GET).1[0].status, 200);
+    }
+
+    /// An adapter that answers everything later, with limits like `nats`.
+    struct Deferred {
+        tickets: Vec<Ticket>,
+        per_conn: u32,
+        per_worker: usize,
+        /// Answer this method at once with 503 (an immediate answer behind waiting ones).
+        now_for: &'static str,
+    }
+
+    impl Deferred {
+        fn new(per_conn: u32, per_worker: usize) -> Deferred {
+            Deferred {
+                tickets: Vec::new(),
+                per_conn,
+                per_worker,
+                now_for: "",
+            }
+        }
+    }
+
+    impl Adapter for Deferred {
+        fn start<'r>(
+            &'r mut self,
+            req: &'r Request<'r>,
+            ticket: Ticket,
+        ) -> crate::adapter::Answer<'r> {
+            if req.method == self.now_for {
+                return crate::adapter::Answer::Now(Response::text(503, "now\n"));
+            }
+            self.tickets.push(ticket);
+            crate::adapter::Answer::Later
+        }
+        fn name(&self) -> &'static str {
+            "deferred"
+        }
+        fn can_start(&self) -> bool {
+            self.tickets.len() < self.per_worker
+        }
+        fn conn_limit(&self) -> u32 {
+            self.per_conn
+        }
+    }
+
+    fn reply(status: u16, body: &'static [u8]) -> Completion {
+        Completion::Reply {
+            status,
+            head: bytes::Bytes::from_static(b"X-From: app\r\n"),
+            body: bytes::Bytes::from_static(body),
+        }
+    }
+
+    #[test]
+    fn later_answers_are_written_in_request_order() {
+        let mut c = HttpConn::new(HttpConfig::default());
+        c.set_tag(7, 99, Peer::default());
+        let mut a = Deferred::new(8, 100);
+        let mut out = Vec::new();
+        let data = [GET, GET, GET].concat();
+        let (taken, action) = c.on_data_bounded(&data, &mut a, &mut out, usize::MAX);
+        assert_eq!((taken, action), (data.len(), ConnAction::KeepOpen));
+        assert!(out.is_empty());
+        assert_eq!(c.waiting(), 3);
+        let seqs: Vec<u32> = a.tickets.iter().map(|t| t.seq).collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        assert!(a.tickets.iter().all(|t| (t.conn, t.serial) == (7, 99)));
+        // Replies arrive 2, 0, 1: nothing is written until the first one is there.
+        assert!(c.complete(2, reply(201, b"two"), &mut out));
+        assert!(out.is_empty(), "the third answer waits for the first two");
+        assert!(c.complete(0, reply(200, b"zero"), &mut out));
+        assert_eq!(answers(&out, false).len(), 1);
+        assert!(c.complete(1, Completion::Failed(504), &mut out));
+        let got = answers(&out, false);
+        let statuses: Vec<u16> = got.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [200, 504, 201]);
+        assert_eq!(got[0].body, b"zero");
+        assert_eq!(got[0].header("X-From"), Some("app"));
+        assert_eq!(got[0].header("Server"), Some("weir"));
+        assert_eq!(got[2].body, b"two");
+        assert!(c.owes_nothing());
+        assert!(
+            !c.complete(1, reply(200, b"again"), &mut out),
+            "answered once"
+        );
+        assert_eq!(c.stats().late_answers, 1);
+        assert_eq!((c.stats().responses_2xx, c.stats().responses_5xx), (2, 1));
+    }
+
+    #[test]
+    fn the_connection_limit_leaves_bytes_with_the_caller() {
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut a = Deferred::new(2, 100);
+        let mut out = Vec::new();
+        let data = [GET, GET, GET].concat();
+        let (taken, _) = c.on_data_bounded(&data, &mut a, &mut out, usize::MAX);
+        assert_eq!(
+            taken,
+            2 * GET.len(),
+            "the third request stays in the socket"
+        );
+        assert_eq!(c.waiting(), 2);
+        assert!(!c.starved(), "a connection limit, not the worker's");
+        assert!(c.complete(0, reply(200, b"a"), &mut out));
+        let (taken2, _) = c.on_data_bounded(&data[taken..], &mut a, &mut out, usize::MAX);
+        assert_eq!(taken2, GET.len());
+        assert_eq!(a.tickets.len(), 3);
+        // The worker's limit: nothing is read, and the connection says why.
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut full = Deferred::new(8, 0);
+        let (taken, _) = c.on_data_bounded(GET, &mut full, &mut out, usize::MAX);
+        assert_eq!(taken, 0);
+        assert!(c.starved());
+    }
+
+    #[test]
+    fn own_answers_wait_behind_later_ones() {
+        // A bad request after a waiting one: its 400 comes after the reply.
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut a = Deferred::new(8, 100);
+        let mut out = Vec::new();
+        let data = [GET, b"BAD\x01 / HTTP/1.1\r\n\r\n"].concat();
+        let (_, action) = c.on_data_bounded(&data, &mut a, &mut out, usize::MAX);
+        assert_eq!(action, ConnAction::Close);
+        assert!(out.is_empty());
+        assert!(!c.owes_nothing());
+        assert!(c.complete(0, reply(200, b"first"), &mut out));
+        let got = answers(&out, false);
+        assert_eq!(got.iter().map(|a| a.status).collect::<Vec<_>>(), [200, 400]);
+        assert_eq!(got[1].header("Connection"), Some("close"));
+        assert!(c.owes_nothing());
+        // An adapter's immediate answer behind a waiting one.
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut a = Deferred::new(8, 100);
+        a.now_for = "DELETE";
+        let mut out = Vec::new();
+        let data = [GET, b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", GET].concat();
+        c.on_data_bounded(&data, &mut a, &mut out, usize::MAX);
+        assert!(out.is_empty());
+        assert!(c.complete(2, reply(202, b"third"), &mut out));
+        assert!(out.is_empty());
+        assert!(c.complete(0, reply(200, b"first"), &mut out));
+        let got = answers(&out, false);
+        assert_eq!(
+            got.iter().map(|a| a.status).collect::<Vec<_>>(),
+            [200, 503, 202]
+        );
+    }
+
+    #[test]
+    fn close_waits_for_the_later_answer_and_head_gets_no_body() {
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut a = Deferred::new(8, 100);
+        let mut out = Vec::new();
+        let data = b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (_, action) = c.on_data_bounded(data, &mut a, &mut out, usize::MAX);
+        assert_eq!(action, ConnAction::Close);
+        assert!(
+            !c.owes_nothing(),
+            "closed for input, still owing the answer"
+        );
+        assert!(c.complete(0, reply(200, b"body"), &mut out));
+        let got = answers(&out, true);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header("Content-Length"), Some("4"));
+        assert_eq!(got[0].header("Connection"), Some("close"));
+        assert!(out.ends_with(b"\r\n\r\n"), "no body for HEAD");
+    }
+
+    #[test]
+    fn expire_gives_up_with_504_and_time_out_head_is_408() {
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut a = Deferred::new(8, 100);
+        let mut out = Vec::new();
+        c.set_clock(1000);
+        c.on_data_bounded(GET, &mut a, &mut out, usize::MAX);
+        c.set_clock(1500);
+        c.on_data_bounded(GET, &mut a, &mut out, usize::MAX);
+        c.set_clock(2000);
+        assert_eq!(c.expire(1000, &mut out), 1, "only the older one");
+        assert_eq!(answers(&out, false)[0].status, 504);
+        assert!(!c.complete(0, reply(200, b"late"), &mut out));
+        c.set_clock(2600);
+        assert_eq!(c.expire(1000, &mut out), 1);
+        assert_eq!(c.stats().gave_up, 2);
+        assert!(c.owes_nothing());
+        // Slowloris: half a head, then the deadline.
+        let mut c = HttpConn::new(HttpConfig::default());
+        let mut out = Vec::new();
+        c.on_data(b"GET / HTTP/1.1\r\nHo", &mut Health, &mut out);
+        assert_eq!(c.time_out_head(&mut out), ConnAction::Close);
+        let got = answers(&out, false);
+        assert_eq!(got[0].status, 408);
+        assert_eq!(got[0].header("Connection"), Some("close"));
+        assert_eq!(c.stats().request_timeout, 1);
+        // reset() forgets what was owed.
+        let mut c = HttpConn::new(HttpConfig::default());
+        c.on_data_bounded(GET, &mut a, &mut out, usize::MAX);
+        c.reset();
+        assert!(c.owes_nothing());
+        assert_eq!(c.waiting(), 0);
     }
 
     #[test]

@@ -41,6 +41,26 @@
 //! (12 KiB by default) plus the HTTP buffer, which holds at most a request's head and
 //! body (bounded by `[terminator.http]`) and shrinks back to 4 KiB after a large one.
 //!
+//! **Slow clients** (the seed's "slow-motion DoS"). A request head not complete within
+//! `header_timeout_ms` — from the handshake for a connection's first request, else from
+//! the moment the connection owed the client nothing and a new head had started — is
+//! answered `408` and closed (slowloris, `slow_header`). A connection with bytes to send
+//! whose client acknowledged none of them for `send_stall_ms` is reset (slow read,
+//! `slow_read`). Both are counted per worker and per source prefix (`slow_prefix_len`, a
+//! fixed table of [`SLOW_TABLE`] prefixes, the least recently seen evicted and counted);
+//! the [`SLOW_REPORTED`] prefixes with the most events go to weir-cp, whose policy loop
+//! blocks prefixes that keep doing it. A closing connection that has sent everything and
+//! waits only for the client's FIN is aborted after [`CLOSE_LINGER_MS`], so a client that
+//! never closes cannot keep the slot either. The deadlines are checked every
+//! [`DEADLINE_SCAN_MS`] by one walk over the connections (off the per-packet path).
+//!
+//! **Asynchronous adapters.** Answers that come later (`nats`) are collected from the
+//! adapter at every [`Terminator::poll`] and written to their connection (matched by slot
+//! and serial; a connection gone since is counted in `late_answers`), and that
+//! connection's shard is served again. A connection that stopped reading because the
+//! worker's in-flight limit was reached is queued and served again once the adapter can
+//! start requests. A connection closes only when it owes the client nothing.
+//!
 //! SYN cookies: not used. smoltcp keeps per-connection state from the SYN on and has no
 //! hook to accept a connection from a cookie-bearing ACK; the dataplane's classifier
 //! already keeps spoofed floods off the terminators (non-conforming → rejected, conforming
@@ -60,16 +80,55 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address
 use weir_model::config::TerminatorConfig;
 use weir_model::{Class, FlowKey};
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, AdapterStats, Completion, Peer, Ticket};
 use crate::http::{ConnAction, HttpConn, HttpStats};
 
 /// IP MTU of the terminators' packets.
 pub const MTU: usize = 1500;
 /// Packets a shard may queue for transmission in one step.
 const TX_SLOTS: usize = 64;
+/// Source prefixes a worker counts slow clients for.
+pub const SLOW_TABLE: usize = 256;
+/// Source prefixes with the most slow-client events in a worker's report.
+pub const SLOW_REPORTED: usize = 16;
+/// How often the deadlines (slow clients, answers given up on) are checked, ms.
+pub const DEADLINE_SCAN_MS: u64 = 100;
+/// A closing connection that sent everything waits this long for the client's FIN, ms.
+pub const CLOSE_LINGER_MS: u64 = 10_000;
+
+/// Slow-client events of one source prefix (cumulative since it entered the table).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlowSource {
+    /// The prefix (IPv6, or IPv4-mapped), host bits zero.
+    pub prefix: u128,
+    /// Its length in the 128-bit space (0 = an empty report slot).
+    pub len: u8,
+    /// Connections closed for an incomplete head (`slow-header`).
+    pub header: u64,
+    /// Connections reset for an undrained reply (`slow-read`).
+    pub read: u64,
+    /// When it was last counted (terminator clock, ms).
+    pub last_ms: u64,
+}
+
+/// A handle on the upstream behind the adapter, carried in the stats; equal when both
+/// point to the same upstream.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamRef(pub Option<std::sync::Arc<crate::nats::Upstream>>);
+
+impl PartialEq for UpstreamRef {
+    fn eq(&self, o: &UpstreamRef) -> bool {
+        match (&self.0, &o.0) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+impl Eq for UpstreamRef {}
 
 /// What a terminator counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TerminatorStats {
     /// IP packets received.
     pub packets_in: u64,
@@ -101,15 +160,119 @@ pub struct TerminatorStats {
     pub tx_full: u64,
     /// Sockets allocated so far (≤ max_connections + served ports per shard).
     pub sockets_allocated: u64,
+    /// Connections closed with `408`: the request head did not come within
+    /// `header_timeout_ms` (slowloris).
+    pub slow_header: u64,
+    /// Connections reset: a reply not drained by the client for `send_stall_ms` (slow read).
+    pub slow_read: u64,
+    /// Closing connections aborted after waiting [`CLOSE_LINGER_MS`] for the client's FIN.
+    pub closed_lingering: u64,
+    /// Source prefixes evicted from the slow-client table (their counts restart).
+    pub slow_sources_evicted: u64,
+    /// Times a connection stopped reading because the adapter's per-worker in-flight
+    /// limit was reached (it is served again when a place frees up).
+    pub in_flight_stalls: u64,
     /// HTTP counters.
     pub http: HttpStats,
+    /// The adapter's counters (asynchronous adapters).
+    pub adapter: AdapterStats,
+    /// The prefixes with the most slow-client events, most first (empty slots: `len` 0).
+    #[serde(skip)]
+    pub slow_sources: [SlowSource; SLOW_REPORTED],
+    /// The upstream behind the adapter, if any (its own stats live there).
+    #[serde(skip)]
+    pub upstream: UpstreamRef,
+}
+
+/// Slow-client events per source prefix, in a fixed table.
+#[derive(Debug)]
+struct SlowMeter {
+    entries: Box<[SlowSource]>,
+    len_v6: u8,
+    evicted: u64,
+}
+
+impl SlowMeter {
+    fn new(len_v6: u8) -> SlowMeter {
+        SlowMeter {
+            entries: vec![SlowSource::default(); SLOW_TABLE].into_boxed_slice(),
+            len_v6,
+            evicted: 0,
+        }
+    }
+
+    /// Count one event of `addr` (IPv6 or IPv4-mapped).
+    fn note(&mut self, addr: u128, read: bool, ms: u64) {
+        let v4 = addr >> 32 == 0xffff;
+        let len = if v4 { 96 + 24 } else { self.len_v6 };
+        let prefix = addr & mask(len);
+        let mut slot = None;
+        let mut oldest = 0;
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.len == len && e.prefix == prefix {
+                slot = Some(i);
+                break;
+            }
+            if e.len == 0 {
+                if slot.is_none() {
+                    slot = Some(i);
+                }
+            } else if self.entries[oldest].len != 0 && e.last_ms < self.entries[oldest].last_ms {
+                oldest = i;
+            }
+        }
+        let i = slot.unwrap_or_else(|| {
+            self.evicted += 1;
+            oldest
+        });
+        let Some(e) = self.entries.get_mut(i) else {
+            return;
+        };
+        if e.len != len || e.prefix != prefix {
+            *e = SlowSource {
+                prefix,
+                len,
+                ..SlowSource::default()
+            };
+        }
+        if read {
+            e.read += 1;
+        } else {
+            e.header += 1;
+        }
+        e.last_ms = ms;
+    }
+
+    /// The [`SLOW_REPORTED`] prefixes with the most events.
+    fn top(&self) -> [SlowSource; SLOW_REPORTED] {
+        let mut top = [SlowSource::default(); SLOW_REPORTED];
+        let total = |e: &SlowSource| e.header + e.read;
+        for e in self.entries.iter().filter(|e| e.len != 0) {
+            // Insertion into a short sorted array: no allocation, SLOW_TABLE × SLOW_REPORTED.
+            let Some(at) = top.iter().position(|t| t.len == 0 || total(e) > total(t)) else {
+                continue;
+            };
+            top.copy_within(at..SLOW_REPORTED - 1, at + 1);
+            top[at] = *e;
+        }
+        top
+    }
+}
+
+fn mask(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        l if l >= 128 => u128::MAX,
+        l => u128::MAX << (128 - u32::from(l)),
+    }
 }
 
 impl TerminatorStats {
     /// Every counter with its name: the one table weir-dp's stats (and so weirctl and
     /// Prometheus) take the `term-…` names from. A test holds it to every field.
-    pub fn counters(&self) -> [(&'static str, u64); 26] {
+    pub fn counters(&self) -> [(&'static str, u64); 38] {
         let h = &self.http;
+        let a = &self.adapter;
         [
             ("term-packets-in", self.packets_in),
             ("term-packets-out", self.packets_out),
@@ -137,6 +300,18 @@ impl TerminatorStats {
             ("term-http-not-implemented", h.not_implemented),
             ("term-http-version-not-supported", h.version_not_supported),
             ("term-http-continues", h.continues),
+            ("term-http-request-timeout", h.request_timeout),
+            ("term-http-gave-up", h.gave_up),
+            ("term-http-late-answers", h.late_answers),
+            ("term-slow-header", self.slow_header),
+            ("term-slow-read", self.slow_read),
+            ("term-closed-lingering", self.closed_lingering),
+            ("term-slow-sources-evicted", self.slow_sources_evicted),
+            ("term-in-flight-stalls", self.in_flight_stalls),
+            ("term-adapter-started", a.started),
+            ("term-adapter-in-flight", a.in_flight),
+            ("term-adapter-completed", a.completed),
+            ("term-adapter-unavailable", a.unavailable),
         ]
     }
 }
@@ -260,6 +435,20 @@ struct Conn {
     established: bool,
     eof: bool,
     closing: bool,
+    /// The client (address, IPv6 or IPv4-mapped).
+    peer: u128,
+    /// Since when a request head is awaited with nothing owed to the client (ms).
+    head_since_ms: Option<u64>,
+    /// Last time the client drained something, or had nothing to drain (ms).
+    last_progress_ms: u64,
+    /// The socket's send queue at the last look.
+    last_send_queue: usize,
+    /// Since when the connection has been closing (ms).
+    closing_since_ms: Option<u64>,
+    /// Queued to be served again when the adapter can start requests.
+    starved: bool,
+    /// Aborted: recycle only after egress has sent the RST.
+    reset_pending: bool,
 }
 
 /// One worker's terminator.
@@ -286,6 +475,12 @@ pub struct Terminator {
     stats: TerminatorStats,
     /// HTTP counters of recycled connections.
     http_done: HttpStats,
+    /// Answers collected from the adapter in a poll (kept to avoid allocating).
+    completions: Vec<(Ticket, Completion)>,
+    /// Connections that stopped reading at the worker's in-flight limit: (slot, serial).
+    starved: std::collections::VecDeque<(u32, u64)>,
+    slow: SlowMeter,
+    last_deadline_scan_ms: u64,
 }
 
 impl std::fmt::Debug for Terminator {
@@ -304,6 +499,14 @@ struct Keyed {
     flow: FlowKey,
     /// A TCP SYN without ACK.
     syn: bool,
+}
+
+/// An address as weir keys it: IPv6 as is, IPv4 mapped (`::ffff:a.b.c.d`).
+fn addr_u128(a: IpAddress) -> u128 {
+    match a {
+        IpAddress::Ipv6(a) => u128::from_be_bytes(a.octets()),
+        IpAddress::Ipv4(a) => (0xffff_u128 << 32) | u128::from(u32::from_be_bytes(a.octets())),
+    }
 }
 
 /// Key an IP packet: addresses always, ports and SYN for TCP right after the fixed header
@@ -432,13 +635,27 @@ impl Terminator {
             last_idle_scan_ms: 0,
             stats: TerminatorStats::default(),
             http_done: HttpStats::default(),
+            completions: Vec::new(),
+            starved: std::collections::VecDeque::new(),
+            slow: SlowMeter::new(cfg.slow_prefix_len),
+            last_deadline_scan_ms: 0,
         }
+    }
+
+    /// How to wake this terminator's worker when its adapter's answers arrive while it
+    /// sleeps (see [`Adapter::set_waker`]).
+    pub fn set_waker(&mut self, wake: crate::adapter::Waker) {
+        self.adapter.set_waker(wake);
     }
 
     /// Counters so far.
     pub fn stats(&self) -> TerminatorStats {
-        let mut s = self.stats;
+        let mut s = self.stats.clone();
         s.tx_full = self.tx.full;
+        s.slow_sources_evicted = self.slow.evicted;
+        s.slow_sources = self.slow.top();
+        s.adapter = self.adapter.stats();
+        s.upstream = UpstreamRef(self.adapter.upstream());
         let mut http = self.http_done;
         for c in self.conns.iter().flatten() {
             http.add(c.http.stats());
@@ -614,11 +831,29 @@ impl Terminator {
                 continue;
             }
             shard.listeners.swap_remove(i);
-            let (http, out) = self
+            let (mut http, out) = self
                 .free_http
                 .pop()
                 .unwrap_or_else(|| (HttpConn::new(self.cfg.http), Vec::new()));
             self.opened += 1;
+            let (peer, peer_port) = shard
+                .sockets
+                .get::<tcp::Socket>(h)
+                .remote_endpoint()
+                .map_or((0, 0), |ep| (addr_u128(ep.addr), ep.port));
+            let id_next = self
+                .free_conn_ids
+                .last()
+                .copied()
+                .unwrap_or(self.conns.len() as u32);
+            http.set_tag(
+                id_next,
+                self.opened,
+                Peer {
+                    addr: peer.to_be_bytes(),
+                    port: peer_port,
+                },
+            );
             let conn = Conn {
                 serial: self.opened,
                 shard: s as u32,
@@ -631,6 +866,13 @@ impl Terminator {
                 established: false,
                 eof: false,
                 closing: false,
+                peer,
+                head_since_ms: None,
+                last_progress_ms: ms,
+                last_send_queue: 0,
+                closing_since_ms: None,
+                starved: false,
+                reset_pending: false,
             };
             let half_open = conn.half_open;
             if half_open {
@@ -674,6 +916,7 @@ impl Terminator {
         };
         let adapter = &mut *self.adapter;
         let stats = &mut self.stats;
+        let starved = &mut self.starved;
         let out_limit = self.cfg.tx_buffer as usize;
         let mut i = 0;
         while i < shard.conns.len() {
@@ -692,6 +935,14 @@ impl Terminator {
                 conn.established = true;
                 stats.established += 1;
             }
+            // Slow-read clock: the client drained something, or had nothing to drain.
+            let queued_before = sock.send_queue();
+            if queued_before < conn.last_send_queue
+                || (queued_before == 0 && conn.sent == conn.out.len())
+            {
+                conn.last_progress_ms = ms;
+            }
+            conn.http.set_clock(ms);
             // Responses wait in `out` up to about one send buffer; past that the request
             // bytes stay in the socket, whose window then slows the client down.
             let out_limit = out_limit.max(conn.sent + 1);
@@ -707,7 +958,8 @@ impl Terminator {
                 }
                 conn.last_active_ms = ms;
             } else if conn.out.is_empty() && conn.http.has_partial_request() && !conn.closing {
-                // Requests taken earlier but not answered while `out` was full.
+                // Requests taken earlier but not answered while `out` was full (or while
+                // the in-flight limits held them back).
                 if let ConnAction::Close = conn
                     .http
                     .on_data_bounded(&[], adapter, &mut conn.out, out_limit)
@@ -721,6 +973,11 @@ impl Terminator {
                     conn.closing = true;
                 }
             }
+            if conn.http.starved() && !conn.starved {
+                conn.starved = true;
+                stats.in_flight_stalls += 1;
+                starved.push_back((id, conn.serial));
+            }
             if conn.sent < conn.out.len() && sock.can_send() {
                 if let Ok(n) = sock.send_slice(&conn.out[conn.sent..]) {
                     conn.sent += n;
@@ -729,12 +986,34 @@ impl Terminator {
             if conn.sent == conn.out.len() {
                 conn.out.clear();
                 conn.sent = 0;
-                if conn.closing && sock.is_open() && sock.state() != State::Closed {
+                // Close once nothing is owed: answers left to the adapter come first.
+                if conn.closing
+                    && conn.http.owes_nothing()
+                    && sock.is_open()
+                    && sock.state() != State::Closed
+                {
                     sock.close();
                 }
             }
+            conn.last_send_queue = sock.send_queue();
+            if conn.closing {
+                conn.closing_since_ms.get_or_insert(ms);
+            }
+            // Slowloris clock: a head is awaited while the client is owed nothing.
+            let quiet = conn.established
+                && !conn.closing
+                && conn.http.owes_nothing()
+                && conn.out.is_empty()
+                && sock.send_queue() == 0;
+            let head_due = conn.http.has_partial_request() || conn.http.stats().requests == 0;
+            if quiet && head_due {
+                conn.head_since_ms.get_or_insert(ms);
+            } else {
+                conn.head_since_ms = None;
+            }
             let state = sock.state();
-            if state == State::Closed || (after_egress && state == State::TimeWait) {
+            let closed = state == State::Closed && (!conn.reset_pending || after_egress);
+            if closed || (after_egress && state == State::TimeWait) {
                 // Done: recycle the socket and the HTTP state in place.
                 sock.abort();
                 if conn.half_open {
@@ -782,6 +1061,11 @@ impl Terminator {
     pub fn poll(&mut self, now: StdInstant, sink: &mut dyn FnMut(&[u8])) {
         self.syn_this_poll = 0;
         let ms = self.ms(now);
+        self.collect_answers(ms, sink);
+        if ms.saturating_sub(self.last_deadline_scan_ms) >= DEADLINE_SCAN_MS {
+            self.last_deadline_scan_ms = ms;
+            self.check_deadlines(ms, sink);
+        }
         // Take what is due first: shards rescheduled while they run ("now" again, e.g. a
         // full tx queue) wait for the next poll instead of spinning here.
         let mut due = std::mem::take(&mut self.due);
@@ -808,6 +1092,129 @@ impl Terminator {
             self.last_idle_scan_ms = ms;
             self.close_idle(ms, sink);
         }
+    }
+
+    /// Answers from the adapter to their connections; connections that waited for the
+    /// worker's in-flight limit are served again once requests can start.
+    fn collect_answers(&mut self, ms: u64, sink: &mut dyn FnMut(&[u8])) {
+        let mut done = std::mem::take(&mut self.completions);
+        self.adapter
+            .poll(&mut |ticket, answer| done.push((ticket, answer)));
+        let mut touched = std::mem::take(&mut self.due);
+        for (ticket, answer) in done.drain(..) {
+            match self.conns.get_mut(ticket.conn as usize) {
+                Some(Some(conn)) if conn.serial == ticket.serial => {
+                    if conn.sent == conn.out.len() {
+                        // Nothing was waiting for the client: the slow-read clock starts now.
+                        conn.last_progress_ms = ms;
+                    }
+                    conn.http.set_clock(ms);
+                    if conn.http.complete(ticket.seq, answer, &mut conn.out) {
+                        touched.push(conn.shard);
+                    }
+                }
+                _ => self.http_done.late_answers += 1,
+            }
+        }
+        self.completions = done;
+        while self.adapter.can_start() {
+            let Some((id, serial)) = self.starved.pop_front() else {
+                break;
+            };
+            if let Some(Some(conn)) = self.conns.get_mut(id as usize) {
+                if conn.serial == serial {
+                    conn.starved = false;
+                    touched.push(conn.shard);
+                }
+            }
+        }
+        // Entries of connections recycled while they waited are skipped when popped; keep
+        // the queue from growing past the live ones while no place frees up.
+        if self.starved.len() > 2 * self.cfg.max_connections as usize + 64 {
+            let conns = &self.conns;
+            self.starved.retain(|&(i, serial)| {
+                conns
+                    .get(i as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.starved && c.serial == serial)
+            });
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &s in &touched {
+            self.step(s as usize, ms, sink);
+        }
+        touched.clear();
+        self.due = touched;
+    }
+
+    /// Slow clients, lingering closes, answers given up on.
+    fn check_deadlines(&mut self, ms: u64, sink: &mut dyn FnMut(&[u8])) {
+        let header_ms = self.cfg.header_timeout_ms;
+        let stall_ms = self.cfg.send_stall_ms;
+        let give_up = self.adapter.give_up_after_ms();
+        let mut touched = std::mem::take(&mut self.due);
+        for conn in self.conns.iter_mut().flatten() {
+            let Some(shard) = self.shards.get_mut(conn.shard as usize) else {
+                continue;
+            };
+            let sock = shard.sockets.get_mut::<tcp::Socket>(conn.handle);
+            if conn.reset_pending {
+                continue;
+            }
+            if let Some(since) = conn.head_since_ms {
+                if ms.saturating_sub(since) >= header_ms && !conn.closing {
+                    conn.head_since_ms = None;
+                    conn.closing = true;
+                    conn.last_progress_ms = ms;
+                    let _ = conn.http.time_out_head(&mut conn.out);
+                    self.stats.slow_header += 1;
+                    self.slow.note(conn.peer, false, ms);
+                    touched.push(conn.shard);
+                    continue;
+                }
+            }
+            let queued = conn.out.len() - conn.sent + sock.send_queue();
+            if queued > 0 && ms.saturating_sub(conn.last_progress_ms) >= stall_ms {
+                sock.abort();
+                conn.reset_pending = true;
+                conn.closing = true;
+                self.stats.slow_read += 1;
+                self.slow.note(conn.peer, true, ms);
+                touched.push(conn.shard);
+                continue;
+            }
+            if let Some(since) = conn.closing_since_ms {
+                if queued == 0
+                    && conn.http.owes_nothing()
+                    && ms.saturating_sub(since) >= CLOSE_LINGER_MS
+                {
+                    sock.abort();
+                    conn.reset_pending = true;
+                    self.stats.closed_lingering += 1;
+                    touched.push(conn.shard);
+                    continue;
+                }
+            }
+            if let Some(after) = give_up {
+                if conn.http.waiting() > 0 {
+                    conn.http.set_clock(ms);
+                    if conn.sent == conn.out.len() {
+                        conn.last_progress_ms = ms;
+                    }
+                    if conn.http.expire(after, &mut conn.out) > 0 {
+                        touched.push(conn.shard);
+                    }
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &s in &touched {
+            self.step(s as usize, ms, sink);
+        }
+        touched.clear();
+        self.due = touched;
     }
 
     fn close_idle(&mut self, ms: u64, sink: &mut dyn FnMut(&[u8])) {

@@ -385,6 +385,216 @@ fn ipv4_service_prefixes_are_served_too() {
     assert_eq!(t.stats().established, 1);
 }
 
+fn slow_cfg() -> TerminatorConfig {
+    TerminatorConfig {
+        header_timeout_ms: 200,
+        send_stall_ms: 300,
+        ..cfg()
+    }
+}
+
+#[test]
+fn slowloris_gets_408_and_counts_against_its_prefix() {
+    let mut t = terminator(slow_cfg());
+    // One client sends half a head; another sends nothing at all after the handshake.
+    let mut half = Client::new(10);
+    let mut silent = Client::new(11);
+    assert!(half.connect(&mut t, Class::AssumedGood));
+    assert!(silent.connect(&mut t, Class::AssumedGood));
+    half.send(
+        &mut t,
+        TcpControl::Psh,
+        b"GET / HTTP/1.1\r\nHo",
+        Class::KnownGood,
+    );
+    poll(&mut t, std::slice::from_mut(&mut half));
+    assert!(half.received.is_empty(), "nothing before the deadline");
+    std::thread::sleep(Duration::from_millis(350));
+    let mut both = [half, silent];
+    poll(&mut t, &mut both);
+    for c in &both {
+        let text = String::from_utf8_lossy(&c.received).to_string();
+        assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+        assert!(c.fin_seen, "closed after the 408");
+    }
+    let s = t.stats();
+    assert_eq!(s.slow_header, 2);
+    assert_eq!(s.http.request_timeout, 2);
+    // Both clients are in 2001:db8:ff::/64 (Client::new): one prefix, two events.
+    let top = s.slow_sources[0];
+    assert_eq!(
+        (top.prefix, top.len, top.header, top.read),
+        (0x2001_0db8_00ff_0000_0000_0000_0000_0000, 64, 2, 0)
+    );
+    assert_eq!(s.slow_sources[1].len, 0, "one prefix only");
+}
+
+#[test]
+fn a_client_that_completes_its_request_is_not_slow() {
+    let mut t = terminator(slow_cfg());
+    let mut c = Client::new(12);
+    assert!(c.connect(&mut t, Class::AssumedGood));
+    for piece in [&b"GET / HTTP/1.1\r\n"[..], b"Host: x\r\n", b"\r\n"] {
+        std::thread::sleep(Duration::from_millis(50));
+        c.send(&mut t, TcpControl::Psh, piece, Class::KnownGood);
+    }
+    // ACK the answer, then stay idle (keep-alive) past the header deadline.
+    c.send(&mut t, TcpControl::None, &[], Class::KnownGood);
+    std::thread::sleep(Duration::from_millis(350));
+    poll(&mut t, std::slice::from_mut(&mut c));
+    let text = String::from_utf8_lossy(&c.received).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        !text.contains("408"),
+        "an idle keep-alive connection is not slowloris"
+    );
+    assert_eq!(t.stats().slow_header, 0);
+    assert_eq!(t.stats().slow_read, 0);
+}
+
+#[test]
+fn a_reply_never_acknowledged_resets_the_connection() {
+    let mut t = terminator(slow_cfg());
+    let mut c = Client::new(13);
+    assert!(c.connect(&mut t, Class::AssumedGood));
+    // The answer is sent but the client never acknowledges it (a slow reader whose
+    // window stays shut looks the same to the terminator).
+    let out = c.send(
+        &mut t,
+        TcpControl::Psh,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Class::KnownGood,
+    );
+    assert!(out.iter().any(|s| !s.payload.is_empty()), "answered");
+    std::thread::sleep(Duration::from_millis(450));
+    let mut segs = Vec::new();
+    t.poll(Instant::now(), &mut |o| segs.extend(parse(o)));
+    assert!(
+        segs.iter().any(|s| s.control == TcpControl::Rst),
+        "reset after send_stall_ms: {segs:?}"
+    );
+    let s = t.stats();
+    assert_eq!(s.slow_read, 1);
+    assert_eq!((s.slow_sources[0].read, s.slow_sources[0].header), (1, 0));
+    assert_eq!(s.active, 0, "recycled");
+}
+
+/// An asynchronous adapter whose answers the test hands in: `Later` for every request,
+/// limits like `nats`.
+struct Deferred {
+    taken: std::sync::Arc<std::sync::Mutex<Vec<adapter::Ticket>>>,
+    ready: std::sync::Arc<std::sync::Mutex<Vec<(adapter::Ticket, adapter::Completion)>>>,
+    in_flight: usize,
+    per_worker: usize,
+}
+
+impl adapter::Adapter for Deferred {
+    fn start<'r>(
+        &'r mut self,
+        _req: &'r adapter::Request<'r>,
+        ticket: adapter::Ticket,
+    ) -> adapter::Answer<'r> {
+        self.in_flight += 1;
+        self.taken.lock().unwrap().push(ticket);
+        adapter::Answer::Later
+    }
+    fn name(&self) -> &'static str {
+        "deferred"
+    }
+    fn can_start(&self) -> bool {
+        self.in_flight < self.per_worker
+    }
+    fn conn_limit(&self) -> u32 {
+        4
+    }
+    fn poll(&mut self, done: &mut dyn FnMut(adapter::Ticket, adapter::Completion)) {
+        for (t, c) in self.ready.lock().unwrap().drain(..) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            done(t, c);
+        }
+    }
+}
+
+#[test]
+fn later_answers_reach_their_connections_in_order_and_limits_resume() {
+    type Taken = std::sync::Arc<std::sync::Mutex<Vec<adapter::Ticket>>>;
+    let taken: Taken = Default::default();
+    let ready = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = Deferred {
+        taken: taken.clone(),
+        ready: ready.clone(),
+        in_flight: 0,
+        per_worker: 3,
+    };
+    let mut t = Terminator::new(&cfg(), &[(SERVICE, 64)], Box::new(a));
+    let mut one = Client::new(20);
+    let mut two = Client::new(21);
+    assert!(one.connect(&mut t, Class::AssumedGood));
+    assert!(two.connect(&mut t, Class::AssumedGood));
+    let get = |p: &str| format!("GET /{p} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let pipelined = [get("a"), get("b"), get("c")].concat();
+    one.send(
+        &mut t,
+        TcpControl::Psh,
+        pipelined.as_bytes(),
+        Class::KnownGood,
+    );
+    two.send(
+        &mut t,
+        TcpControl::Psh,
+        get("d").as_bytes(),
+        Class::KnownGood,
+    );
+    // The worker's limit (3) is taken by `one`; `two` waits without being read.
+    assert_eq!(taken.lock().unwrap().len(), 3);
+    assert_eq!(t.stats().in_flight_stalls, 1);
+    let reply = |body: &'static str| adapter::Completion::Reply {
+        status: 200,
+        head: bytes::Bytes::new(),
+        body: bytes::Bytes::from_static(body.as_bytes()),
+    };
+    // Answer b and c first: nothing can be sent before a.
+    let tk = taken.lock().unwrap().clone();
+    ready.lock().unwrap().push((tk[1], reply("b")));
+    ready.lock().unwrap().push((tk[2], reply("c")));
+    poll(&mut t, &mut [one.clone()]);
+    let mut segs = Vec::new();
+    t.poll(Instant::now(), &mut |o| segs.extend(parse(o)));
+    one.absorb(&segs);
+    two.absorb(&segs);
+    assert!(one.received.is_empty(), "b and c wait for a");
+    // Places freed: `two`'s request is read now.
+    assert_eq!(
+        taken.lock().unwrap().len(),
+        4,
+        "the starved connection resumed"
+    );
+    ready.lock().unwrap().push((tk[0], reply("a")));
+    let d = taken.lock().unwrap()[3];
+    assert_eq!(d.serial, tk[0].serial + 1, "the second connection");
+    ready.lock().unwrap().push((d, reply("d")));
+    let mut segs = Vec::new();
+    t.poll(Instant::now(), &mut |o| segs.extend(parse(o)));
+    one.absorb(&segs);
+    two.absorb(&segs);
+    let text = String::from_utf8_lossy(&one.received).to_string();
+    let bodies: Vec<&str> = text.split("\r\n\r\n").skip(1).map(|b| &b[..1]).collect();
+    assert_eq!(bodies, ["a", "b", "c"], "{text}");
+    assert!(String::from_utf8_lossy(&two.received).ends_with("\r\n\r\nd"));
+    // An answer for a connection that has gone is dropped and counted.
+    ready.lock().unwrap().push((
+        adapter::Ticket {
+            conn: 999,
+            serial: 999,
+            seq: 0,
+        },
+        reply("x"),
+    ));
+    t.poll(Instant::now(), &mut |_| {});
+    assert_eq!(t.stats().http.late_answers, 1);
+}
+
 /// The counter-name table names every field of the stats, nested HTTP counters included:
 /// a field added without a name would never reach weirctl or Prometheus.
 #[test]
@@ -401,7 +611,7 @@ fn the_counter_table_names_every_field() {
     }
     let stats = weir_terminator::tcp::TerminatorStats::default();
     let mut fields = Vec::new();
-    names("term", &serde_json::to_value(stats).unwrap(), &mut fields);
+    names("term", &serde_json::to_value(&stats).unwrap(), &mut fields);
     let mut table: Vec<String> = stats
         .counters()
         .iter()

@@ -257,6 +257,8 @@ pub struct DpStatsView<'a> {
     pub stats: &'a DpStats,
     /// Per class.
     pub latency_ns: BTreeMap<&'a str, Option<LatencySummary>>,
+    /// Reply latency per upstream subject.
+    pub upstream_latency_ns: BTreeMap<&'a str, Option<LatencySummary>>,
 }
 
 /// `stats --json`: `{"dataplanes": [...]}`.
@@ -279,6 +281,11 @@ impl<'a> StatsView<'a> {
                         .latency
                         .iter()
                         .map(|(class, h)| (class.as_str(), latency_summary(h).ok()))
+                        .collect(),
+                    upstream_latency_ns: s
+                        .upstreams
+                        .iter()
+                        .map(|u| (u.subject.as_str(), latency_summary(&u.latency).ok()))
                         .collect(),
                 })
                 .collect(),
@@ -418,6 +425,74 @@ fn dp_section(out: &mut String, name: &str, s: &DpStats, p: Option<&DpStats>, se
             ]),
             Err(_) => t.row(vec![class.clone(), "undecodable".into()]),
         }
+    }
+    out.push_str(&or_none(&t));
+
+    if !s.upstreams.is_empty() {
+        out.push_str(
+            "
+upstreams (application servers)
+",
+        );
+        let mut t = Table::new(&[
+            "SUBJECT",
+            "STATE",
+            ">CONNECTS",
+            ">REQUESTS",
+            ">IN_FLIGHT",
+            ">2XX",
+            ">4XX",
+            ">5XX",
+            ">503",
+            ">504",
+            ">502",
+            ">P50",
+            ">P99",
+            ">P99.9",
+        ]);
+        for u in &s.upstreams {
+            let pu = p.and_then(|p| p.upstreams.iter().find(|x| x.subject == u.subject));
+            let o = |k: &str| {
+                counter(
+                    u.outcomes.get(k).copied().unwrap_or(0),
+                    pu.map(|x| x.outcomes.get(k).copied().unwrap_or(0)),
+                    secs,
+                )
+            };
+            let l = latency_summary(&u.latency).ok();
+            let q = |f: fn(&LatencySummary) -> u64| l.as_ref().map_or("-".into(), |l| fmt_ns(f(l)));
+            t.row(vec![
+                u.subject.clone(),
+                u.state.clone(),
+                u.connects.to_string(),
+                counter(u.requests, pu.map(|x| x.requests), secs),
+                u.in_flight.to_string(),
+                o("2xx"),
+                o("4xx"),
+                o("5xx"),
+                o("503"),
+                o("504"),
+                o("502"),
+                q(|l| l.p50),
+                q(|l| l.p99),
+                q(|l| l.p999),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+
+    out.push_str(
+        "
+slow sources (connections closed by deadlines)
+",
+    );
+    let mut t = Table::new(&["PREFIX", ">SLOW_HEADER", ">SLOW_READ"]);
+    for src in &s.slow_sources {
+        t.row(vec![
+            src.prefix.clone(),
+            src.slow_header.to_string(),
+            src.slow_read.to_string(),
+        ]);
     }
     out.push_str(&or_none(&t));
 }
@@ -694,7 +769,7 @@ pub fn blocks_table(blocks: &[BlockSpec], now_unix_ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_control::proto::{DpLink, RingStats, SourceRate};
+    use weir_control::proto::{DpLink, RingStats, SlowSource, SourceRate, UpstreamStats};
     use weir_model::{Class, WorkerStats};
 
     #[test]
@@ -772,6 +847,24 @@ mod tests {
                 limited: 90,
             }],
             latency: [("known_good".to_string(), histogram(&[1000, 2000, 3000]))].into(),
+            slow_sources: vec![SlowSource {
+                prefix: "2001:db8:bad::/64".into(),
+                slow_header: 200,
+                slow_read: 3,
+            }],
+            upstreams: vec![UpstreamStats {
+                kind: "nats".into(),
+                url: "nats://127.0.0.1:4222".into(),
+                subject: "weir.http".into(),
+                state: "connected".into(),
+                connects: 2,
+                requests: 1000,
+                in_flight: 4,
+                outcomes: [("2xx".to_string(), 990), ("504".to_string(), 10)].into(),
+                headers_dropped: 0,
+                late_replies: 1,
+                latency: histogram(&[200_000, 300_000, 9_000_000]),
+            }],
         }
     }
 
@@ -788,6 +881,11 @@ mod tests {
             "25%",
             "9000",
             "3.0µs",
+            "upstreams (application servers)",
+            "weir.http",
+            "connected",
+            "slow sources",
+            "200",
         ] {
             assert!(text.contains(want), "{want:?} missing in\n{text}");
         }

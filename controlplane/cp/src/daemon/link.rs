@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use weir_control::proto::{DpReply, DpRequest, Hello, Role};
 use weir_control::transport::{Conn, TransportError};
 
-use super::policy::Tracker;
+use super::policy::Trackers as Tracker;
 use super::{lock, DaemonState, LinkState};
 
 /// First retry delay.

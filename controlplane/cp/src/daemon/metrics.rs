@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
-use weir_control::proto::{DpStats, RingStats};
+use weir_control::proto::{DpStats, RingStats, UpstreamStats};
 
 use super::{lock, DaemonState, TICK};
 
@@ -517,7 +517,137 @@ pub(crate) fn render(shared: &DaemonState) -> String {
             e.sample("weir_latency_seconds_count", &labels, h.len());
         }
     }
+
+    upstream_families(&mut e, &with_stats);
     e.out
+}
+
+/// The application servers behind the `nats` adapter, and the slow clients.
+fn upstream_families(e: &mut Exposition, with_stats: &[(&str, &DpStats)]) {
+    e.family(
+        "weir_upstream_up",
+        "gauge",
+        "1 while the adapter's link to its message bus (NATS) is connected, 0 while it is down or not up yet.",
+    );
+    for (dp, s) in with_stats {
+        for u in &s.upstreams {
+            e.sample(
+                "weir_upstream_up",
+                &[
+                    ("dataplane", dp),
+                    ("kind", &u.kind),
+                    ("subject", &u.subject),
+                    ("state", &u.state),
+                ],
+                u8::from(u.state == "connected"),
+            );
+        }
+    }
+    let simple: [(&str, &str, &str, Field<UpstreamStats>); 4] = [
+        (
+            "weir_upstream_connects_total",
+            "counter",
+            "Connections the adapter made to its message bus (1 + reconnects).",
+            |u| u.connects,
+        ),
+        (
+            "weir_upstream_in_flight",
+            "gauge",
+            "Requests waiting for an application server's reply.",
+            |u| u.in_flight,
+        ),
+        (
+            "weir_upstream_headers_dropped_total",
+            "counter",
+            "Hop-by-hop headers dropped from application servers' replies.",
+            |u| u.headers_dropped,
+        ),
+        (
+            "weir_upstream_late_replies_total",
+            "counter",
+            "Replies that arrived after their request had timed out.",
+            |u| u.late_replies,
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        e.family(name, kind, help);
+        for (dp, s) in with_stats {
+            for u in &s.upstreams {
+                e.sample(name, &[("dataplane", dp), ("subject", &u.subject)], get(u));
+            }
+        }
+    }
+    e.family(
+        "weir_upstream_requests_total",
+        "counter",
+        "Requests to application servers per subject and outcome: 2xx/3xx/4xx/5xx (the application's status), 503 (no responders, link down), 504 (timeout), 502 (bad reply), 413 (over the bus's payload limit).",
+    );
+    for (dp, s) in with_stats {
+        for u in &s.upstreams {
+            for (outcome, v) in &u.outcomes {
+                e.sample(
+                    "weir_upstream_requests_total",
+                    &[
+                        ("dataplane", dp),
+                        ("subject", &u.subject),
+                        ("outcome", outcome),
+                    ],
+                    v,
+                );
+            }
+        }
+    }
+    e.family(
+        "weir_upstream_latency_seconds",
+        "summary",
+        "Application servers' reply latency per subject (request taken by a worker to reply back).",
+    );
+    for (dp, s) in with_stats {
+        for u in &s.upstreams {
+            let mut reader = u.latency.as_slice();
+            let h: Histogram<u64> = match Deserializer::new().deserialize(&mut reader) {
+                Ok(h) => h,
+                Err(err) => {
+                    tracing::debug!(dataplane = dp, subject = %u.subject, error = ?err, "upstream latency histogram does not decode");
+                    continue;
+                }
+            };
+            for q in QUANTILES {
+                e.sample(
+                    "weir_upstream_latency_seconds",
+                    &[
+                        ("dataplane", dp),
+                        ("subject", &u.subject),
+                        ("quantile", &q.to_string()),
+                    ],
+                    h.value_at_quantile(q) as f64 / 1e9,
+                );
+            }
+            let labels = [("dataplane", *dp), ("subject", u.subject.as_str())];
+            e.sample(
+                "weir_upstream_latency_seconds_sum",
+                &labels,
+                h.mean() * h.len() as f64 / 1e9,
+            );
+            e.sample("weir_upstream_latency_seconds_count", &labels, h.len());
+        }
+    }
+    e.family(
+        "weir_slow_source_closes_total",
+        "counter",
+        "Connections the terminators closed for slowness per source prefix: kind=header (408, request head not complete in time: slowloris), kind=read (reset, reply not drained: slow read). Cumulative while the prefix stays in the workers' tables.",
+    );
+    for (dp, s) in with_stats {
+        for src in &s.slow_sources {
+            for (kind, v) in [("header", src.slow_header), ("read", src.slow_read)] {
+                e.sample(
+                    "weir_slow_source_closes_total",
+                    &[("dataplane", dp), ("prefix", &src.prefix), ("kind", kind)],
+                    v,
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
