@@ -26,8 +26,9 @@ use weir_model::{Class, WorkerStats};
 use weir_ssa::Rule;
 
 /// Version of this protocol; a peer with another version is refused. 3: [`DpStats`]
-/// carries `slow_sources` and `upstreams`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// carries `slow_sources` and `upstreams`. 4: the live tee ([`PolicySnapshot::tee`],
+/// [`DpStats::tee`], `CtlRequest::Tee*`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// First bytes of every hello.
 pub const MAGIC: [u8; 4] = *b"weir";
@@ -160,6 +161,78 @@ pub struct PolicySnapshot {
     /// This host's part in a cluster of weir hosts (weir-cp's `[cluster]`); `None` for a
     /// host alone.
     pub cluster: Option<ClusterPolicy>,
+    /// What the dataplane's live tee should do.
+    pub tee: TeeOrder,
+}
+
+/// weir-cp's word on a dataplane's live tee.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TeeOrder {
+    /// No word: the dataplane follows its own `[tee]` (on at start with `enabled`).
+    #[default]
+    Config,
+    /// Stopped by the operator.
+    Stop,
+    /// Teeing as the operator asked.
+    Start(TeeSpec),
+}
+
+/// One tee as the operator starts it (`weirctl tee start`). Where the files go, the ring
+/// and the rotation are the dataplane's own `[tee]` settings: a control message cannot
+/// make weir-dp write anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeeSpec {
+    /// Filter terms (`reject:ssa-violation`, `suspect:*`, `known_good`, …), at most
+    /// `weir_model::tee::limits::MAX_TERMS`.
+    pub filters: Vec<String>,
+    /// 1 in N.
+    pub sample: u32,
+    /// Copies per second per rx core at most (0 = no cap); `None` = `[tee]`'s.
+    pub rate_per_core: Option<u32>,
+    /// Bytes copied per frame at most; `None` = `[tee]`'s.
+    pub snaplen: Option<u32>,
+    /// Stop by itself at this unix time (ns); `None` = until stopped.
+    pub until_unix_ns: Option<u64>,
+    /// weir-cp's serial of this start: a re-push of the same start does not begin new
+    /// files, a new start does.
+    pub serial: u64,
+}
+
+/// A dataplane's live tee, as `weirctl tee status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeeStatus {
+    /// Copying now.
+    pub active: bool,
+    /// The filter in force (canonical form), empty when stopped.
+    pub filter: String,
+    /// 1 in N.
+    pub sample: u32,
+    /// Copies per second per rx core at most (0 = no cap).
+    pub rate_per_core: u32,
+    /// Bytes copied per frame at most.
+    pub snaplen: u32,
+    /// When it stops by itself (unix ns).
+    pub until_unix_ns: Option<u64>,
+    /// The directory of the files.
+    pub dir: String,
+    /// The file being written (or last written).
+    pub file: Option<String>,
+    /// Frames copied into the ring (cumulative over every tee of this process).
+    pub teed: u64,
+    /// Copies dropped because the ring was full (`tee-dropped`).
+    pub dropped: u64,
+    /// Frames the filter selected but sampling skipped.
+    pub sampled_out: u64,
+    /// Frames the filter selected but the per-core rate cap refused.
+    pub rate_capped: u64,
+    /// Frames written to files.
+    pub written: u64,
+    /// Files begun.
+    pub files: u64,
+    /// Bytes written to files.
+    pub bytes: u64,
+    /// The last error writing files, if any (the tee stops on one).
+    pub error: Option<String>,
 }
 
 /// Most members a [`ClusterPolicy`] lists.
@@ -275,6 +348,8 @@ pub struct DpStats {
     pub slow_sources: Vec<SlowSource>,
     /// The application servers' side of asynchronous adapters (`nats`), per subject.
     pub upstreams: Vec<UpstreamStats>,
+    /// The live tee.
+    pub tee: TeeStatus,
 }
 
 /// Most [`SlowSource`]s in one [`DpStats`].
@@ -418,6 +493,23 @@ pub enum CtlRequest {
         /// The host to empty.
         host: String,
     },
+    /// Start (or replace) the live tee on every dataplane.
+    TeeStart {
+        /// Filter terms.
+        filters: Vec<String>,
+        /// 1 in N.
+        sample: u32,
+        /// Copies per second per rx core (`None`: the dataplane's `[tee]`).
+        rate_per_core: Option<u32>,
+        /// Bytes per frame (`None`: the dataplane's `[tee]`).
+        snaplen: Option<u32>,
+        /// Stop by itself after this long.
+        duration_ms: Option<u64>,
+    },
+    /// Stop the live tee on every dataplane.
+    TeeStop,
+    /// Every dataplane's live tee.
+    TeeStatus,
 }
 
 /// weir-cp's replies to weirctl.
@@ -476,6 +568,14 @@ pub enum CtlReply {
         message: String,
         /// The assignment's epoch after the change.
         epoch: u64,
+    },
+    /// For [`CtlRequest::TeeStatus`]: the order in force and each dataplane's tee (from
+    /// its latest stats; dataplanes not polled yet are left out).
+    Tee {
+        /// weir-cp's order.
+        order: TeeOrder,
+        /// Per dataplane (by name).
+        dataplanes: Vec<(String, TeeStatus)>,
     },
 }
 

@@ -20,7 +20,8 @@ use weir_control::frame::{decode, encode, FrameError};
 use weir_control::proto::{
     BlockSpec, ClusterPolicy, CpStatus, CtlReply, CtlRequest, DpLink, DpReply, DpRequest, DpStats,
     Envelope, HandoverRun, Hello, HelloReply, PolicySnapshot, RingStats, Role, SliceRun,
-    SlowSource, SourceRate, UpstreamStats, MAX_FRAME, PROTOCOL_VERSION,
+    SlowSource, SourceRate, TeeOrder, TeeSpec, TeeStatus, UpstreamStats, MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 use weir_control::transport::{current_uid, Conn, Listener, TransportError};
 use weir_model::config::RingsConfig;
@@ -141,6 +142,14 @@ fn snapshot() -> PolicySnapshot {
                 predecessor: "2001:db8:77::2".into(),
             }],
         }),
+        tee: TeeOrder::Start(TeeSpec {
+            filters: vec!["reject:ssa-violation".into(), "suspect:*".into()],
+            sample: 100,
+            rate_per_core: Some(5000),
+            snaplen: None,
+            until_unix_ns: Some(1_700_000_000_000_000_000),
+            serial: 3,
+        }),
     }
 }
 
@@ -198,6 +207,24 @@ fn stats() -> DpStats {
             late_replies: 1,
             latency: vec![9, 8, 7],
         }],
+        tee: TeeStatus {
+            active: true,
+            filter: "reject:ssa-violation".into(),
+            sample: 1,
+            rate_per_core: 10_000,
+            snaplen: 256,
+            until_unix_ns: None,
+            dir: "/var/lib/weir/tee".into(),
+            file: Some("tee-00001.pcapng".into()),
+            teed: 10,
+            dropped: 1,
+            sampled_out: 0,
+            rate_capped: 2,
+            written: 9,
+            files: 1,
+            bytes: 4096,
+            error: None,
+        },
     }
 }
 
@@ -271,6 +298,15 @@ fn every_ctl_request_round_trips() {
             host: "h2".into(),
         },
         CtlRequest::ClusterDrain { host: "h3".into() },
+        CtlRequest::TeeStart {
+            filters: vec!["reject:ssa-violation".into()],
+            sample: 100,
+            rate_per_core: None,
+            snaplen: Some(128),
+            duration_ms: Some(30_000),
+        },
+        CtlRequest::TeeStop,
+        CtlRequest::TeeStatus,
     ]);
 }
 
@@ -313,6 +349,10 @@ fn every_ctl_reply_round_trips() {
         },
         CtlReply::Error {
             message: "no such class".into(),
+        },
+        CtlReply::Tee {
+            order: snapshot().tee,
+            dataplanes: vec![("dp0".into(), stats().tee)],
         },
         CtlReply::Cluster(Box::new(weir_control::proto::ClusterView {
             service: "svc".into(),
@@ -500,7 +540,7 @@ fn wrong_magic_is_refused() {
 #[test]
 fn garbage_hello_is_refused() {
     assert_eq!(
-        PROTOCOL_VERSION, 3,
+        PROTOCOL_VERSION, 4,
         "the third case below spells the version out"
     );
     let dir = TempDir::new();
@@ -515,8 +555,8 @@ fn garbage_hello_is_refused() {
         (&[0xff, 0x01], |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
-        // Right magic and version (PROTOCOL_VERSION, 3), then an unknown role.
-        (b"weir\x03\x09\x01x", |e| {
+        // Right magic and version (PROTOCOL_VERSION, 4), then an unknown role.
+        (b"weir\x04\x09\x01x", |e| {
             matches!(e, TransportError::Frame(FrameError::Malformed(_)))
         }),
     ];

@@ -254,6 +254,9 @@ pub fn request_name(r: &CtlRequest) -> &'static str {
         CtlRequest::ClusterStatus => "ClusterStatus",
         CtlRequest::ClusterMove { .. } => "ClusterMove",
         CtlRequest::ClusterDrain { .. } => "ClusterDrain",
+        CtlRequest::TeeStart { .. } => "TeeStart",
+        CtlRequest::TeeStop => "TeeStop",
+        CtlRequest::TeeStatus => "TeeStatus",
     }
 }
 
@@ -270,6 +273,7 @@ pub fn reply_name(r: &CtlReply) -> &'static str {
         CtlReply::Error { .. } => "Error",
         CtlReply::Cluster(_) => "Cluster",
         CtlReply::ClusterDone { .. } => "ClusterDone",
+        CtlReply::Tee { .. } => "Tee",
     }
 }
 
@@ -301,6 +305,9 @@ pub enum Command {
     /// The cluster of weir hosts (weir-cp with [cluster]): members, slices, handovers.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The dataplanes' live tee: sampled copies of classified traffic to rotating pcapng.
+    #[command(subcommand)]
+    Tee(TeeCmd),
 }
 
 impl Cli {
@@ -325,6 +332,7 @@ impl Command {
             Command::Ssa(_) => return Ok(None),
             Command::Config(ConfigCmd::Reload) => CtlRequest::ConfigReload,
             Command::Cluster(c) => c.request()?,
+            Command::Tee(c) => c.request()?,
         }))
     }
 
@@ -354,6 +362,7 @@ impl Command {
             Command::Ssa(c) => c.run(g, out),
             Command::Config(c) => c.run(g, out),
             Command::Cluster(c) => c.run(g, out),
+            Command::Tee(c) => c.run(g, out),
         }
     }
 }
@@ -779,6 +788,94 @@ impl ConfigCmd {
     pub fn run(&self, g: &Global, out: &mut dyn Write) -> Result<(), CtlError> {
         match self {
             ConfigCmd::Reload => change(g, out, CtlRequest::ConfigReload),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// tee
+
+/// `weirctl tee …`
+#[derive(Debug, Subcommand)]
+pub enum TeeCmd {
+    /// Start (or replace) the tee on every dataplane; files go to each dataplane's `[tee]
+    /// dir` as tee-00001.pcapng, … with a comment per packet (class, reason, rx core,
+    /// worker, slice).
+    Start {
+        /// What to copy: `reject:ssa-violation`, `reject:*`, `suspect:*`, `known_good`,
+        /// `ssa-violation`, `host`, `*` (repeat the flag or separate with commas).
+        #[arg(long = "filter", value_name = "FILTER", required = true)]
+        filters: Vec<String>,
+        /// Copy 1 in N of the frames the filter selects.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        sample: u32,
+        /// Most copies per second per rx core (0 = no cap) [default: the dataplane's [tee]].
+        #[arg(long, value_name = "PPS")]
+        rate: Option<u32>,
+        /// Bytes copied per frame at most [default: the dataplane's [tee]].
+        #[arg(long, value_name = "BYTES")]
+        snaplen: Option<u32>,
+        /// Stop by itself after this long (`30s`, `5m`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration_s)]
+        duration: Option<u64>,
+    },
+    /// Stop the tee on every dataplane (files written so far stay).
+    Stop,
+    /// Each dataplane's tee: in force or not, files, counters.
+    Status,
+}
+
+impl TeeCmd {
+    fn request(&self) -> Result<CtlRequest, CtlError> {
+        Ok(match self {
+            TeeCmd::Start {
+                filters,
+                sample,
+                rate,
+                snaplen,
+                duration,
+            } => {
+                weir_model::tee::check_settings(
+                    filters,
+                    *sample,
+                    snaplen.unwrap_or(weir_model::tee::limits::MIN_SNAPLEN),
+                )
+                .map_err(CtlError::Argument)?;
+                CtlRequest::TeeStart {
+                    filters: filters.clone(),
+                    sample: *sample,
+                    rate_per_core: *rate,
+                    snaplen: *snaplen,
+                    duration_ms: duration.map(|s| s.saturating_mul(1000)),
+                }
+            }
+            TeeCmd::Stop => CtlRequest::TeeStop,
+            TeeCmd::Status => CtlRequest::TeeStatus,
+        })
+    }
+
+    /// Run `tee start|stop|status`.
+    pub fn run(&self, g: &Global, out: &mut dyn Write) -> Result<(), CtlError> {
+        let request = self.request()?;
+        match self {
+            TeeCmd::Status => {
+                let (order, dataplanes) = expect(request.clone(), g.ask(request)?, |r| match r {
+                    CtlReply::Tee { order, dataplanes } => Ok((order, dataplanes)),
+                    r => Err(r),
+                })?;
+                if g.json {
+                    json(
+                        out,
+                        &render::TeeView {
+                            order: &order,
+                            dataplanes: &dataplanes,
+                        },
+                    )
+                } else {
+                    text(out, &render::tee_table(&order, &dataplanes, now_unix_ns()))
+                }
+            }
+            _ => change(g, out, request),
         }
     }
 }

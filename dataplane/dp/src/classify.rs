@@ -1170,6 +1170,7 @@ mod tests {
             new_flows_per_sec: 1000,
             source_prefix_len: 64,
             cluster: Some(cluster),
+            tee: Default::default(),
         }
     }
 

@@ -22,7 +22,7 @@ use hdrhistogram::serialization::{Serializer, V2Serializer};
 use tracing::{info, warn};
 use weir_control::proto::{
     DpReply, DpRequest, DpStats, Envelope, Hello, RingStats, Role, SlowSource, SourceRate,
-    UpstreamStats, MAX_SLOW_SOURCES,
+    TeeOrder, UpstreamStats, MAX_SLOW_SOURCES,
 };
 use weir_control::transport::{Conn, Listener, TransportError};
 use weir_model::WorkerStats;
@@ -107,11 +107,19 @@ pub fn dispatch(req: DpRequest, shared: &DataplaneState) -> DpReply {
         DpRequest::Ping => DpReply::Pong {
             version: current_version(shared),
         },
-        DpRequest::Apply(snap) => match Policy::from_snapshot(&snap, shared.worker_count) {
+        DpRequest::Apply(snap) => match Policy::from_snapshot(&snap, shared.worker_count)
+            .map_err(|e| e.to_string())
+            .and_then(|p| check_tee(&snap.tee, shared).map(|()| p))
+        {
             Ok(policy) => {
                 let version = policy.version;
                 shared.set_policy(policy);
                 shared.set_rings(snap.rings);
+                // Checked above; what can still fail is the files (kept in the tee's
+                // status for `weirctl tee status`).
+                if let Err(e) = shared.tee.follow(&snap.tee) {
+                    warn!(version, "tee: {e}");
+                }
                 info!(version, "policy applied");
                 DpReply::Applied { version }
             }
@@ -123,6 +131,16 @@ pub fn dispatch(req: DpRequest, shared: &DataplaneState) -> DpReply {
             }
         },
         DpRequest::Stats => DpReply::Stats(Box::new(stats(shared))),
+    }
+}
+
+/// A snapshot's tee order, checked before anything of the snapshot is applied.
+fn check_tee(order: &TeeOrder, shared: &DataplaneState) -> Result<(), String> {
+    match order {
+        TeeOrder::Start(spec) => crate::tee::TeeSettings::from_spec(spec, shared.tee.config())
+            .map(|_| ())
+            .map_err(|e| format!("tee: {e}")),
+        TeeOrder::Config | TeeOrder::Stop => Ok(()),
     }
 }
 
@@ -147,6 +165,14 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
     events.insert("host-ignored".to_string(), rx.tx.host_ignored);
     events.insert("tx-sent".to_string(), rx.tx.sent);
     events.insert("tx-send-failed".to_string(), rx.tx.send_failed);
+    let tee = shared.tee.status();
+    events.insert("tee-teed".to_string(), tee.teed);
+    events.insert("tee-dropped".to_string(), tee.dropped);
+    events.insert("tee-sampled-out".to_string(), tee.sampled_out);
+    events.insert("tee-rate-capped".to_string(), tee.rate_capped);
+    events.insert("tee-written".to_string(), tee.written);
+    events.insert("tee-files".to_string(), tee.files);
+    events.insert("tee-bytes".to_string(), tee.bytes);
     {
         use crate::handover::{
             Refusal, COUNTER_DECAPSULATED, COUNTER_FORWARDED, COUNTER_REFUSED, COUNTER_TOO_BIG,
@@ -270,6 +296,7 @@ pub fn stats(shared: &DataplaneState) -> DpStats {
         latency,
         slow_sources: slow_sources(slow),
         upstreams: upstreams.iter().map(|u| upstream_stats(u)).collect(),
+        tee,
     }
 }
 

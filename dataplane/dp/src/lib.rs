@@ -37,6 +37,7 @@ pub mod ring;
 pub mod run;
 pub mod rx;
 pub mod state;
+pub mod tee;
 pub mod terminators;
 pub mod verdicts;
 

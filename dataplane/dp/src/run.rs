@@ -37,6 +37,16 @@ pub struct RunOptions {
 
 /// Run the dataplane until `state.stop` is set (or the port ends, or `opts.duration`).
 pub fn run(cfg: &Config, state: &Arc<DataplaneState>, opts: &RunOptions) -> Result<RxReport> {
+    if let Err(e) = state.tee.start_from_config() {
+        tracing::error!("[tee] enabled, but the tee cannot start: {e}");
+    }
+    let result = run_port(cfg, state, opts);
+    // Write out what the tee queued and close its file.
+    state.tee.stop();
+    result
+}
+
+fn run_port(cfg: &Config, state: &Arc<DataplaneState>, opts: &RunOptions) -> Result<RxReport> {
     match cfg.port.clone() {
         Some(PortConfig::Pcap { path, r#loop, pps }) => {
             let port = CaptureLoop::open(&path, r#loop, pps)?;

@@ -366,6 +366,7 @@ pub struct RxCore<B: Backing = Pool> {
     rings_now: RingsConfig,
     policy_seen: u64,
     rings_seen: u64,
+    tee_seen: u64,
     bursts: u32,
     last_ns: u64,
     last_publish: Instant,
@@ -418,6 +419,7 @@ impl<B: Backing> RxCore<B> {
             rings_now: cfg.rings,
             policy_seen: state.policy_version.load(Ordering::Acquire),
             rings_seen: 0,
+            tee_seen: 0,
             bursts: 0,
             last_ns: 0,
             last_publish: now,
@@ -622,6 +624,9 @@ impl<B: Backing> RxCore<B> {
             }
             self.policy_seen = v;
         }
+        if state.tee.version() != self.tee_seen {
+            self.sync_tee(state);
+        }
         let rv = state.rings_version.load(Ordering::Acquire);
         if rv != self.rings_seen {
             self.rings_seen = rv;
@@ -638,6 +643,16 @@ impl<B: Backing> RxCore<B> {
                     .set_weights(Class::QUEUED.map(|c| new.of(c).map_or(1, |r| r.weight as usize)));
                 self.rings_now = new;
             }
+        }
+    }
+
+    /// A live tee was started or stopped: swap ours for the pending one (the old one goes
+    /// back to the control thread, which frees it).
+    #[cold]
+    #[inline(never)]
+    fn sync_tee(&mut self, state: &DataplaneState) {
+        if let Some(v) = state.tee.pick_up(self.index, &mut self.tee) {
+            self.tee_seen = v;
         }
     }
 
@@ -841,6 +856,7 @@ mod tests {
                     predecessor: "2001:db8:77::1".into(),
                 }],
             }),
+            tee: Default::default(),
         };
         state.set_policy(crate::classify::Policy::from_snapshot(&snapshot, 1).unwrap());
         let (mut rxs, mut wks) = pipeline::build(&cfg.rings, 1, 1, Overflow::Wait);

@@ -46,6 +46,8 @@ pub struct DataplaneState {
     pub stop: Arc<AtomicBool>,
     /// Worker count (fixed for the process's life).
     pub worker_count: u16,
+    /// The live tee (`tee` module): off until started.
+    pub tee: crate::tee::TeeHub,
 }
 
 impl DataplaneState {
@@ -73,6 +75,7 @@ impl DataplaneState {
                 .map(|w| Arc::new(Mutex::new(WorkerReport::new(w))))
                 .collect(),
             started: Instant::now(),
+            tee: crate::tee::TeeHub::new(cfg, rx_cores, Arc::clone(&stop)),
             stop,
             worker_count: workers,
         }))

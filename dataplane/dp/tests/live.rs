@@ -50,6 +50,7 @@ fn snapshot(version: u64, rule: Rule, rings: RingsConfig) -> PolicySnapshot {
         new_flows_per_sec: 1000,
         source_prefix_len: 64,
         cluster: None,
+        tee: Default::default(),
     }
 }
 

@@ -109,6 +109,9 @@ pub struct Config {
     /// `[cluster]`: weir-cp as one host of a cluster (etcd, BIRD). Absent: one host alone.
     #[serde(default)]
     cluster: Option<Spanned<ClusterConfig>>,
+    /// `[tee]`: the live tee of `weir-dp run` (off by default).
+    #[serde(default)]
+    pub tee: crate::tee::TeeConfig,
 }
 
 /// `[port]`
@@ -1247,6 +1250,9 @@ impl Config {
         }
         if let Err(m) = cfg.policy.validate() {
             return Err(ConfigError::at(origin, text, None, format!("[policy] {m}")));
+        }
+        if let Err(m) = cfg.tee.validate() {
+            return Err(ConfigError::at(origin, text, None, format!("[tee] {m}")));
         }
         if cfg.blocks.len() > MAX_BLOCKS {
             return Err(ConfigError::at(

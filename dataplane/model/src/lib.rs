@@ -15,6 +15,7 @@
 
 pub mod appmsg;
 pub mod config;
+pub mod tee;
 pub mod verdict;
 
 pub use verdict::{Class, Disposition, Reason, Verdict};

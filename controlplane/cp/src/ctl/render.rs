@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use weir_control::proto::{BlockSpec, ClusterView, CpStatus, DpStats, SliceRun};
+use weir_control::proto::{
+    BlockSpec, ClusterView, CpStatus, DpStats, SliceRun, TeeOrder, TeeStatus,
+};
 use weir_model::config::RingsConfig;
 use weir_ssa::{key_hex, Rule};
 use weir_ssa::{Apl, ServicePrefixes, SliceMap};
@@ -766,6 +768,83 @@ pub fn blocks_table(blocks: &[BlockSpec], now_unix_ns: u64) -> String {
     t.render()
 }
 
+/// JSON of `weirctl tee status`.
+#[derive(Debug, Serialize)]
+pub struct TeeView<'a> {
+    /// weir-cp's order.
+    pub order: &'a TeeOrder,
+    /// Each dataplane's tee.
+    pub dataplanes: &'a [(String, TeeStatus)],
+}
+
+/// `weirctl tee status`.
+pub fn tee_table(order: &TeeOrder, dataplanes: &[(String, TeeStatus)], now_unix_ns: u64) -> String {
+    let mut out = match order {
+        TeeOrder::Config => "order: none (each dataplane follows its [tee])\n".to_string(),
+        TeeOrder::Stop => "order: stopped\n".to_string(),
+        TeeOrder::Start(s) => {
+            let until = match s.until_unix_ns {
+                None => "until stopped".to_string(),
+                Some(u) if u <= now_unix_ns => "expired".to_string(),
+                Some(u) => format!(
+                    "for {} more",
+                    fmt_duration_s((u - now_unix_ns).div_ceil(1_000_000_000))
+                ),
+            };
+            format!(
+                "order: tee {} at 1 in {}, {until}\n",
+                s.filters.join(","),
+                s.sample
+            )
+        }
+    };
+    if dataplanes.is_empty() {
+        out.push_str("no dataplane reported yet\n");
+        return out;
+    }
+    let mut t = Table::new(&[
+        "DATAPLANE",
+        "STATE",
+        "FILTER",
+        ">1-IN",
+        ">TEED",
+        ">TEE-DROPPED",
+        ">SAMPLED-OUT",
+        ">RATE-CAPPED",
+        ">WRITTEN",
+        ">FILES",
+        ">BYTES",
+        "FILE",
+    ]);
+    for (name, s) in dataplanes {
+        let state = match (&s.error, s.active) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, true) => "on".to_string(),
+            (None, false) => "off".to_string(),
+        };
+        t.row(vec![
+            name.clone(),
+            state,
+            if s.filter.is_empty() {
+                "-".into()
+            } else {
+                s.filter.clone()
+            },
+            s.sample.to_string(),
+            s.teed.to_string(),
+            s.dropped.to_string(),
+            s.sampled_out.to_string(),
+            s.rate_capped.to_string(),
+            s.written.to_string(),
+            s.files.to_string(),
+            s.bytes.to_string(),
+            s.file.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,6 +944,7 @@ mod tests {
                 late_replies: 1,
                 latency: histogram(&[200_000, 300_000, 9_000_000]),
             }],
+            tee: TeeStatus::default(),
         }
     }
 

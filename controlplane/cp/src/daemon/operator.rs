@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use weir_control::proto::{CtlReply, CtlRequest, Envelope, Hello, Role};
+use weir_control::proto::{CtlReply, CtlRequest, Envelope, Hello, Role, TeeOrder, TeeSpec};
 use weir_control::transport::{Conn, Listener, TransportError};
 use weir_model::config::Config;
 
@@ -203,6 +203,49 @@ pub(crate) fn answer(shared: &DaemonState, request: CtlRequest, who: &str) -> Ct
             }
         }
         CtlRequest::BlockDel { prefix } => Change::BlockDel { prefix },
+        CtlRequest::TeeStatus => {
+            return CtlReply::Tee {
+                order: lock(&shared.desired).overlay.tee.clone(),
+                dataplanes: shared
+                    .links
+                    .iter()
+                    .filter_map(|l| {
+                        lock(&l.status)
+                            .stats
+                            .as_ref()
+                            .map(|s| (l.name.clone(), s.tee.clone()))
+                    })
+                    .collect(),
+            }
+        }
+        CtlRequest::TeeStop => Change::Tee(TeeOrder::Stop),
+        CtlRequest::TeeStart {
+            filters,
+            sample,
+            rate_per_core,
+            snaplen,
+            duration_ms,
+        } => {
+            let until_unix_ns = match duration_ms {
+                None => None,
+                Some(0) => return error("a tee's duration must be at least 1 ms".into()),
+                Some(ms) => match ms
+                    .checked_mul(1_000_000)
+                    .and_then(|ns| ns.checked_add(now_unix_ns()))
+                {
+                    Some(u) => Some(u),
+                    None => return error(format!("duration {ms} ms is too long")),
+                },
+            };
+            Change::Tee(TeeOrder::Start(TeeSpec {
+                filters,
+                sample,
+                rate_per_core,
+                snaplen,
+                until_unix_ns,
+                serial: lock(&shared.desired).version() + 1,
+            }))
+        }
     };
     match shared.commit(change, who) {
         Ok(Some(done)) => CtlReply::Done {

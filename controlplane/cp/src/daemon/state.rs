@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_control::proto::{slice_runs, BlockSpec, ClusterPolicy, PolicySnapshot, SliceRun};
+use weir_control::proto::{
+    slice_runs, BlockSpec, ClusterPolicy, PolicySnapshot, SliceRun, TeeOrder,
+};
 use weir_model::config::{Config, RingConfig, MAX_BLOCKS};
 use weir_model::Class;
 use weir_ssa::Rule;
@@ -79,6 +81,9 @@ pub struct Overlay {
     /// `[[block]]` entries of the config file removed at run time (normalized prefixes).
     #[serde(default)]
     pub blocks_removed: Vec<String>,
+    /// The operator's word on the dataplanes' live tee (`weirctl tee start/stop`).
+    #[serde(default)]
+    pub tee: TeeOrder,
 }
 
 /// A change the operator or the policy loop asks for.
@@ -127,6 +132,8 @@ pub enum Change {
     Reload(Box<Config>),
     /// Replace the cluster part (handover addresses and runs), from the cluster session.
     Cluster(Option<ClusterPolicy>),
+    /// Start or stop the dataplanes' live tee.
+    Tee(TeeOrder),
 }
 
 /// The desired state in force.
@@ -273,6 +280,31 @@ impl Desired {
                     None => "cluster: none".to_string(),
                 };
                 cluster = c;
+                msg
+            }
+            Change::Tee(order) => {
+                let msg = match &order {
+                    TeeOrder::Start(spec) => {
+                        weir_model::tee::check_settings(
+                            &spec.filters,
+                            spec.sample,
+                            spec.snaplen.unwrap_or(weir_model::tee::limits::MIN_SNAPLEN),
+                        )?;
+                        let filter = weir_model::tee::TeeFilter::parse_list(&spec.filters)
+                            .map_err(|e| e.to_string())?;
+                        match spec.until_unix_ns {
+                            Some(ns) => format!(
+                                "tee started: {filter}, 1 in {}, until unix {}s",
+                                spec.sample,
+                                ns / NS
+                            ),
+                            None => format!("tee started: {filter}, 1 in {}", spec.sample),
+                        }
+                    }
+                    TeeOrder::Stop => "tee stopped".to_string(),
+                    TeeOrder::Config => "tee follows the dataplanes' [tee]".to_string(),
+                };
+                overlay.tee = order;
                 msg
             }
         };
@@ -492,6 +524,7 @@ fn snapshot(
         new_flows_per_sec: limits.new_flows_per_sec,
         source_prefix_len: limits.source_prefix_len,
         cluster,
+        tee: overlay.tee.clone(),
     };
     check_fits(&snap)?;
     Ok(snap)
