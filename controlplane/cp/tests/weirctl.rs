@@ -326,6 +326,7 @@ fn dp_stats(packets: u64, uptime_s: u64) -> DpStats {
             late_replies: 1,
             latency: histogram(&[250_000, 250_000, 4_000_000]),
         }],
+        tee: Default::default(),
     }
 }
 

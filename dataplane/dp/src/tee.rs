@@ -727,7 +727,9 @@ impl TeeHub {
             TeeOrder::Start(spec) => {
                 let s = TeeSettings::from_spec(spec, &self.config)?;
                 // A start whose end has passed (pushed again after it expired) is a stop.
-                (!s.until_unix_ns.is_some_and(|u| unix_now_ns() >= u)).then_some(s)
+                s.until_unix_ns
+                    .is_none_or(|u| unix_now_ns() < u)
+                    .then_some(s)
             }
         };
         let current = self.running_settings();
