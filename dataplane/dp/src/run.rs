@@ -42,7 +42,7 @@ pub fn run(cfg: &Config, state: &Arc<DataplaneState>, opts: &RunOptions) -> Resu
     }
     let result = run_port(cfg, state, opts);
     // Write out what the tee queued and close its file.
-    state.tee.stop();
+    state.tee.finish_run();
     result
 }
 

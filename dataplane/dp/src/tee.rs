@@ -558,6 +558,7 @@ struct Writer {
     link: Arc<Link>,
     stop: Arc<AtomicBool>,
     process_stop: Arc<AtomicBool>,
+    rx_gone: Arc<AtomicBool>,
     until_unix_ns: Option<u64>,
     ended: Arc<AtomicBool>,
     error: Arc<Mutex<Option<String>>>,
@@ -623,6 +624,7 @@ impl Writer {
         let v = self.link.version.load(Ordering::Acquire);
         let t0 = std::time::Instant::now();
         while !self.process_stop.load(Ordering::Relaxed)
+            && !self.rx_gone.load(Ordering::Acquire)
             && !self.link.all_acked(v)
             && t0.elapsed() < ACK_WAIT
         {
@@ -653,6 +655,8 @@ pub struct TeeHub {
     error: Arc<Mutex<Option<String>>>,
     running: Mutex<Option<Running>>,
     process_stop: Arc<AtomicBool>,
+    /// The rx loops have ended (nobody will acknowledge a stop).
+    rx_gone: Arc<AtomicBool>,
 }
 
 impl TeeHub {
@@ -674,6 +678,7 @@ impl TeeHub {
             error: Arc::new(Mutex::new(None)),
             running: Mutex::new(None),
             process_stop,
+            rx_gone: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -814,6 +819,7 @@ impl TeeHub {
             link: Arc::clone(&self.link),
             stop: Arc::clone(&stop),
             process_stop: Arc::clone(&self.process_stop),
+            rx_gone: Arc::clone(&self.rx_gone),
             until_unix_ns: settings.until_unix_ns,
             ended: Arc::clone(&ended),
             error: Arc::clone(&self.error),
@@ -847,6 +853,12 @@ impl TeeHub {
             let _ = h.join();
         }
         tracing::info!("tee stopped");
+    }
+
+    /// The rx loops have ended: stop without waiting for them, writing what they queued.
+    pub fn finish_run(&self) {
+        self.rx_gone.store(true, Ordering::Release);
+        self.stop();
     }
 
     /// The tee as `weirctl tee status` shows it.

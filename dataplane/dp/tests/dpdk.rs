@@ -359,3 +359,104 @@ fn curl_is_answered_by_the_terminators_through_net_tap() {
     let (capacity, available) = report.mempool.unwrap();
     assert_eq!(available, capacity, "no mbuf leaked on the tx side either");
 }
+
+/// The live tee on DPDK rx lcores (net_tap): `[tee]` copies every ssa-violation a Linux
+/// process sends; the pcapng read by tshark holds exactly that many frames minus
+/// `tee-dropped`, each with its reason in the comment, none malformed.
+#[test]
+fn the_tee_copies_every_ssa_violation_from_net_tap() {
+    if !can_run_as_root(&["tcpreplay", "ip", "tshark"]) {
+        return;
+    }
+    let iface = format!("weire{}", std::process::id() % 10000);
+    let dev = format!("net_tap_e{},iface={iface}", std::process::id());
+    let pcap = fixture_dir().join("ssa-violation.pcap");
+    let expected = replay(
+        &Config::default(),
+        std::slice::from_ref(&pcap),
+        &ReplayOptions::default(),
+    )
+    .unwrap();
+    let violations = expected.reasons["ssa-violation"];
+    assert!(violations > 0);
+    let dir = tempdir("tee");
+    let tee_dir = dir.join("tee");
+    let sender = {
+        let iface = iface.clone();
+        let pcap = pcap.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !Path::new(&format!("/sys/class/net/{iface}")).exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "{iface} never appeared"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1");
+            let up = Command::new("ip")
+                .args(["link", "set", &iface, "up"])
+                .status()
+                .unwrap();
+            assert!(up.success());
+            std::thread::sleep(Duration::from_millis(300));
+            let out = Command::new("tcpreplay")
+                .args(["-q", "--pps=2000", "-i", &iface])
+                .arg(&pcap)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "tcpreplay: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+    };
+    let _lcores = LCORES.lock().unwrap_or_else(|e| e.into_inner());
+    let text = format!(
+        "[dataplane]\nworkers = 1\n[tee]\nenabled = true\ndir = {:?}\nfilters = [\"reject:ssa-violation\"]\nsample = 1\nrate_per_core = 0\n",
+        tee_dir.display().to_string()
+    );
+    let mut cfg = Config::from_toml("dpdk-tee", &text).unwrap();
+    cfg.port = Some(PortConfig::Dpdk(DpdkPortConfig {
+        eal: dpdk::test_eal_args(),
+        devices: vec![dev],
+        rx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        mbufs: 8191,
+        mbuf_cache: 32,
+    }));
+    let shared = DataplaneState::for_run(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
+    let opts = RunOptions {
+        duration: Some(Duration::from_secs(6)),
+    };
+    let report = run::run(&cfg, &shared, &opts).unwrap();
+    sender.join().unwrap();
+    assert_eq!(report.counters.reason(Reason::SsaViolation), violations);
+    let st = shared.tee.status();
+    assert!(!st.active);
+    assert_eq!(st.teed + st.dropped, violations, "{st:?}");
+    assert_eq!(st.written, st.teed, "{st:?}");
+    let file = tee_dir.join("tee-00001.pcapng");
+    let tshark = |args: &[&str]| {
+        let o = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let comments = tshark(&["-T", "fields", "-e", "frame.comment"]);
+    assert_eq!(comments.lines().count() as u64, violations - st.dropped);
+    for c in comments.lines() {
+        assert!(c.contains("class=reject reason=ssa-violation"), "{c}");
+    }
+    let malformed = tshark(&["-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number"]);
+    assert_eq!(malformed.lines().count(), 0, "{malformed}");
+    let (capacity, available) = report.mempool.unwrap();
+    assert_eq!(available, capacity);
+    let _ = std::fs::remove_dir_all(&dir);
+}
