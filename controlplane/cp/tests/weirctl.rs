@@ -763,6 +763,83 @@ fn block_add_del_list() {
 }
 
 #[test]
+fn tee_start_stop_status() {
+    let cp = FakeCp::start(|r| match r {
+        CtlRequest::TeeStatus => CtlReply::Tee {
+            order: weir_control::proto::TeeOrder::Start(weir_control::proto::TeeSpec {
+                filters: vec!["reject:ssa-violation".into()],
+                sample: 100,
+                rate_per_core: None,
+                snaplen: None,
+                until_unix_ns: None,
+                serial: 4,
+            }),
+            dataplanes: vec![(
+                "dp0".into(),
+                weir_control::proto::TeeStatus {
+                    active: true,
+                    filter: "reject:ssa-violation".into(),
+                    sample: 100,
+                    teed: 12,
+                    dropped: 3,
+                    written: 12,
+                    files: 1,
+                    file: Some("/var/lib/weir/tee/tee-00001.pcapng".into()),
+                    ..Default::default()
+                },
+            )],
+        },
+        _ => done("tee started", 9),
+    });
+    ok(&cp.run(&[
+        "tee",
+        "start",
+        "--filter",
+        "reject:ssa-violation",
+        "--filter",
+        "suspect:*",
+        "--sample",
+        "100",
+        "--duration",
+        "30s",
+    ]));
+    assert_eq!(
+        cp.requests().last(),
+        Some(&CtlRequest::TeeStart {
+            filters: vec!["reject:ssa-violation".into(), "suspect:*".into()],
+            sample: 100,
+            rate_per_core: None,
+            snaplen: None,
+            duration_ms: Some(30_000),
+        })
+    );
+    ok(&cp.run(&["tee", "stop"]));
+    assert_eq!(cp.requests().last(), Some(&CtlRequest::TeeStop));
+    let out = ok(&cp.run(&["tee", "status"]));
+    assert!(out.contains("reject:ssa-violation at 1 in 100"), "{out}");
+    let line = out.lines().find(|l| l.contains("dp0")).unwrap();
+    assert!(
+        line.contains("on") && line.contains("tee-00001.pcapng"),
+        "{line}"
+    );
+    let v = json(&cp.run(&["--json", "tee", "status"]));
+    assert_eq!(v["dataplanes"][0][1]["dropped"], 3);
+
+    // Bad values: one line, exit 1, nothing sent.
+    let sent = cp.requests().len();
+    assert!(fails(&cp.run(&["tee", "start", "--filter", "reject:bogus"])).contains("reject:bogus"));
+    assert!(fails(&cp.run(&["tee", "start", "--filter", "reject:rate"])).contains("suspect reason"));
+    assert!(fails(&cp.run(&["tee", "start", "--filter", "*", "--sample", "0"])).contains("sample"));
+    assert!(
+        fails(&cp.run(&["tee", "start", "--filter", "*", "--snaplen", "10"])).contains("snaplen")
+    );
+    assert!(
+        fails(&cp.run(&["tee", "start", "--filter", "*", "--duration", "soon"])).contains("soon")
+    );
+    assert_eq!(cp.requests().len(), sent);
+}
+
+#[test]
 fn config_reload_done_and_refused() {
     let cp = FakeCp::replying(done("config reloaded from /etc/weir/weir.toml", 46));
     let out = ok(&cp.run(&["config", "reload"]));

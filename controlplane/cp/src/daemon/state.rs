@@ -564,6 +564,43 @@ mod tests {
         d.propose(c).unwrap().unwrap().desired
     }
 
+    /// A tee start is validated, goes into the snapshot and the overlay (persisted), and
+    /// a stop replaces it; a bad filter is refused with nothing changed.
+    #[test]
+    fn tee_orders_ride_the_snapshot() {
+        use weir_control::proto::TeeSpec;
+        let d = base();
+        assert_eq!(d.snapshot.tee, TeeOrder::Config);
+        let spec = TeeSpec {
+            filters: vec!["reject:ssa-violation".into()],
+            sample: 100,
+            rate_per_core: None,
+            snaplen: None,
+            until_unix_ns: Some(5 * NS),
+            serial: 2,
+        };
+        let c = d
+            .propose(Change::Tee(TeeOrder::Start(spec.clone())))
+            .unwrap()
+            .unwrap();
+        assert!(
+            c.message.contains("reject:ssa-violation") && c.message.contains("1 in 100"),
+            "{}",
+            c.message
+        );
+        assert_eq!(c.desired.snapshot.tee, TeeOrder::Start(spec.clone()));
+        assert_eq!(c.desired.overlay.tee, TeeOrder::Start(spec.clone()));
+        assert_eq!(c.desired.version(), d.version() + 1);
+        let stopped = apply(&c.desired, Change::Tee(TeeOrder::Stop));
+        assert_eq!(stopped.snapshot.tee, TeeOrder::Stop);
+        let bad = TeeSpec {
+            filters: vec!["reject:nope".into()],
+            ..spec
+        };
+        let e = d.propose(Change::Tee(TeeOrder::Start(bad))).unwrap_err();
+        assert!(e.contains("reject:nope"), "{e}");
+    }
+
     #[test]
     fn default_snapshot_covers_every_slice() {
         let d = base();
