@@ -807,7 +807,12 @@ fn prometheus_scrape_parses_and_has_the_labelled_series() {
         packets: 1000,
         classes: BTreeMap::from([("known_good".into(), 700), ("suspect".into(), 300)]),
         reasons: BTreeMap::from([("rate".into(), 250), ("no-flow".into(), 50)]),
-        events: BTreeMap::from([("flow-table-full".into(), 3)]),
+        events: BTreeMap::from([("flow-table-full".into(), 3), ("tee-dropped".into(), 5)]),
+        tee: weir_control::proto::TeeStatus {
+            active: true,
+            dropped: 5,
+            ..Default::default()
+        },
         slices: vec![(0, 10), (7, 20)],
         workers: vec![WorkerStats {
             worker: 1,
@@ -925,6 +930,11 @@ fn prometheus_scrape_parses_and_has_the_labelled_series() {
         value("weir_events_total", &[dp1, ("event", "flow-table-full")]),
         3.0
     );
+    assert_eq!(
+        value("weir_events_total", &[dp1, ("event", "tee-dropped")]),
+        5.0
+    );
+    assert_eq!(value("weir_tee_active", &[dp1]), 1.0);
     assert_eq!(
         value("weir_slice_packets_total", &[dp1, ("slice", "7")]),
         20.0

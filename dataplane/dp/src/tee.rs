@@ -254,8 +254,8 @@ impl LiveTee {
         if !self.filter.wants(d) {
             return false;
         }
-        self.countdown -= 1;
-        if self.countdown != 0 {
+        if self.countdown > 1 {
+            self.countdown -= 1;
             bump(&self.counters.sampled_out);
             return false;
         }
@@ -755,12 +755,13 @@ impl TeeHub {
             .map(|r| (r.settings.clone(), r.ended.load(Ordering::Acquire)))
     }
 
-    /// Start a tee (stopping the one running first).
+    /// Start a tee (stopping the one running first; the lock is held throughout, so two
+    /// control connections cannot leave two writers).
     pub fn start(&self, settings: TeeSettings) -> std::io::Result<()> {
-        self.stop();
         let Ok(mut running) = self.running.lock() else {
             return Err(std::io::Error::other("tee state poisoned"));
         };
+        self.stop_locked(&mut running);
         if let Ok(mut e) = self.error.lock() {
             *e = None;
         }
@@ -841,9 +842,12 @@ impl TeeHub {
     /// Stop the running tee, if any: the rx cores let go at their next burst, the writer
     /// writes what they queued and closes its file.
     pub fn stop(&self) {
-        let Ok(mut running) = self.running.lock() else {
-            return;
-        };
+        if let Ok(mut running) = self.running.lock() {
+            self.stop_locked(&mut running);
+        }
+    }
+
+    fn stop_locked(&self, running: &mut Option<Running>) {
         let Some(mut r) = running.take() else {
             return;
         };

@@ -368,6 +368,19 @@ pub(crate) fn render(shared: &DaemonState) -> String {
     }
 
     e.family(
+        "weir_tee_active",
+        "gauge",
+        "1 while the dataplane's live tee is copying (counters: weir_events_total{event=\"tee-…\"}).",
+    );
+    for (dp, s) in &with_stats {
+        e.sample(
+            "weir_tee_active",
+            &[("dataplane", dp)],
+            u8::from(s.tee.active),
+        );
+    }
+
+    e.family(
         "weir_slice_packets_total",
         "counter",
         "Packets per slice that reached the slice table (non-zero slices).",
