@@ -613,36 +613,48 @@ impl<B: Backing> RxCore<B> {
         while self.send_out(port) {}
     }
 
-    /// Before a burst: take up a new policy or new ring sizes (one atomic load each when
-    /// nothing changed).
-    #[inline]
+    /// Before a burst: take up a new policy, a new tee, or new ring sizes (one atomic load
+    /// each when nothing changed; the changes themselves are out of line).
+    #[inline(always)]
     pub fn sync(&mut self, state: &DataplaneState) {
         let v = state.policy_version.load(Ordering::Acquire);
         if v != self.policy_seen {
-            if let Ok(p) = state.policy.lock() {
-                self.clf.set_policy(Arc::clone(&p));
-            }
-            self.policy_seen = v;
+            self.sync_policy(state, v);
         }
         if state.tee.version() != self.tee_seen {
             self.sync_tee(state);
         }
         let rv = state.rings_version.load(Ordering::Acquire);
         if rv != self.rings_seen {
-            self.rings_seen = rv;
-            if let Ok(r) = state.rings.lock() {
-                let new = *r;
-                for class in Class::QUEUED {
-                    if let (Some(a), Some(b)) = (self.rings_now.of(class), new.of(class)) {
-                        if a.size != b.size {
-                            self.rx.resize(class, b.size as usize);
-                        }
+            self.sync_rings(state, rv);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sync_policy(&mut self, state: &DataplaneState, v: u64) {
+        if let Ok(p) = state.policy.lock() {
+            self.clf.set_policy(Arc::clone(&p));
+        }
+        self.policy_seen = v;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sync_rings(&mut self, state: &DataplaneState, rv: u64) {
+        self.rings_seen = rv;
+        if let Ok(r) = state.rings.lock() {
+            let new = *r;
+            for class in Class::QUEUED {
+                if let (Some(a), Some(b)) = (self.rings_now.of(class), new.of(class)) {
+                    if a.size != b.size {
+                        self.rx.resize(class, b.size as usize);
                     }
                 }
-                self.rx
-                    .set_weights(Class::QUEUED.map(|c| new.of(c).map_or(1, |r| r.weight as usize)));
-                self.rings_now = new;
             }
+            self.rx
+                .set_weights(Class::QUEUED.map(|c| new.of(c).map_or(1, |r| r.weight as usize)));
+            self.rings_now = new;
         }
     }
 
