@@ -118,7 +118,7 @@ mod tests {
     fn hello_golden_bytes() {
         let hello = Hello::new(Role::Cli, "x");
         let bytes = encode(&hello).unwrap();
-        assert_eq!(bytes, [b'w', b'e', b'i', b'r', 3, 0, 1, b'x']);
+        assert_eq!(bytes, [b'w', b'e', b'i', b'r', 4, 0, 1, b'x']);
         assert_eq!(decode::<Hello>(&bytes).unwrap(), hello);
     }
 
