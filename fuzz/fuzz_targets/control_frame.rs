@@ -1,6 +1,7 @@
 //! Fuzz target: control frames from an untrusted peer. `weir_control::frame::decode` of
 //! every message type a daemon reads must return `Ok` or `Err`, never panic, and whatever
-//! decodes must re-encode to a frame that decodes to the same value.
+//! decodes must re-encode to a frame that decodes to the same value. A decoded tee order
+//! is checked the way weir-dp checks it (`weir_model::tee::check_settings`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +21,20 @@ macro_rules! check {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // A tee order from an untrusted peer: checked with an answer, never a panic.
+    if let Ok(Envelope {
+        body: DpRequest::Apply(snap),
+        ..
+    }) = decode::<Envelope<DpRequest>>(data)
+    {
+        if let weir_control::proto::TeeOrder::Start(spec) = &snap.tee {
+            let _ = weir_model::tee::check_settings(
+                &spec.filters,
+                spec.sample,
+                spec.snaplen.unwrap_or(weir_model::tee::limits::MIN_SNAPLEN),
+            );
+        }
+    }
     check!(Envelope<DpRequest>, data);
     check!(Envelope<CtlRequest>, data);
     check!(Envelope<DpReply>, data);
