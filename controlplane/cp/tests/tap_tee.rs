@@ -12,7 +12,9 @@
 //!   files that mergecap joins into the whole, files are 0600 in a 0700 directory; at
 //!   1 in 100 the copies are a hundredth (±2) of the flood; `--duration` stops by itself.
 //! - `tiny_ring_drops_copies_not_forwarding`: a 4-slot ring under a fast flood counts
-//!   `tee-dropped` while curl to the service keeps working.
+//!   `tee-dropped` while every curl to the service is answered; known-good latency
+//!   (curl's whole exchange) under the same flood, tee on against tee off, is printed
+//!   (p50, p99) and the median must stay within 4× + 50 ms (loose: the machine is shared).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -192,6 +194,16 @@ impl Setup {
     /// whose low bits are not the mix of the client's /64) at `rate` (`--pps=N` or
     /// `--topspeed`).
     fn flood(&self, n: usize, rate: &str) {
+        let pcap = self.make_flood(n);
+        sh(&format!(
+            "tcpreplay -q {rate} -i {} {}",
+            self.iface,
+            pcap.display()
+        ));
+    }
+
+    /// The capture of [`Setup::flood`], made once.
+    fn make_flood(&self, n: usize) -> PathBuf {
         let pcap = self.dir.join(format!("flood-{n}.pcap"));
         if !pcap.exists() {
             let script = format!(
@@ -204,11 +216,7 @@ impl Setup {
             let o = Command::new(PYTHON).args(["-c", &script]).output().unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
-        sh(&format!(
-            "tcpreplay -q {rate} -i {} {}",
-            self.iface,
-            pcap.display()
-        ));
+        pcap
     }
 }
 
@@ -432,37 +440,68 @@ fn tiny_ring_drops_copies_not_forwarding() {
     .trim()
     .to_string();
     eventually("curl before the flood", 20, || curl(&addr, 2));
+    s.make_flood(20_000);
+    // Known-good latency under the same flood, tee off then on (curl's whole exchange
+    // through weir's terminators: handshake, request, reply).
+    let off = curls_during_flood(&s, &addr);
     s.start(&["--filter", "reject:ssa-violation", "--sample", "1"]);
-    let running = Arc::new(AtomicBool::new(true));
-    let load = {
-        let (running, addr) = (Arc::clone(&running), addr.clone());
-        std::thread::spawn(move || {
-            let (mut ok, mut tries) = (0u32, 0u32);
-            while running.load(Ordering::Relaxed) {
-                tries += 1;
-                ok += u32::from(curl(&addr, 5));
-            }
-            (ok, tries)
-        })
-    };
-    for _ in 0..3 {
-        s.flood(20_000, "--topspeed");
-    }
-    running.store(false, Ordering::Relaxed);
-    let (ok, tries) = load.join().unwrap();
+    let on = curls_during_flood(&s, &addr);
     let st = s.stop_tee();
     let dropped = as_u64(&st["dropped"]);
     assert!(
         dropped > 0,
         "a 4-slot ring under a fast flood drops copies: {st}"
     );
+    for (what, t) in [("tee off", &off), ("tee on", &on)] {
+        assert!(
+            !t.is_empty() && t.iter().all(|x| x.is_some()),
+            "{what}: every curl during the flood answered: {t:?}"
+        );
+    }
+    let (p50_off, p99_off) = percentiles(&off);
+    let (p50_on, p99_on) = percentiles(&on);
+    eprintln!(
+        "tiny ring: teed {} tee-dropped {dropped}; known-good curl during the flood: tee off p50 {p50_off:?} p99 {p99_off:?} ({} curls), tee on p50 {p50_on:?} p99 {p99_on:?} ({} curls)",
+        st["teed"],
+        off.len(),
+        on.len()
+    );
+    // Loose, on the median: the machine is shared and noisy, and under a flood that fills
+    // the TAP's queue a client SYN may be lost either way (a 1 s retransmission shows in
+    // p99 of both); a tee that made the rx core wait would move the median by far more.
     assert!(
-        tries > 0 && ok == tries,
-        "known-good forwarding: {ok} of {tries} curls"
+        p50_on <= p50_off * 4 + Duration::from_millis(50),
+        "known-good p50 with the tee on {p50_on:?} vs off {p50_off:?} (p99 {p99_on:?} vs {p99_off:?})"
     );
     assert!(curl(&addr, 2));
-    eprintln!(
-        "tiny ring: teed {} tee-dropped {dropped}; {ok}/{tries} curls during the flood",
-        st["teed"]
-    );
+}
+
+/// curl the service in a loop while three fast floods run; each curl's time (`None`:
+/// failed).
+fn curls_during_flood(s: &Setup, addr: &str) -> Vec<Option<Duration>> {
+    let running = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (running, addr) = (Arc::clone(&running), addr.to_string());
+        std::thread::spawn(move || {
+            let mut times = Vec::new();
+            while running.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                times.push(curl(&addr, 5).then(|| t0.elapsed()));
+            }
+            times
+        })
+    };
+    for _ in 0..3 {
+        s.flood(20_000, "--topspeed");
+    }
+    running.store(false, Ordering::Relaxed);
+    load.join().unwrap()
+}
+
+/// (p50, p99) of the answered curls.
+fn percentiles(t: &[Option<Duration>]) -> (Duration, Duration) {
+    let mut v: Vec<Duration> = t.iter().flatten().copied().collect();
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
 }
