@@ -49,16 +49,15 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const CLIENT: &str = "2001:db8:ff::1";
 
 fn prerequisites() -> bool {
-    let tools = ["ip", "curl", "wrk", "nats-server"];
-    let bins = ["weir-dp", "weirctl", "weir-cp"];
-    let missing_tools: Vec<_> = tools.iter().filter(|t| !have(t)).collect();
-    let missing_bins: Vec<_> = bins.iter().filter(|b| workspace_bin(b).is_none()).collect();
-    !skip_unless(
-        is_root() && missing_tools.is_empty() && missing_bins.is_empty(),
-        &format!(
-            "needs root (root={}), tools (missing {missing_tools:?}) and the workspace's binaries (missing {missing_bins:?}: `cargo test --workspace` builds them)",
-            is_root()
-        ),
+    let bins: Vec<(bool, &str)> = ["weir-dp", "weirctl", "weir-cp"]
+        .iter()
+        .map(|b| (workspace_bin(b).is_some(), *b))
+        .collect();
+    weir_testkit::ready(
+        "nats_tap (the workspace's binaries come from `cargo test --workspace`)",
+        true,
+        &["ip", "curl", "wrk", "nats-server"],
+        &bins,
     )
 }
 
