@@ -87,6 +87,22 @@ impl Pipeline {
         }
     }
 
+    /// Drain rounds until the workers' rings are empty (a round takes at most a quota per
+    /// ring, so one round after the last burst can leave frames queued).
+    pub fn drain_all(&mut self) {
+        loop {
+            self.in_burst = 0;
+            let mut n = 0u64;
+            for w in &mut self.workers {
+                n += w.round() as u64;
+            }
+            self.drained += n;
+            if n == 0 {
+                return;
+            }
+        }
+    }
+
     /// `ring-full` drops so far, per queued class.
     pub fn ring_full(&self) -> [u64; 3] {
         self.core.rx.ring_full

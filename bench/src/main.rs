@@ -293,7 +293,7 @@ fn main() -> Result<()> {
             let n = cap.for_each(|r| {
                 p.push(r.data, r.ts_ns);
             })?;
-            p.drain();
+            p.drain_all();
             let secs = start.elapsed().as_secs_f64();
             let c = p.core.clf.counters();
             println!(

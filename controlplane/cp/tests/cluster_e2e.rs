@@ -32,51 +32,16 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn is_root() -> bool {
-    nix_uid() == 0
-}
-
-fn nix_uid() -> u32 {
-    // /proc/self/status "Uid:\treal\teffective…"
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .and_then(|u| u.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
-}
-
 /// Whether this test can run; skips with a note, or fails under CI.
 fn can_run(test: &str) -> bool {
-    let tools = ["ip", "bird", "birdc", "etcd"];
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
-    let bins: Vec<PathBuf> = ["weir-dp", "weir-bench", "weir-cp", "weirctl"]
+    let missing: Vec<String> = ["weir-dp", "weir-bench", "weir-cp", "weirctl"]
         .iter()
         .map(|b| bin_dir().join(b))
         .filter(|p| !p.exists())
+        .map(|p| format!("{} (cargo test --workspace builds it)", p.display()))
         .collect();
-    if is_root() && missing.is_empty() && bins.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_none(),
-        "{test}: WEIR_REQUIRE_ROOT_TESTS is set but root={} missing tools={missing:?} missing binaries={bins:?} (cargo test --workspace builds them)",
-        is_root()
-    );
-    eprintln!("{test}: skipped: needs root, {tools:?} and the workspace's binaries (missing: {missing:?} {bins:?})");
-    false
+    let bins: Vec<(bool, &str)> = missing.iter().map(|m| (false, m.as_str())).collect();
+    weir_testkit::ready(test, true, &["ip", "bird", "birdc", "etcd"], &bins)
 }
 
 /// Print a figure and append it to `target/cluster-figures.txt`, which CI prints after

@@ -21,27 +21,9 @@ use weir_cp::daemon::Daemon;
 /// One etcd at a time (the tests share the machine's two cores).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Whether the tools are here; skips (returns false) or fails under CI.
 fn tools(list: &[&str]) -> bool {
-    let missing: Vec<&&str> = list.iter().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_none(),
-        "WEIR_REQUIRE_ROOT_TESTS is set but {missing:?} are missing"
-    );
-    eprintln!("skipped: needs {missing:?} (apt-get install etcd-server bird2)");
-    false
+    weir_testkit::ready("cluster_etcd", false, list, &[])
 }
 
 /// Print a figure and append it to `target/cluster-figures.txt` (CI prints it).
@@ -409,7 +391,7 @@ fn three_weir_cps_assign_fail_over_move_and_drain() {
     ] {
         assert!(body.contains(want), "{want} missing:\n{body}");
     }
-    if have("promtool") {
+    if weir_testkit::have("promtool") {
         let mut child = Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(Stdio::piped())

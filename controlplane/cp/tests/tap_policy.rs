@@ -23,30 +23,12 @@ use weir_dp::run::{self, RunOptions};
 use weir_dp::rx::RxReport;
 use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
+use weir_testkit::{ready, sh};
 
 const CLIENT: &str = "2001:db8:ff::1";
 /// EUI-64 link-local of weir's default MAC 02:77:65:69:72:01.
 const WEIR_LL: &str = "fe80::77:65ff:fe69:7201";
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-fn sh(cmd: &str) {
-    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
-    assert!(st.success(), "{cmd}");
-}
 
 fn weirctl(sock: &Path, args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_weirctl"))
@@ -136,16 +118,12 @@ fn service(apl: &str, rule: &str) -> String {
 
 #[test]
 fn prefix_and_rule_changes_reach_host_path_and_terminators() {
-    let required = std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some();
-    if !(is_root() && have("curl") && have("ip")) {
-        assert!(
-            !required,
-            "WEIR_REQUIRE_ROOT_TESTS is set but root={} curl={} ip={}",
-            is_root(),
-            have("curl"),
-            have("ip")
-        );
-        eprintln!("skipped: needs root, curl and ip");
+    if !ready(
+        "prefix_and_rule_changes_reach_host_path_and_terminators",
+        true,
+        &["curl", "ip"],
+        &[],
+    ) {
         return;
     }
     let pid = std::process::id();

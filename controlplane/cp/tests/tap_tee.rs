@@ -38,27 +38,6 @@ const APL: &str = "2:2001:db8:5::/64";
 /// scapy lives in the system Python.
 const PYTHON: &str = "/usr/bin/python3";
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn have_scapy() -> bool {
-    Command::new(PYTHON)
-        .args(["-c", "import scapy.all"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 fn sh(cmd: &str) -> String {
     let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
     assert!(
@@ -221,20 +200,9 @@ impl Setup {
 }
 
 fn skip_unless_ready() -> bool {
-    let required = std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some();
     let tools = ["ip", "tshark", "capinfos", "mergecap", "tcpreplay", "curl"];
-    let ok = is_root() && tools.iter().all(|t| have(t)) && have_scapy();
-    if !ok {
-        assert!(
-            !required,
-            "WEIR_REQUIRE_ROOT_TESTS is set but root={} tools={:?} scapy={}",
-            is_root(),
-            tools.map(|t| (t, have(t))),
-            have_scapy()
-        );
-        eprintln!("skipped: needs root, {tools:?} and scapy for {PYTHON}");
-    }
-    ok
+    let scapy = (weir_testkit::have_scapy(), "scapy for /usr/bin/python3");
+    weir_testkit::ready("tap_tee", true, &tools, &[scapy])
 }
 
 /// weir-dp on a TAP device with `tee_extra` in its `[tee]`, weir-cp directing it.

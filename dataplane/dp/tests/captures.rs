@@ -16,40 +16,9 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 use serde_json::Value;
 
-fn required() -> bool {
-    std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 /// Whether the tools are here: false (skip, with a note) unless CI requires them.
 fn tools(names: &[&str], root: bool) -> bool {
-    let missing: Vec<&str> = names.iter().copied().filter(|t| !have(t)).collect();
-    let ok = missing.is_empty() && (!root || is_root());
-    assert!(
-        ok || !required(),
-        "WEIR_REQUIRE_ROOT_TESTS is set but missing {missing:?} (root needed: {root}, root: {})",
-        is_root()
-    );
-    if !ok {
-        eprintln!(
-            "skipped: needs {names:?}{}",
-            if root { " and root" } else { "" }
-        );
-    }
-    ok
+    weir_testkit::ready("captures", root, names, &[])
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -199,31 +199,8 @@ fn too_many_lcores_wanted_is_a_clear_error() {
     );
 }
 
-fn root_tests_required() -> bool {
-    std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some()
-}
-
 fn can_run_as_root(tools: &[&str]) -> bool {
-    // SAFETY-free check: `id -u` prints 0 for root.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    let have = tools.iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !(root && have) {
-        assert!(
-            !root_tests_required(),
-            "WEIR_REQUIRE_ROOT_TESTS is set but root={root} tools {tools:?} present={have}"
-        );
-        eprintln!("skipped: needs root and {tools:?}");
-        return false;
-    }
-    true
+    weir_testkit::ready("dpdk net_tap", true, tools, &[])
 }
 
 #[test]

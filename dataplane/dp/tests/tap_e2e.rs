@@ -21,33 +21,11 @@ use std::time::{Duration, Instant};
 
 use weir_control::proto::{DpReply, DpRequest, Hello, Role};
 use weir_control::transport::Conn;
+use weir_testkit::{have_scapy, ready, sh};
 
 const CLIENT: &str = "2001:db8:ff::1";
 /// EUI-64 link-local of 02:77:65:69:72:01 (weir's default MAC).
 const WEIR_LL: &str = "fe80::77:65ff:fe69:7201";
-
-fn required() -> bool {
-    std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-fn sh(cmd: &str) {
-    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
-    assert!(st.success(), "{cmd}");
-}
 
 struct Weir {
     child: Child,
@@ -298,18 +276,8 @@ fn event(s: &weir_control::proto::DpStats, k: &str) -> u64 {
 #[test]
 fn real_clients_through_a_tap() {
     let tools = ["ip", "curl", "wrk", "tcpreplay", "/usr/bin/python3"];
-    let scapy = Command::new("/usr/bin/python3")
-        .args(["-c", "import scapy.all"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(is_root() && tools.iter().all(|t| have(t)) && scapy) {
-        assert!(
-            !required(),
-            "WEIR_REQUIRE_ROOT_TESTS is set but root={} tools={:?} scapy={scapy}",
-            is_root(),
-            tools.map(|t| (t, have(t)))
-        );
-        eprintln!("skipped: needs root, {tools:?} and python3-scapy");
+    let scapy = (have_scapy(), "python3-scapy");
+    if !ready("real_clients_through_a_tap", true, &tools, &[scapy]) {
         return;
     }
     let weir = Weir::start();

@@ -10,41 +10,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-/// CI sets this: a missing privilege or tool fails instead of skipping.
-pub fn required() -> bool {
-    std::env::var_os("WEIR_REQUIRE_ROOT_TESTS").is_some()
-}
-
-/// Whether `tool` is on PATH (or an absolute path that exists).
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// Run `cmd` with sh; panics with the command when it fails.
-pub fn sh(cmd: &str) {
-    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
-    assert!(st.success(), "{cmd}");
-}
+// Each test file uses part of this module (hence also `dead_code` above).
+#[allow(unused_imports)]
+pub use weir_testkit::{have, sh};
 
 /// Skip (print why, return true) or, under `WEIR_REQUIRE_ROOT_TESTS`, fail when a
 /// prerequisite is missing.
 pub fn skip_unless(ok: bool, what: &str) -> bool {
-    if ok {
-        return false;
-    }
-    assert!(!required(), "WEIR_REQUIRE_ROOT_TESTS is set but {what}");
-    eprintln!("skipped: {what}");
-    true
+    !weir_testkit::ready("nats", false, &[], &[(ok, what)])
 }
 
 /// A TCP port free on loopback now.

@@ -1,0 +1,142 @@
+//! weir-bench as its users run it: `gen` writes the workloads the speed figures are
+//! measured on, `run` puts one through the pipeline and accounts for every frame, and a
+//! bad argument is a clear error, not a panic. (Building this test also makes
+//! `cargo test --workspace` build the weir-bench binary, which the cluster tests run as
+//! their load client.)
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+        .args(args)
+        .output()
+        .expect("weir-bench runs")
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("weir-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        Scratch(d)
+    }
+    fn path(&self, f: &str) -> String {
+        self.0.join(f).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `run` report's `key value` pairs.
+fn field(report: &str, key: &str) -> u64 {
+    let mut words = report.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == key {
+            return words
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX);
+        }
+    }
+    panic!("no {key} in {report}");
+}
+
+#[test]
+fn established_data_without_its_handshakes_is_suspect_and_every_frame_drained() {
+    let s = Scratch::new("est");
+    let (warm, data) = (s.path("warm.pcap"), s.path("data.pcap"));
+    let out = bench(&[
+        "gen",
+        "--workload",
+        "established",
+        "--flows",
+        "64",
+        "--warm",
+        &warm,
+        "--packets",
+        "1000",
+        "--out",
+        &data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Data without its handshakes: every frame is a suspect (no flow), and every one of
+    // them reaches a worker.
+    let out = bench(&["run", &data]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(field(&r, "packets"), 1000, "{r}");
+    assert_eq!(field(&r, "suspect"), 1000, "{r}");
+    assert_eq!(field(&r, "drained"), 1000, "{r}");
+}
+
+#[test]
+fn mix_and_flood_are_classified_and_accounted_for() {
+    let s = Scratch::new("mix");
+    for w in ["mix", "flood"] {
+        let f = s.path(&format!("{w}.pcap"));
+        let out = bench(&["gen", "--workload", w, "--packets", "2000", "--out", &f]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = bench(&["run", &f]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = String::from_utf8_lossy(&out.stdout);
+        let queued = field(&r, "known_good") + field(&r, "assumed_good") + field(&r, "suspect");
+        assert_eq!(field(&r, "packets"), 2000, "{r}");
+        assert_eq!(
+            field(&r, "drained"),
+            queued,
+            "{w}: every queued frame drained: {r}"
+        );
+        if w == "flood" {
+            assert!(field(&r, "reject") > 1900, "flood is rejected: {r}");
+        } else {
+            assert!(
+                field(&r, "known_good") > 0,
+                "mix has known-good traffic: {r}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let out = bench(&[
+        "gen",
+        "--workload",
+        "nope",
+        "--packets",
+        "1",
+        "--out",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("possible values"), "{err}");
+    let out = bench(&["run", "/nonexistent/weir-bench.pcap"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("weir-bench.pcap"), "names the file: {err}");
+}
