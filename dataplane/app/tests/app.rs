@@ -115,12 +115,21 @@ fn http_mode_answers_the_same() {
     if skip_unless(have("curl"), "needs curl") {
         return;
     }
-    let port = free_port();
-    let mut app = App::start(
-        "nats://127.0.0.1:1",
-        "h1",
-        &["--http", &format!("127.0.0.1:{port}")],
-    );
+    // A port free a moment ago can be taken by a parallel test's server before weir-app
+    // binds it: another port is tried then (weir-app's stderr says why it stopped).
+    let mut tries = Vec::new();
+    let (port, mut app) = loop {
+        let port = free_port();
+        match App::try_start(
+            "nats://127.0.0.1:1",
+            "h1",
+            &["--http", &format!("127.0.0.1:{port}")],
+        ) {
+            Ok(app) => break (port, app),
+            Err(e) if tries.len() < 2 => tries.push(e),
+            Err(e) => panic!("{e} (earlier tries: {tries:?})"),
+        }
+    };
     let out = Command::new("curl")
         .args(["-sS", "-i", &format!("http://127.0.0.1:{port}/x")])
         .output()

@@ -147,24 +147,39 @@ pub struct App {
 impl App {
     /// `weir-app --nats URL --name NAME ARGS…`; returns once it printed `ready`.
     pub fn start(url: &str, name: &str, args: &[&str]) -> App {
+        App::try_start(url, name, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`App::start`], or why it did not get ready (with what it wrote to stderr).
+    pub fn try_start(url: &str, name: &str, args: &[&str]) -> Result<App, String> {
+        // stderr to a file, not a pipe nobody reads (a full pipe would block the app).
+        let err_path =
+            std::env::temp_dir().join(format!("weir-app-{}-{name}.err", std::process::id()));
+        let err = std::fs::File::create(&err_path).expect("stderr file");
         let mut child = Command::new(app_bin())
             .args(["--nats", url, "--name", name])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .expect("weir-app starts");
         let lines = lines_of(&mut child);
-        let app = App {
+        let mut app = App {
             child: Some(child),
             lines,
             name: name.to_string(),
         };
-        match app.lines.recv_timeout(Duration::from_secs(15)) {
-            Ok(l) if l == "ready" => {}
-            other => panic!("weir-app {name} did not get ready: {other:?}"),
+        let got = app.lines.recv_timeout(Duration::from_secs(15));
+        if !matches!(&got, Ok(l) if l == "ready") {
+            app.kill();
+            let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+            let _ = std::fs::remove_file(&err_path);
+            return Err(format!(
+                "weir-app {name} did not get ready: {got:?}; stderr: {stderr}"
+            ));
         }
-        app
+        let _ = std::fs::remove_file(&err_path);
+        Ok(app)
     }
 
     pub fn pid(&self) -> u32 {
