@@ -17,13 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_control::transport::{current_uid, Listener};
-use weir_cp::daemon::Daemon;
-use weir_dp::run::{self, RunOptions};
-use weir_dp::rx::RxReport;
-use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
 use weir_testkit::{ready, sh};
+
+mod support;
+use support::InProcess;
 
 const CLIENT: &str = "2001:db8:ff::1";
 /// EUI-64 link-local of weir's default MAC 02:77:65:69:72:01.
@@ -75,43 +73,6 @@ fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Everything the test starts, stopped and removed when it ends (also on failure).
-struct Setup {
-    dir: PathBuf,
-    stop: Arc<AtomicBool>,
-    shared: Arc<DataplaneState>,
-    control: Option<std::thread::JoinHandle<()>>,
-    run: Option<std::thread::JoinHandle<anyhow::Result<RxReport>>>,
-    cp: Option<Daemon>,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(cp) = self.cp.take() {
-            cp.stop();
-        }
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.control.take() {
-            let _ = h.join();
-        }
-        // The TAP device goes with weir-dp's file descriptor.
-        if let Some(h) = self.run.take() {
-            let _ = h.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Setup {
-    fn reason(&self, name: &str) -> u64 {
-        let r = self.shared.rx_report();
-        weir_model::Reason::ALL
-            .iter()
-            .find(|x| x.name() == name)
-            .map_or(0, |&x| r.counters.reason(x))
-    }
-}
-
 fn service(apl: &str, rule: &str) -> String {
     format!("[service]\napl = \"{apl}\"\n\n[ssa]\n{rule}\n\n")
 }
@@ -144,25 +105,7 @@ fn prefix_and_rule_changes_reach_host_path_and_terminators() {
         ),
     )
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let shared = DataplaneState::for_run(&dp_cfg, Arc::clone(&stop)).unwrap();
-    let control = weir_dp::control::spawn(
-        Listener::bind(&dp_sock, current_uid()).unwrap(),
-        Arc::clone(&shared),
-    )
-    .unwrap();
-    let run = {
-        let (c, s) = (dp_cfg.clone(), Arc::clone(&shared));
-        std::thread::spawn(move || run::run(&c, &s, &RunOptions::default()))
-    };
-    let mut setup = Setup {
-        dir: dir.clone(),
-        stop,
-        shared,
-        control: Some(control),
-        run: Some(run),
-        cp: None,
-    };
+    let mut setup = InProcess::start(&dir, &dp_cfg, &dp_sock);
     let cp_text = |apl: &str| {
         format!(
             "{}[dataplane]\nworkers = 2\n\n[control]\nsocket = {:?}\nprometheus = \"\"\npoll_ms = 200\ndataplanes = [{{ name = \"dp0\", socket = {:?} }}]\n",
@@ -173,7 +116,7 @@ fn prefix_and_rule_changes_reach_host_path_and_terminators() {
     };
     let cp_toml = dir.join("cp.toml");
     std::fs::write(&cp_toml, cp_text(old_apl)).unwrap();
-    setup.cp = Some(Daemon::start(&cp_toml).unwrap());
+    setup.start_cp(&cp_toml);
     let synced = || {
         let s: serde_json::Value =
             serde_json::from_str(&weirctl(&cp_sock, &["--json", "status"])).unwrap();

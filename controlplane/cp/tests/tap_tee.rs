@@ -23,12 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir_control::transport::{current_uid, Listener};
-use weir_cp::daemon::Daemon;
-use weir_dp::run::{self, RunOptions};
-use weir_dp::rx::RxReport;
-use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
+
+mod support;
+use support::InProcess;
 
 const CLIENT: &str = "2001:db8:ff::1";
 /// EUI-64 link-local of weir's default MAC 02:77:65:69:72:01.
@@ -89,41 +87,19 @@ fn curl(addr: &str, max_time: u32) -> bool {
 /// Everything a test starts, stopped and removed when it ends (also on failure): weir-cp,
 /// weir-dp's threads (the TAP device goes with its file descriptor), the directory.
 struct Setup {
-    dir: PathBuf,
+    dp: InProcess,
     iface: String,
     cp_sock: PathBuf,
-    stop: Arc<AtomicBool>,
-    shared: Arc<DataplaneState>,
-    control: Option<std::thread::JoinHandle<()>>,
-    run: Option<std::thread::JoinHandle<anyhow::Result<RxReport>>>,
-    cp: Option<Daemon>,
 }
 
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(cp) = self.cp.take() {
-            cp.stop();
-        }
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.control.take() {
-            let _ = h.join();
-        }
-        if let Some(h) = self.run.take() {
-            let _ = h.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Setup {
+    type Target = InProcess;
+    fn deref(&self) -> &InProcess {
+        &self.dp
     }
 }
 
 impl Setup {
-    fn reason(&self, name: &str) -> u64 {
-        let r = self.shared.rx_report();
-        weir_model::Reason::ALL
-            .iter()
-            .find(|x| x.name() == name)
-            .map_or(0, |&x| r.counters.reason(x))
-    }
-
     fn tee_status(&self) -> serde_json::Value {
         let s: serde_json::Value =
             serde_json::from_str(&weirctl(&self.cp_sock, &["--json", "tee", "status"])).unwrap();
@@ -224,26 +200,10 @@ fn setup(tag: &str, tee_extra: &str) -> Setup {
         ),
     )
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let shared = DataplaneState::for_run(&dp_cfg, Arc::clone(&stop)).unwrap();
-    let control = weir_dp::control::spawn(
-        Listener::bind(&dp_sock, current_uid()).unwrap(),
-        Arc::clone(&shared),
-    )
-    .unwrap();
-    let run = {
-        let (c, s) = (dp_cfg.clone(), Arc::clone(&shared));
-        std::thread::spawn(move || run::run(&c, &s, &RunOptions::default()))
-    };
     let mut s = Setup {
-        dir: dir.clone(),
+        dp: InProcess::start(&dir, &dp_cfg, &dp_sock),
         iface: iface.clone(),
         cp_sock: cp_sock.clone(),
-        stop,
-        shared,
-        control: Some(control),
-        run: Some(run),
-        cp: None,
     };
     let cp_toml = dir.join("cp.toml");
     std::fs::write(
@@ -255,7 +215,7 @@ fn setup(tag: &str, tee_extra: &str) -> Setup {
         ),
     )
     .unwrap();
-    s.cp = Some(Daemon::start(&cp_toml).unwrap());
+    s.dp.start_cp(&cp_toml);
     eventually("dp0 in sync", 20, || {
         let st: serde_json::Value =
             serde_json::from_str(&weirctl(&cp_sock, &["--json", "status"])).unwrap();
