@@ -4,8 +4,9 @@
 //! `cargo test --workspace` build the weir-bench binary, which the cluster tests run as
 //! their load client.)
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use weir_testkit::Scratch;
 
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir-bench"))
@@ -14,23 +15,9 @@ fn bench(args: &[&str]) -> Output {
         .expect("weir-bench runs")
 }
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("weir-bench-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        Scratch(d)
-    }
-    fn path(&self, f: &str) -> String {
-        self.0.join(f).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// `f` in `s`, as an argument.
+fn at(s: &Scratch, f: &str) -> String {
+    s.path(f).display().to_string()
 }
 
 /// The `run` report's `key value` pairs.
@@ -49,8 +36,8 @@ fn field(report: &str, key: &str) -> u64 {
 
 #[test]
 fn established_data_without_its_handshakes_is_suspect_and_every_frame_drained() {
-    let s = Scratch::new("est");
-    let (warm, data) = (s.path("warm.pcap"), s.path("data.pcap"));
+    let s = Scratch::new("bench-est");
+    let (warm, data) = (at(&s, "warm.pcap"), at(&s, "data.pcap"));
     let out = bench(&[
         "gen",
         "--workload",
@@ -86,9 +73,9 @@ fn established_data_without_its_handshakes_is_suspect_and_every_frame_drained() 
 
 #[test]
 fn mix_and_flood_are_classified_and_accounted_for() {
-    let s = Scratch::new("mix");
+    let s = Scratch::new("bench-mix");
     for w in ["mix", "flood"] {
-        let f = s.path(&format!("{w}.pcap"));
+        let f = at(&s, &format!("{w}.pcap"));
         let out = bench(&["gen", "--workload", w, "--packets", "2000", "--out", &f]);
         assert!(
             out.status.success(),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 use serde_json::Value;
+use weir_testkit::Scratch;
 
 /// Whether the tools are here: false (skip, with a note) unless CI requires them.
 fn tools(names: &[&str], root: bool) -> bool {
@@ -25,27 +26,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../pcap-fixtures")
         .join(name)
-}
-
-/// A fresh scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("weir-captures-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -156,7 +136,7 @@ fn every_conversion_of_the_mix_gives_its_classes() {
     ) {
         return;
     }
-    let d = Scratch::new("conversions");
+    let d = Scratch::new("captures-conversions");
     let mix = fixture("mix.pcap");
     let want = verdict_counts(&replay(&[&mix]));
     assert_eq!(want["truncated"], 0);
@@ -254,7 +234,7 @@ fn out_dir_keeps_link_types_and_both_lengths() {
     if !tools(&["editcap", "mergecap", "capinfos", "tshark"], false) {
         return;
     }
-    let d = Scratch::new("out-dir");
+    let d = Scratch::new("captures-out-dir");
     let m = fixture("mix.pcap");
     let m = m.display();
     let p = |n: &str| d.path(n).display().to_string();
@@ -322,7 +302,7 @@ fn out_dir_keeps_link_types_and_both_lengths() {
 
 #[test]
 fn expect_passes_on_a_fixture_and_lists_a_changed_label() {
-    let d = Scratch::new("expect");
+    let d = Scratch::new("captures-expect");
     let mix = fixture("mix.pcap").display().to_string();
     let verdicts = fixture("mix.verdicts");
     let o = weir_dp(&["replay", &mix, "--expect", &verdicts.display().to_string()]);
@@ -468,7 +448,7 @@ fn tcpdump_captures_of_the_replayed_mix_give_its_classes() {
     if !tools(&["ip", "tcpdump", "tcpreplay", "capinfos"], true) {
         return;
     }
-    let d = Scratch::new("tcpdump");
+    let d = Scratch::new("captures-tcpdump");
     let id = std::process::id() % 100_000;
     let mut lab = Lab {
         ns: format!("weircap{id}"),

@@ -1,6 +1,6 @@
 //! `weir-dp replay` as a user runs it: exit codes, one-line errors, JSON keys, output pcaps.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn weir_dp(args: &[&str]) -> Output {
@@ -18,11 +18,8 @@ fn fixture(name: &str) -> String {
         .into_owned()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weir-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> weir_testkit::Scratch {
+    weir_testkit::Scratch::new(&format!("cli-{name}"))
 }
 
 fn one_line_error(o: &Output) -> String {
@@ -201,5 +198,4 @@ fn a_capture_cut_short_is_reported_with_a_warning() {
     let whole_o = weir_dp(&["replay", &fixture("mix.pcap"), "--json"]);
     let w: serde_json::Value = serde_json::from_slice(&whole_o.stdout).unwrap();
     assert!(v["packets"].as_u64() < w["packets"].as_u64());
-    let _ = std::fs::remove_dir_all(&d);
 }

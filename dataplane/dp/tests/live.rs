@@ -3,7 +3,6 @@
 //! rings resize under load without losing packets, and a control-plane disconnect changes
 //! nothing on the dataplane.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +16,8 @@ use weir_model::config::Config;
 use weir_model::config::{RingConfig, RingsConfig};
 use weir_ssa::{Rule, ServicePrefixes, SliceMap};
 
-fn dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(format!("/tmp/weir-live-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn dir(name: &str) -> weir_testkit::Scratch {
+    weir_testkit::Scratch::new(&format!("live-{name}"))
 }
 
 fn config(sock: &std::path::Path) -> Config {
@@ -116,6 +113,21 @@ fn settled(c: &Conn, id: u64) -> DpStats {
     stats(c, id)
 }
 
+/// The first stats with traffic, violations and latency histograms in them: a fixed wait
+/// was once too short with a build running on the other core (10 s at most here).
+fn flowing(c: &Conn, id: u64) -> DpStats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = settled(c, id);
+        let ready = s.packets > 0
+            && s.reasons.get("ssa-violation").is_some_and(|&n| n > 0)
+            && !s.latency.is_empty();
+        if ready || Instant::now() > deadline {
+            return s;
+        }
+    }
+}
+
 #[test]
 fn snapshots_apply_atomically_and_bad_ones_are_refused() {
     let d = dir("apply");
@@ -124,7 +136,7 @@ fn snapshots_apply_atomically_and_bad_ones_are_refused() {
     let dp = Running::start(&cfg);
     let c = connect(&sock);
 
-    let s1 = settled(&c, 1);
+    let s1 = flowing(&c, 1);
     assert!(s1.packets > 0, "traffic flows: {s1:?}");
     assert!(s1.reasons["ssa-violation"] > 0, "the mix has violations");
     assert_eq!(s1.workers.len(), 2);

@@ -2,6 +2,7 @@
 //! PATH), and the rule that a test missing a prerequisite skips with a note, except under
 //! `WEIR_REQUIRE_ROOT_TESTS` (set by CI), where it fails instead.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// CI sets `WEIR_REQUIRE_ROOT_TESTS`: a missing privilege or tool fails instead of
@@ -83,6 +84,49 @@ pub fn sh_output(script: &str) -> Output {
         .unwrap_or_else(|e| panic!("sh: {e}"))
 }
 
+/// A test's own directory, `weir-NAME-PID` under the temp dir: made empty (mode 0700)
+/// when created, removed when dropped, also when the test fails.
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = std::env::temp_dir().join(format!("weir-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        Scratch(d)
+    }
+
+    /// A file (or folder) inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +146,18 @@ mod tests {
             Err(_) => assert!(required()),
         }
         assert!(ready("t", false, &["sh"], &[(true, "nothing")]));
+    }
+
+    #[test]
+    fn scratch_is_made_empty_and_removed() {
+        let kept;
+        {
+            let s = Scratch::new("testkit-scratch");
+            std::fs::write(s.path("f"), b"x").unwrap();
+            assert!(s.join("f").exists());
+            kept = s.to_path_buf();
+        }
+        assert!(!kept.exists());
     }
 
     #[test]

@@ -150,16 +150,11 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), PersistError> {
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("weir-persist-{}", std::process::id()));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use weir_testkit::Scratch;
 
     #[test]
     fn round_trip_and_no_temp_left() {
-        let d = dir().join("rt");
-        fs::create_dir_all(&d).unwrap();
+        let d = Scratch::new("persist-rt");
         let p = d.join("state.json");
         assert!(load(&p).unwrap().is_none());
         let s = StateFile {
@@ -183,7 +178,8 @@ mod tests {
 
     #[test]
     fn corrupt_file_is_refused_with_its_name() {
-        let p = dir().join("bad.json");
+        let d = Scratch::new("persist-bad");
+        let p = d.join("bad.json");
         fs::write(&p, "{\"format\": 1, \"version\": ").unwrap();
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.json"), "{e}");
