@@ -102,7 +102,7 @@ fn several_files_replay_as_one_capture_through_net_pcap() {
     let cfg = Config::default();
     let out = tempdir("out");
     let opts = ReplayOptions {
-        out_dir: Some(out.clone()),
+        out_dir: Some(out.to_path_buf()),
         ..ReplayOptions::default()
     };
     let soft = replay(&cfg, &files, &ReplayOptions::default()).unwrap();
@@ -117,11 +117,8 @@ fn several_files_replay_as_one_capture_through_net_pcap() {
     assert_eq!(suspect, hard.classes["suspect"]);
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weir-dpdk-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(tag: &str) -> weir_testkit::Scratch {
+    weir_testkit::Scratch::new(&format!("dpdk-{tag}"))
 }
 
 /// `weir-dp run` with a DPDK port built from `devices`, for `secs`, on the test EAL.
