@@ -808,7 +808,10 @@ impl Classifier {
             return reject(Reason::Martian);
         }
         // 3. "Destination outside every service prefix → reject not-service."
-        let v6_mapped_dst = ip.version == IpVersion::V6 && is_ipv4_mapped(ip.dst);
+        // (An IPv4-mapped destination can only match a prefix that reaches into
+        // ::ffff:0:0/96; without one, the lookup alone says not-service.)
+        let v6_mapped_dst =
+            policy.prefixes.has_ipv4() && ip.version == IpVersion::V6 && is_ipv4_mapped(ip.dst);
         let prefix_idx = match policy.prefixes.lookup(ip.dst) {
             Some(i) if !v6_mapped_dst => i,
             _ => return reject(Reason::NotService),

@@ -163,7 +163,7 @@ impl FlowTable {
     pub fn new(capacity: usize, seed: u64) -> FlowTable {
         let slots = capacity.max(PROBE).next_power_of_two();
         FlowTable {
-            entries: vec![Entry::VACANT; slots].into_boxed_slice(),
+            entries: crate::table::huge_table(slots, Entry::VACANT),
             mask: slots - 1,
             seed,
             counters: FlowCounters::default(),
@@ -283,8 +283,9 @@ impl FlowTable {
         (e.state == ESTABLISHED).then_some(e.worker)
     }
 
-    /// Apply an inbound (client → service) TCP segment.
-    #[inline]
+    /// Apply an inbound (client → service) TCP segment. Always inlined: called once per
+    /// TCP packet, its call and register saves cost ~16 instructions a packet (callgrind).
+    #[inline(always)]
     pub fn inbound(&mut self, key: &FlowKey, flags: u8, ack: u32, now_ns: u64) -> InboundMatch {
         let Some(idx) = self.find(key, now_ns) else {
             return InboundMatch::None;

@@ -15,7 +15,8 @@
 //!   weir-cp talks to).
 //!
 //! The packet path does not allocate, lock or panic per packet. `unsafe` lives in `pool`
-//! (buffer ownership), `ring` (handle conversion), `port::tap` (the TUN ioctls) and, with
+//! (buffer ownership), `ring` (handle conversion), `table` (the huge-page hint of the
+//! big tables), `port::tap` (the TUN ioctls) and, with
 //! the `dpdk` feature, `dpdk` (the safe layer over `weir-ffi`); every block says which
 //! invariant makes it sound.
 
@@ -37,6 +38,7 @@ pub mod ring;
 pub mod run;
 pub mod rx;
 pub mod state;
+pub mod table;
 pub mod tee;
 pub mod terminators;
 pub mod verdicts;

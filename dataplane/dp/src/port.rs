@@ -113,7 +113,7 @@ impl Received<Pool> for SoftFrame<'_> {
     fn link(&self) -> crate::capture::Link {
         self.link
     }
-    #[inline]
+    #[inline(always)]
     fn queue(self, queues: &mut RxQueues<Pool>, worker: u16, class: Class) -> bool {
         queues.enqueue(worker, class, self.data)
     }

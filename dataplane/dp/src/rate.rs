@@ -80,15 +80,14 @@ impl RateMeter {
         let n = sets * WAYS;
         let rate = u64::from(per_sec);
         RateMeter {
-            buckets: vec![
+            buckets: crate::table::huge_table(
+                n,
                 Bucket {
                     prefix: 0,
                     tokens: 0,
-                    last_ns: 0
-                };
-                n
-            ]
-            .into_boxed_slice(),
+                    last_ns: 0,
+                },
+            ),
             used: vec![false; n].into_boxed_slice(),
             activity: vec![(0, 0); n].into_boxed_slice(),
             prefix_len: source_prefix_len,
