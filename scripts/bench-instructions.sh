@@ -30,6 +30,6 @@ for w in mix flood; do
   i2=$(instructions "$dir/$w-2.pcap")
   per=$(( (i2 - i1) / N ))
   python3 bench/gen_bench.py "$w" "$dir/$w-big.pcap" $((10 * N))
-  wall=$("$B" replay "$dir/$w-big.pcap" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"mpps\"]:.2f} Mpps, {r[\"ns_per_packet\"]:.1f} ns/packet over {r[\"packets\"]} packets")')
+  wall=$("$B" replay "$dir/$w-big.pcap" --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.2f Mpps, %.1f ns/packet over %d packets" % (r["mpps"], r["ns_per_packet"], r["packets"]))')
   echo "$w: $per instructions/packet (weir-dp replay under callgrind, N=$N: $i1 vs 2N: $i2); wall: $wall"
 done

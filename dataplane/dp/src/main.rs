@@ -73,7 +73,7 @@ impl RunArgs {
         result?;
         let stats = weir_dp::control::stats(&shared);
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&stats)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&stats)?))?;
         } else {
             eprintln!(
                 "weir-dp: stopped after {} packets (policy version {})",
@@ -81,6 +81,20 @@ impl RunArgs {
             );
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Write a report to standard output. A reader that has gone (`weir-dp replay … | head`)
+/// ends the output quietly, as for any Unix filter; any other write error is an error
+/// with its cause, never a panic (as `println!` would make it).
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing the report to standard output"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -164,9 +178,9 @@ impl ReplayArgs {
             replay(&cfg, &self.files, &opts)?
         };
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
         } else {
-            print!("{}", report.table());
+            emit(&report.table())?;
         }
         if let Some(e) = report.expect.as_ref().filter(|e| !e.passed()) {
             eprintln!(

@@ -50,6 +50,27 @@ fn json_report_has_the_interface_keys() {
     assert!(v["packets"].as_u64().unwrap() > 0);
 }
 
+/// `weir-dp replay … | head -1`: the reader leaves before the report is written. The
+/// replay still ends well (exit 0, nothing on stderr) instead of panicking in `println!`.
+#[test]
+fn a_reader_that_left_ends_the_output_quietly() {
+    use std::process::Stdio;
+    for extra in [&["--json"][..], &[][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir-dp"))
+            .args(["replay", &fixture("mix.pcap")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir-dp runs");
+        drop(child.stdout.take()); // the read end closes before the report is written
+        let o = child.wait_with_output().expect("weir-dp ends");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{extra:?}: {:?} {err}", o.status);
+        assert!(!err.contains("panicked"), "{extra:?}: {err}");
+    }
+}
+
 #[test]
 fn table_report_for_people() {
     let o = weir_dp(&["replay", &fixture("mix.pcap")]);
