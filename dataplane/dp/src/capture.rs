@@ -890,7 +890,7 @@ mod tests {
             while file.len() < 3 * READ_CHUNK + 1000 {
                 let len = 60 + (i * 7919) % 1400;
                 let data: Vec<u8> = (0..len).map(|k| (k ^ i.wrapping_mul(31)) as u8).collect();
-                let orig = if i % 5 == 0 { len + 100 } else { len };
+                let orig = if i.is_multiple_of(5) { len + 100 } else { len };
                 let sec = 1_700_000_000 + i;
                 let frac = (i * 13) % if nanos { 1_000_000_000 } else { 1_000_000 };
                 for v in [sec, frac, len, orig] {
