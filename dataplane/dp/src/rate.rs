@@ -280,6 +280,35 @@ mod tests {
         assert!(m.take(A + (1 << 64), t0));
     }
 
+    /// One set: a new prefix takes an empty way; with the set full, a bucket refilled to
+    /// full goes first (no eviction: it was as good as new), else the least recently used
+    /// (an eviction, and the evicted prefix comes back full).
+    #[test]
+    fn a_full_set_gives_up_a_refilled_bucket_before_the_least_recently_used() {
+        const MS: u64 = 1_000_000;
+        let mut m = RateMeter::new(64, 1, WAYS, 7);
+        let p = |i: u128| (0x2001_0db8_0000_0000 + i) << 64;
+        for i in 0..WAYS as u64 {
+            assert!(m.take(p(u128::from(i)), i * MS), "prefix {i} starts full");
+        }
+        assert_eq!(m.counters().evicted, 0);
+        // 0.5 s on, no bucket is full again: the new prefix evicts prefix 0 (used at 0 ms).
+        assert!(m.take(p(10), 500 * MS));
+        assert_eq!(m.counters().evicted, 1);
+        // Prefix 1 is still metered: half a token, refused (and now used at 500 ms).
+        assert!(!m.take(p(1), 500 * MS + 1));
+        // Prefix 0 is back, full, in place of prefix 2 (used at 2 ms).
+        assert!(m.take(p(0), 501 * MS));
+        assert_eq!(m.counters().evicted, 2);
+        assert!(!m.take(p(1), 502 * MS), "prefix 1 kept its bucket");
+        // 3 s on every bucket is full: new prefixes take those, no eviction.
+        assert!(m.take(p(20), 3_000 * MS));
+        assert!(m.take(p(21), 3_000 * MS));
+        assert_eq!(m.counters().evicted, 2);
+        // Prefix 20 is metered (empty now), so it was not the one given up for 21.
+        assert!(!m.take(p(20), 3_000 * MS + 1));
+    }
+
     #[test]
     fn zero_rate_admits_nothing() {
         let mut m = RateMeter::new(64, 0, 64, 0);
