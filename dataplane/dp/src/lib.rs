@@ -15,10 +15,9 @@
 //!   weir-cp talks to).
 //!
 //! The packet path does not allocate, lock or panic per packet. `unsafe` lives in `pool`
-//! (buffer ownership), `ring` (handle conversion), `table` (the huge-page hint of the
-//! big tables), `port::tap` (the TUN ioctls) and, with
-//! the `dpdk` feature, `dpdk` (the safe layer over `weir-ffi`); every block says which
-//! invariant makes it sound.
+//! (buffer ownership), `ring` (handle conversion), `table` (the huge-page hint of the big
+//! tables), `port::tap` (the TUN ioctls) and, with the `dpdk` feature, `dpdk` (the safe
+//! layer over `weir-ffi`); every block says which invariant makes it sound.
 
 pub mod blocklist;
 pub mod capture;
