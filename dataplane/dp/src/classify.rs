@@ -959,6 +959,7 @@ impl Classifier {
         }
     }
 
+    /// Feed a frame from a service address to the flow tracker (TCP, not a fragment).
     #[inline]
     fn track_outbound(&mut self, ip: &Ip, worker: Option<u16>, now_ns: u64) {
         let Transport::Tcp(t) = ip.transport else {
@@ -967,23 +968,37 @@ impl Classifier {
         if ip.fragment != Fragment::Whole {
             return;
         }
-        let worker = match worker {
-            Some(w) => w,
-            None => match self.policy.prefixes.lookup(ip.src) {
-                Some(i) => {
-                    let s = &self.policy.slices;
-                    s.worker_of(s.slice_of(i, ip.src))
-                }
-                None => return,
-            },
-        };
         let key = FlowKey {
             client: ip.dst,
             service: ip.src,
             client_port: t.dst_port,
             service_port: t.src_port,
         };
-        self.flows.outbound(&key, t.flags, t.seq, worker, now_ns);
+        self.track_segment(key, t.flags, t.seq, worker, now_ns);
+    }
+
+    /// One outbound TCP segment of flow `key` to the tracker (out of line: the inbound path
+    /// hands it the fields, not the parsed header, which can then stay in registers).
+    #[inline(never)]
+    fn track_segment(
+        &mut self,
+        key: FlowKey,
+        flags: u8,
+        seq: u32,
+        worker: Option<u16>,
+        now_ns: u64,
+    ) {
+        let worker = match worker {
+            Some(w) => w,
+            None => match self.policy.prefixes.lookup(key.service) {
+                Some(i) => {
+                    let s = &self.policy.slices;
+                    s.worker_of(s.slice_of(i, key.service))
+                }
+                None => return,
+            },
+        };
+        self.flows.outbound(&key, flags, seq, worker, now_ns);
     }
 }
 
