@@ -66,7 +66,6 @@ impl Pipeline {
                 data: frame,
                 wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 capture_ns: None,
-                network: None,
                 link: weir_dp::capture::Link::Ethernet,
             },
             now_ns,

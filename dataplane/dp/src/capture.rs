@@ -104,6 +104,24 @@ impl Link {
         }
     }
 
+    /// What the classifier is handed for a frame of this link type: `None` for Ethernet
+    /// (it parses the Ethernet header itself); otherwise [`Link::network`], with a link
+    /// header too short to name its packet giving an empty IPv6 packet, so that the frame
+    /// is malformed.
+    #[inline(always)]
+    pub fn packet_of(self, frame: &[u8]) -> Option<(u16, usize)> {
+        if self == Link::Ethernet {
+            return None;
+        }
+        self.packet_of_cold(frame)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn packet_of_cold(self, frame: &[u8]) -> Option<(u16, usize)> {
+        Some(self.network(frame).unwrap_or((0x86dd, frame.len())))
+    }
+
     /// For a frame of this link type: the EtherType of what it carries and where that
     /// starts. `None` for an Ethernet frame (the classifier parses the Ethernet header
     /// itself, VLAN tags included) and for a header too short to say.
@@ -203,29 +221,6 @@ pub struct Record<'a> {
     pub orig_len: u32,
     /// Its link type.
     pub link: Link,
-}
-
-impl Record<'_> {
-    /// For a frame without an Ethernet header: the EtherType and offset of its network
-    /// packet ([`Link::network`]). A link header too short to name its packet gives an
-    /// empty IPv6 packet, so the frame is malformed.
-    #[inline(always)]
-    pub fn network(&self) -> Option<(u16, usize)> {
-        if self.link == Link::Ethernet {
-            return None;
-        }
-        self.network_cold()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn network_cold(&self) -> Option<(u16, usize)> {
-        Some(
-            self.link
-                .network(self.data)
-                .unwrap_or((0x86dd, self.data.len())),
-        )
-    }
 }
 
 /// Counts bytes read from the underlying file, for a progress bar.

@@ -85,9 +85,6 @@ pub struct SoftFrame<'a> {
     pub wire_len: u32,
     /// Capture time, when the port replays a capture.
     pub capture_ns: Option<u64>,
-    /// Not Ethernet: the EtherType and offset of the network packet (see
-    /// [`Received::network`]).
-    pub network: Option<(u16, usize)>,
     /// Its link type.
     pub link: crate::capture::Link,
 }
@@ -107,7 +104,7 @@ impl Received<Pool> for SoftFrame<'_> {
     }
     #[inline]
     fn network(&self) -> Option<(u16, usize)> {
-        self.network
+        self.link.packet_of(self.data)
     }
     #[inline]
     fn link(&self) -> crate::capture::Link {

@@ -801,7 +801,6 @@ mod tests {
                 data: frame,
                 wire_len: frame.len() as u32,
                 capture_ns: None,
-                network: None,
                 link: crate::capture::Link::Ethernet,
             });
             Ok(RxStatus::Frames(1))

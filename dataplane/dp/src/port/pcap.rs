@@ -106,7 +106,6 @@ impl Port for CaptureReplay {
                     data: r.data,
                     wire_len: r.orig_len,
                     capture_ns: Some(r.ts_ns),
-                    network: r.network(),
                     link: r.link,
                 });
             })?;
@@ -270,7 +269,6 @@ impl Port for CaptureLoop {
                 data: frame,
                 wire_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
                 capture_ns: None,
-                network: None,
                 link: Link::Ethernet,
             });
         }

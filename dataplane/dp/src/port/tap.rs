@@ -321,7 +321,6 @@ impl crate::port::Port for TapPort {
                 data,
                 wire_len: u32::try_from(len).unwrap_or(u32::MAX),
                 capture_ns: None,
-                network: None,
                 link: crate::capture::Link::Ethernet,
             });
         }
