@@ -200,7 +200,7 @@ impl FlowTable {
         (half, est)
     }
 
-    #[inline]
+    #[inline(always)]
     fn home(&self, key: &FlowKey) -> usize {
         // Xor-fold the key to 64 bits, then a full avalanche (the splitmix64 / murmur3
         // finalizer: every input bit reaches every output bit), a handful of instructions.
@@ -240,7 +240,7 @@ impl FlowTable {
     }
 
     /// Index of the live entry for `key`, if any.
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &FlowKey, now_ns: u64) -> Option<usize> {
         let home = self.home(key);
         for i in 0..PROBE {
