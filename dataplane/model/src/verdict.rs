@@ -179,6 +179,7 @@ impl fmt::Display for Reason {
 
 /// The decision for one inbound packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Verdict {
     /// Known-good (no reason).
     KnownGood,
