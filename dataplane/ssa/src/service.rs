@@ -92,13 +92,19 @@ impl ServicePrefixes {
 
     /// The index of the service prefix that holds `addr`, or `None` (outside every positive
     /// item, or the longest matching item is negated).
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, addr: u128) -> Option<usize> {
-        // One prefix is the common deployment: no loop.
+        // One prefix is the common deployment: inline and no loop.
         if let [entry] = &*self.entries {
             return (addr & entry.mask == entry.addr && entry.index != NEGATED)
                 .then_some(usize::from(entry.index));
         }
+        self.lookup_longest(addr)
+    }
+
+    /// [`ServicePrefixes::lookup`] over several items: the first (longest) that holds `addr`.
+    #[inline(never)]
+    fn lookup_longest(&self, addr: u128) -> Option<usize> {
         for entry in self.entries.iter() {
             if addr & entry.mask == entry.addr {
                 return if entry.index == NEGATED {
@@ -112,7 +118,7 @@ impl ServicePrefixes {
     }
 
     /// Whether `addr` is a service address.
-    #[inline]
+    #[inline(always)]
     pub fn contains(&self, addr: u128) -> bool {
         self.lookup(addr).is_some()
     }
