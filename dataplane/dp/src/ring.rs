@@ -107,7 +107,7 @@ impl<T: RingItem> Producer<T> {
     }
 
     /// Queue `item`, or give it back when the ring is full.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, item: T) -> Result<(), T> {
         let cap = self.shared.mask + 1;
         if self.tail.wrapping_sub(self.cached_head) >= cap {
