@@ -612,10 +612,18 @@ impl Classifier {
         }
         // The common case straight to the IP steps; everything else through the general
         // parse (which names the broken rule of a malformed frame).
-        let d = match weir_wire::parse_common(frame) {
+        // (Both count what they decide.)
+        match weir_wire::parse_common(frame) {
             Some(ip) => self.decide_ip(&ip, frame, now_ns),
             None => self.decide(&parse_frame(frame), frame, || peek_addresses(frame), now_ns),
-        };
+        }
+    }
+
+    /// Count `d` and return it. Each of the deciding steps' exits counts its own outcome,
+    /// so that a constant disposition is counted by one increment rather than decoded
+    /// again after the exits meet (~20 instructions a packet, callgrind).
+    #[inline(always)]
+    fn counted(&mut self, d: Disposition) -> Disposition {
         self.counters.count(d);
         d
     }
@@ -716,7 +724,7 @@ impl Classifier {
         buf.extend_from_slice(&frame[..kept]);
         buf.resize(len, 0);
         let d = match weir_wire::parse_cut(&buf, kept, network) {
-            None => Disposition::Truncated,
+            None => self.counted(Disposition::Truncated),
             Some(parsed) => match network {
                 None => self.decide(&parsed, &buf, || peek_addresses(&buf), now_ns),
                 Some((ethertype, at)) => {
@@ -731,7 +739,6 @@ impl Classifier {
             },
         };
         self.cut_buf = buf;
-        self.counters.count(d);
         d
     }
 
@@ -741,14 +748,12 @@ impl Classifier {
     #[inline]
     pub fn classify_network(&mut self, ethertype: u16, packet: &[u8], now_ns: u64) -> Disposition {
         let parsed = weir_wire::parse_network(ethertype, packet);
-        let d = self.decide(
+        self.decide(
             &parsed,
             packet,
             || weir_wire::peek_network(ethertype, packet),
             now_ns,
-        );
-        self.counters.count(d);
-        d
+        )
     }
 
     #[inline(always)]
@@ -768,24 +773,24 @@ impl Classifier {
             Ok(Frame {
                 net: Net::Arp { .. },
                 ..
-            }) => Disposition::Host,
+            }) => self.counted(Disposition::Host),
             // "EtherTypes other than IPv4, IPv6, ARP and VLAN" → unsupported-protocol.
             Ok(Frame {
                 net: Net::Other { .. },
                 ..
-            }) => reject(Reason::UnsupportedProtocol),
+            }) => self.counted(reject(Reason::UnsupportedProtocol)),
             Err(_) => {
                 // "A frame whose Ethernet and fixed IPv6 (or IPv4) header are readable and
                 // whose source is a service address is outbound before step 1."
                 if self.vantage == Vantage::Replay {
                     if let Some((_, src, _)) = peek() {
                         if self.policy.prefixes.contains(src) {
-                            return Disposition::Outbound;
+                            return self.counted(Disposition::Outbound);
                         }
                     }
                 }
                 // 1. "Headers truncated or inconsistent → reject malformed."
-                reject(Reason::Malformed)
+                self.counted(reject(Reason::Malformed))
             }
         }
     }
@@ -794,18 +799,18 @@ impl Classifier {
     fn decide_ip(&mut self, ip: &Ip, bytes: &[u8], now_ns: u64) -> Disposition {
         if self.vantage == Vantage::Replay && self.policy.prefixes.contains(ip.src) {
             self.track_outbound(ip, None, now_ns);
-            return Disposition::Outbound;
+            return self.counted(Disposition::Outbound);
         }
         let policy = &self.policy;
         // 2. NDP → host; martian sources → reject.
         if let Transport::Icmpv6(Icmpv6::Ndp { .. }) = ip.transport {
-            return Disposition::Host;
+            return self.counted(Disposition::Host);
         }
         // (In replay a service source was `outbound` above; on a port it is spoofed.)
         if is_martian(ip.version, ip.src)
             || (self.vantage == Vantage::Port && policy.prefixes.contains(ip.src))
         {
-            return reject(Reason::Martian);
+            return self.counted(reject(Reason::Martian));
         }
         // 3. "Destination outside every service prefix → reject not-service."
         // (An IPv4-mapped destination can only match a prefix that reaches into
@@ -814,7 +819,7 @@ impl Classifier {
             policy.prefixes.has_ipv4() && ip.version == IpVersion::V6 && is_ipv4_mapped(ip.dst);
         let prefix_idx = match policy.prefixes.lookup(ip.dst) {
             Some(i) if !v6_mapped_dst => i,
-            _ => return reject(Reason::NotService),
+            _ => return self.counted(reject(Reason::NotService)),
         };
         // 4. ICMPv6 errors are classified by the packet they quote.
         if let Transport::Icmpv6(Icmpv6::Error { quote_at, .. }) = ip.transport {
@@ -831,7 +836,7 @@ impl Classifier {
                 };
                 self.flows.established_worker(&key, now_ns)
             });
-            return match matched {
+            let d = match matched {
                 Some(worker) => Disposition::Classified {
                     verdict: Verdict::KnownGood,
                     worker,
@@ -843,6 +848,7 @@ impl Classifier {
                     None => reject(Reason::IcmpUnmatched),
                 },
             };
+            return self.counted(d);
         }
         // 5. "The SSA rule fails for (source, destination) → reject ssa-violation. For
         //    time-window rules, an established flow still passes after its window has
@@ -860,12 +866,12 @@ impl Classifier {
                     _ => false,
                 };
             if !rolled_over {
-                return reject(Reason::SsaViolation);
+                return self.counted(reject(Reason::SsaViolation));
             }
         }
         // 6. "Source inside a blocked prefix → reject blocked."
         if policy.blocklist.is_blocked(ip.src, now_ns) {
-            return reject(Reason::Blocked);
+            return self.counted(reject(Reason::Blocked));
         }
         // The slice owner is only needed for new flows (known-good goes to the flow's
         // worker), so it is looked up there, not for every packet. (A closure capturing
@@ -874,17 +880,15 @@ impl Classifier {
         // 7. "The packet is an IPv6 fragment → suspect fragment."
         if ip.fragment != Fragment::Whole {
             if let Some(run) = self.forward_run(prefix_idx, ip.dst) {
-                return Disposition::Forward { run };
+                return self.counted(Disposition::Forward { run });
             }
-            return flagged(
-                Reason::Fragment,
-                slice_owner(
-                    &self.policy.slices,
-                    &mut self.slice_packets,
-                    prefix_idx,
-                    ip.dst,
-                ),
+            let worker = slice_owner(
+                &self.policy.slices,
+                &mut self.slice_packets,
+                prefix_idx,
+                ip.dst,
             );
+            return self.counted(flagged(Reason::Fragment, worker));
         }
         let new_flow = match ip.transport {
             Transport::Tcp(t) => {
@@ -893,10 +897,10 @@ impl Classifier {
                     self.flows
                         .inbound(&inbound_key(ip, &t), t.flags, t.ack, now_ns)
                 {
-                    return Disposition::Classified {
+                    return self.counted(Disposition::Classified {
                         verdict: Verdict::KnownGood,
                         worker,
-                    };
+                    });
                 }
                 // 9. "TCP that is not a clean SYN, for a flow that is not established →
                 //    suspect no-flow."
@@ -904,17 +908,15 @@ impl Classifier {
                     // During a handover: a connection this host does not know is the
                     // predecessor's; new connections (clean SYNs) stay here.
                     if let Some(run) = self.forward_run(prefix_idx, ip.dst) {
-                        return Disposition::Forward { run };
+                        return self.counted(Disposition::Forward { run });
                     }
-                    return flagged(
-                        Reason::NoFlow,
-                        slice_owner(
-                            &self.policy.slices,
-                            &mut self.slice_packets,
-                            prefix_idx,
-                            ip.dst,
-                        ),
+                    let worker = slice_owner(
+                        &self.policy.slices,
+                        &mut self.slice_packets,
+                        prefix_idx,
+                        ip.dst,
                     );
+                    return self.counted(flagged(Reason::NoFlow, worker));
                 }
                 true
             }
@@ -923,7 +925,7 @@ impl Classifier {
         };
         if !new_flow {
             // 11. "Anything else → reject unsupported-protocol."
-            return reject(Reason::UnsupportedProtocol);
+            return self.counted(reject(Reason::UnsupportedProtocol));
         }
         // 10. "A clean TCP SYN, a UDP datagram or an ICMPv6 echo request takes a token from
         //     its source prefix's bucket → assumed-good; with the bucket empty → suspect
@@ -939,12 +941,12 @@ impl Classifier {
             *n += 1;
         }
         if admitted {
-            Disposition::Classified {
+            self.counted(Disposition::Classified {
                 verdict: Verdict::AssumedGood,
                 worker,
-            }
+            })
         } else {
-            flagged(Reason::Rate, worker)
+            self.counted(flagged(Reason::Rate, worker))
         }
     }
 
