@@ -879,16 +879,7 @@ impl Classifier {
         // with callgrind: it is a plain function on the two fields instead.)
         // 7. "The packet is an IPv6 fragment → suspect fragment."
         if ip.fragment != Fragment::Whole {
-            if let Some(run) = self.forward_run(prefix_idx, ip.dst) {
-                return self.counted(Disposition::Forward { run });
-            }
-            let worker = slice_owner(
-                &self.policy.slices,
-                &mut self.slice_packets,
-                prefix_idx,
-                ip.dst,
-            );
-            return self.counted(flagged(Reason::Fragment, worker));
+            return self.suspect_or_forward(Reason::Fragment, prefix_idx, ip.dst);
         }
         let new_flow = match ip.transport {
             Transport::Tcp(t) => {
@@ -907,16 +898,7 @@ impl Classifier {
                 if !t.is_clean_syn() {
                     // During a handover: a connection this host does not know is the
                     // predecessor's; new connections (clean SYNs) stay here.
-                    if let Some(run) = self.forward_run(prefix_idx, ip.dst) {
-                        return self.counted(Disposition::Forward { run });
-                    }
-                    let worker = slice_owner(
-                        &self.policy.slices,
-                        &mut self.slice_packets,
-                        prefix_idx,
-                        ip.dst,
-                    );
-                    return self.counted(flagged(Reason::NoFlow, worker));
+                    return self.suspect_or_forward(Reason::NoFlow, prefix_idx, ip.dst);
                 }
                 true
             }
@@ -948,6 +930,22 @@ impl Classifier {
         } else {
             self.counted(flagged(Reason::Rate, worker))
         }
+    }
+
+    /// A suspect packet of `dst`'s slice (a fragment, or TCP of no known flow), counted;
+    /// during a handover one of a handed-over slice goes to the predecessor instead.
+    #[inline(always)]
+    fn suspect_or_forward(&mut self, reason: Reason, prefix_idx: usize, dst: u128) -> Disposition {
+        if let Some(run) = self.forward_run(prefix_idx, dst) {
+            return self.counted(Disposition::Forward { run });
+        }
+        let worker = slice_owner(
+            &self.policy.slices,
+            &mut self.slice_packets,
+            prefix_idx,
+            dst,
+        );
+        self.counted(flagged(reason, worker))
     }
 
     /// Feed a frame the terminators sent (the tx path) to the flow tracker. `worker` is the
