@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         let mut bytes = 0usize;
         let read = cap.for_each(|r| {
             bytes += r.data.len();
-            clf.classify_received(r.data, r.orig_len, r.link.packet_of(r.data), r.ts_ns);
+            clf.classify_received(r.data, r.orig_len, r.link, r.ts_ns);
         });
         if read.is_ok() {
             assert!(bytes <= data.len(), "records hold more bytes than the file");

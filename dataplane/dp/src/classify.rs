@@ -26,6 +26,7 @@ use weir_wire::{
 };
 
 use crate::blocklist::{Block, Blocklist, BlocklistError};
+use crate::capture::Link;
 use crate::flow::{FlowCounters, FlowKey, FlowTable, InboundMatch};
 use crate::handover::{Members, MAX_MEMBERS};
 use crate::rate::{RateCounters, RateMeter};
@@ -343,6 +344,14 @@ impl Counters {
     #[inline]
     pub fn count(&mut self, d: Disposition) {
         if let Some(n) = self.by_code.get_mut(d.code()) {
+            *n += 1;
+        }
+    }
+
+    /// Count one disposition by its code.
+    #[inline(always)]
+    fn bump(&mut self, code: usize) {
+        if let Some(n) = self.by_code.get_mut(code) {
             *n += 1;
         }
     }
@@ -681,21 +690,31 @@ impl Classifier {
     }
 
     /// Classify a received frame, whatever its link layer and whether or not a capture cut
-    /// it: `frame` as received, `wire_len` its length on the wire, `network` as for
-    /// [`crate::port::Received::network`].
+    /// it: `frame` as received, `wire_len` its length on the wire, `link` its link type.
     #[inline(always)]
     pub fn classify_received(
         &mut self,
         frame: &[u8],
         wire_len: u32,
-        network: Option<(u16, usize)>,
+        link: Link,
         now_ns: u64,
     ) -> Disposition {
         if wire_len as usize > frame.len() {
             // A capture cut it short (snap length), or a DPDK frame in several segments.
-            return self.classify_cut(frame, wire_len, network, now_ns);
+            return self.classify_cut(frame, wire_len, link.packet_of(frame), now_ns);
         }
-        match network {
+        if link != Link::Ethernet {
+            return self.classify_linked(frame, link, now_ns);
+        }
+        self.classify(frame, now_ns)
+    }
+
+    /// A whole frame of a capture without Ethernet headers (raw IP, Linux cooked,
+    /// loopback): classified from its network layer on.
+    #[cold]
+    #[inline(never)]
+    fn classify_linked(&mut self, frame: &[u8], link: Link, now_ns: u64) -> Disposition {
+        match link.packet_of(frame) {
             None => self.classify(frame, now_ns),
             Some((ethertype, at)) => {
                 self.classify_network(ethertype, frame.get(at..).unwrap_or_default(), now_ns)
@@ -815,10 +834,15 @@ impl Classifier {
         // 3. "Destination outside every service prefix → reject not-service."
         // (An IPv4-mapped destination can only match a prefix that reaches into
         // ::ffff:0:0/96; without one, the lookup alone says not-service.)
-        let v6_mapped_dst =
-            policy.prefixes.has_ipv4() && ip.version == IpVersion::V6 && is_ipv4_mapped(ip.dst);
+        // (The mapped test runs only after a match, and only where such a prefix exists.)
         let prefix_idx = match policy.prefixes.lookup(ip.dst) {
-            Some(i) if !v6_mapped_dst => i,
+            Some(i)
+                if !(policy.prefixes.has_ipv4()
+                    && ip.version == IpVersion::V6
+                    && is_ipv4_mapped(ip.dst)) =>
+            {
+                i
+            }
             _ => return self.counted(reject(Reason::NotService)),
         };
         // 4. ICMPv6 errors are classified by the packet they quote.
@@ -888,10 +912,8 @@ impl Classifier {
                     self.flows
                         .inbound(&inbound_key(ip, &t), t.flags, t.ack, now_ns)
                 {
-                    return self.counted(Disposition::Classified {
-                        verdict: Verdict::KnownGood,
-                        worker,
-                    });
+                    self.counters.bump(const { known_good(0).code() });
+                    return known_good(worker);
                 }
                 // 9. "TCP that is not a clean SYN, for a flow that is not established →
                 //    suspect no-flow."
@@ -923,12 +945,12 @@ impl Classifier {
             *n += 1;
         }
         if admitted {
-            self.counted(Disposition::Classified {
-                verdict: Verdict::AssumedGood,
-                worker,
-            })
+            self.counters.bump(const { assumed_good(0).code() });
+            assumed_good(worker)
         } else {
-            self.counted(flagged(Reason::Rate, worker))
+            self.counters
+                .bump(const { flagged(Reason::Rate, 0).code() });
+            flagged(Reason::Rate, worker)
         }
     }
 
@@ -1032,9 +1054,25 @@ fn reject(reason: Reason) -> Disposition {
 }
 
 #[inline]
-fn flagged(reason: Reason, worker: u16) -> Disposition {
+const fn flagged(reason: Reason, worker: u16) -> Disposition {
     Disposition::Classified {
         verdict: Verdict::Flagged(reason),
+        worker,
+    }
+}
+
+#[inline]
+const fn known_good(worker: u16) -> Disposition {
+    Disposition::Classified {
+        verdict: Verdict::KnownGood,
+        worker,
+    }
+}
+
+#[inline]
+const fn assumed_good(worker: u16) -> Disposition {
+    Disposition::Classified {
+        verdict: Verdict::AssumedGood,
         worker,
     }
 }
