@@ -23,16 +23,32 @@ pub const WAYS: usize = 4;
 
 const NS_PER_S: u64 = 1_000_000_000;
 
+/// One set of [`WAYS`] buckets, laid out together (one bounds check per packet, and the
+/// ways' fields side by side).
 #[derive(Debug, Clone, Copy)]
-#[repr(C, align(32))]
-struct Bucket {
-    prefix: u128,
+#[repr(C, align(64))]
+struct Set {
+    prefix: [u128; WAYS],
     /// Token-nanoseconds.
-    tokens: u64,
-    last_ns: u64,
+    tokens: [u64; WAYS],
+    last_ns: [u64; WAYS],
+    /// New flows (admitted, limited) per way since the last [`RateMeter::top_sources`].
+    activity: [(u32, u32); WAYS],
+    /// In-use flags, bit `w` for way `w` (kept apart so a zero prefix is a valid key).
+    used: u8,
 }
 
-const _: () = assert!(std::mem::size_of::<Bucket>() == 32);
+const ALL_USED: u8 = (1 << WAYS) - 1;
+
+impl Set {
+    const EMPTY: Set = Set {
+        prefix: [0; WAYS],
+        tokens: [0; WAYS],
+        last_ns: [0; WAYS],
+        activity: [(0, 0); WAYS],
+        used: 0,
+    };
+}
 
 /// Event counters of the meter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,12 +60,7 @@ pub struct RateCounters {
 /// Per-source-prefix token buckets.
 #[derive(Debug)]
 pub struct RateMeter {
-    buckets: Box<[Bucket]>,
-    /// In-use flags, one per bucket (kept apart so a zero prefix is a valid key).
-    used: Box<[bool]>,
-    /// New flows (admitted, limited) per bucket since the last [`RateMeter::top_sources`];
-    /// kept apart from the buckets so a bucket stays 32 bytes.
-    activity: Box<[(u32, u32)]>,
+    sets: Box<[Set]>,
     prefix_len: u8,
     set_mask: usize,
     prefix_mask: u128,
@@ -77,19 +88,9 @@ impl RateMeter {
     /// each, with room for at least `buckets` prefixes.
     pub fn new(source_prefix_len: u8, per_sec: u32, buckets: usize, seed: u64) -> RateMeter {
         let sets = (buckets / WAYS).max(1).next_power_of_two();
-        let n = sets * WAYS;
         let rate = u64::from(per_sec);
         RateMeter {
-            buckets: crate::table::huge_table(
-                n,
-                Bucket {
-                    prefix: 0,
-                    tokens: 0,
-                    last_ns: 0,
-                },
-            ),
-            used: vec![false; n].into_boxed_slice(),
-            activity: vec![(0, 0); n].into_boxed_slice(),
+            sets: crate::table::huge_table(sets, Set::EMPTY),
             prefix_len: source_prefix_len,
             set_mask: sets - 1,
             prefix_mask: prefix_mask(source_prefix_len),
@@ -102,7 +103,7 @@ impl RateMeter {
 
     /// Number of buckets.
     pub fn capacity(&self) -> usize {
-        self.buckets.len()
+        self.sets.len() * WAYS
     }
 
     /// Event counters.
@@ -116,81 +117,61 @@ impl RateMeter {
         src & self.prefix_mask
     }
 
-    #[inline]
-    fn refilled(&self, b: &Bucket, now_ns: u64) -> u64 {
-        let elapsed = now_ns.saturating_sub(b.last_ns).min(NS_PER_S);
-        b.tokens
-            .saturating_add(elapsed * self.rate)
-            .min(self.capacity_units)
-    }
-
     /// Take one token for `src`'s prefix at `now_ns`; false when the bucket is empty.
     #[inline]
     pub fn take(&mut self, src: u128, now_ns: u64) -> bool {
         let prefix = src & self.prefix_mask;
         let h = ((prefix as u64) ^ ((prefix >> 64) as u64).rotate_left(32) ^ self.seed)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let set = (h >> 32) as usize & self.set_mask;
-        let base = set * WAYS;
-        let mut victim = base;
-        let mut victim_rank = (u8::MAX, u64::MAX);
-        for i in base..base + WAYS {
-            if !self.used[i] {
-                if victim_rank.0 > 0 {
-                    victim = i;
-                    victim_rank = (0, 0);
-                }
-                continue;
-            }
-            let b = self.buckets[i];
-            if b.prefix == prefix {
-                let tokens = self.refilled(&b, now_ns);
+        let idx = (h >> 32) as usize & self.set_mask;
+        let (rate, capacity) = (self.rate, self.capacity_units);
+        let refilled = |tokens: u64, last_ns: u64| {
+            let elapsed = now_ns.saturating_sub(last_ns).min(NS_PER_S);
+            tokens.saturating_add(elapsed * rate).min(capacity)
+        };
+        let Some(set) = self.sets.get_mut(idx) else {
+            return true; // (never: the mask keeps idx below the number of sets)
+        };
+        for w in 0..WAYS {
+            if set.used & (1 << w) != 0 && set.prefix[w] == prefix {
+                let tokens = refilled(set.tokens[w], set.last_ns[w]);
                 let ok = tokens >= NS_PER_S;
-                let b = &mut self.buckets[i];
-                b.tokens = if ok { tokens - NS_PER_S } else { tokens };
-                b.last_ns = b.last_ns.max(now_ns);
-                self.note(i, ok);
+                set.tokens[w] = if ok { tokens - NS_PER_S } else { tokens };
+                set.last_ns[w] = set.last_ns[w].max(now_ns);
+                note(&mut set.activity[w], ok);
                 return ok;
             }
-            // Rank candidates: empty (0) < refilled-to-full (1) < least recently used (2).
-            let rank = if self.refilled(&b, now_ns) == self.capacity_units {
-                (1, 0)
-            } else {
-                (2, b.last_ns)
-            };
-            if rank < victim_rank {
-                victim = i;
-                victim_rank = rank;
+        }
+        // A new prefix: the first empty way, else the first refilled to full, else the
+        // least recently used (an eviction).
+        let victim = if set.used != ALL_USED {
+            (!set.used).trailing_zeros() as usize % WAYS
+        } else {
+            let mut victim = 0;
+            let mut victim_rank = (u8::MAX, u64::MAX);
+            for w in 0..WAYS {
+                let rank = if refilled(set.tokens[w], set.last_ns[w]) == capacity {
+                    (1, 0)
+                } else {
+                    (2, set.last_ns[w])
+                };
+                if rank < victim_rank {
+                    victim = w;
+                    victim_rank = rank;
+                }
             }
-        }
-        if victim_rank.0 == 2 {
-            self.counters.evicted += 1;
-        }
-        self.used[victim] = true;
-        self.activity[victim] = (0, 0);
-        let ok = self.capacity_units >= NS_PER_S;
-        self.buckets[victim] = Bucket {
-            prefix,
-            tokens: if ok {
-                self.capacity_units - NS_PER_S
-            } else {
-                0
-            },
-            last_ns: now_ns,
+            if victim_rank.0 == 2 {
+                self.counters.evicted += 1;
+            }
+            victim
         };
-        self.note(victim, ok);
+        let ok = capacity >= NS_PER_S;
+        set.used |= 1 << victim;
+        set.prefix[victim] = prefix;
+        set.tokens[victim] = if ok { capacity - NS_PER_S } else { 0 };
+        set.last_ns[victim] = now_ns;
+        set.activity[victim] = if ok { (1, 0) } else { (0, 1) };
         ok
-    }
-
-    #[inline]
-    fn note(&mut self, i: usize, admitted: bool) {
-        if let Some(a) = self.activity.get_mut(i) {
-            if admitted {
-                a.0 = a.0.saturating_add(1);
-            } else {
-                a.1 = a.1.saturating_add(1);
-            }
-        }
     }
 
     /// The `n` prefixes with the most new-flow attempts since the last call, most limited
@@ -198,16 +179,18 @@ impl RateMeter {
     /// (a few times per second at most).
     pub fn top_sources(&mut self, n: usize) -> Vec<SourceActivity> {
         let mut v: Vec<SourceActivity> = Vec::new();
-        for (i, a) in self.activity.iter_mut().enumerate() {
-            if *a != (0, 0) && self.used[i] {
-                v.push(SourceActivity {
-                    prefix: self.buckets[i].prefix,
-                    len: self.prefix_len,
-                    admitted: a.0,
-                    limited: a.1,
-                });
+        for set in self.sets.iter_mut() {
+            for (w, a) in set.activity.iter_mut().enumerate() {
+                if *a != (0, 0) && set.used & (1 << w) != 0 {
+                    v.push(SourceActivity {
+                        prefix: set.prefix[w],
+                        len: self.prefix_len,
+                        admitted: a.0,
+                        limited: a.1,
+                    });
+                }
+                *a = (0, 0);
             }
-            *a = (0, 0);
         }
         v.sort_by(|x, y| {
             (y.limited, y.admitted)
@@ -233,16 +216,30 @@ impl RateMeter {
     /// old buckets count different prefixes.
     pub fn set_limits(&mut self, source_prefix_len: u8, per_sec: u32) {
         if source_prefix_len != self.prefix_len {
-            self.used.fill(false);
-            self.activity.fill((0, 0));
+            for set in self.sets.iter_mut() {
+                set.used = 0;
+                set.activity = [(0, 0); WAYS];
+            }
             self.prefix_len = source_prefix_len;
             self.prefix_mask = prefix_mask(source_prefix_len);
         }
         self.rate = u64::from(per_sec);
         self.capacity_units = self.rate * NS_PER_S;
-        for b in self.buckets.iter_mut() {
-            b.tokens = b.tokens.min(self.capacity_units);
+        for set in self.sets.iter_mut() {
+            for t in &mut set.tokens {
+                *t = (*t).min(self.capacity_units);
+            }
         }
+    }
+}
+
+/// Count one new flow, admitted or limited, in a way's activity.
+#[inline(always)]
+fn note(a: &mut (u32, u32), admitted: bool) {
+    if admitted {
+        a.0 = a.0.saturating_add(1);
+    } else {
+        a.1 = a.1.saturating_add(1);
     }
 }
 
