@@ -829,14 +829,10 @@ impl<B: Backing> WorkerQueues<B> {
                 };
                 let mut ret = self.returns.get_mut(rx);
                 let class = Class::QUEUED[ci];
-                total += rings[ci].drain(weight, |buf| {
+                let mut bytes = 0;
+                let n = rings[ci].drain(weight, |buf| {
                     on_packet(rx, class, pool.bytes(&buf));
-                    stats.bytes += u64::from(pool.wire_len(&buf));
-                    match ci {
-                        0 => stats.known_good += 1,
-                        1 => stats.assumed_good += 1,
-                        _ => stats.suspect += 1,
-                    }
+                    bytes += u64::from(pool.wire_len(&buf));
                     if let Some(now) = now {
                         let stamp = pool.stamp(&buf);
                         if stamp != 0 {
@@ -855,6 +851,14 @@ impl<B: Backing> WorkerQueues<B> {
                     }
                 });
                 B::release_all(spent);
+                // Counted once per ring drained, not per packet.
+                stats.bytes += bytes;
+                match ci {
+                    0 => stats.known_good += n as u64,
+                    1 => stats.assumed_good += n as u64,
+                    _ => stats.suspect += n as u64,
+                }
+                total += n;
                 // The buffers go back in one publication per ring drained, not per packet.
                 if let Some(ret) = ret {
                     ret.publish();
