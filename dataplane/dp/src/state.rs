@@ -10,7 +10,8 @@
 //! - **Rings**: sizes and weights work the same way (`rings_version`); an rx core resizes
 //!   its rings between bursts (losslessly, see `pipeline`).
 //! - **Reports**: rx cores and workers publish copies of their counters a few times per
-//!   second with `try_lock` (never waiting), and the control thread reads those.
+//!   second with `try_lock` (never waiting), and the control thread reads those. A
+//!   capture replay's rx core publishes once, at the end (nothing reads it before).
 //!
 //! Replay uses the same state (with a policy that never changes), so `replay` and `run`
 //! share one rx loop.
