@@ -836,13 +836,7 @@ impl Classifier {
         // ::ffff:0:0/96; without one, the lookup alone says not-service.)
         // (The mapped test runs only after a match, and only where such a prefix exists.)
         let prefix_idx = match policy.prefixes.lookup(ip.dst) {
-            Some(i)
-                if !(policy.prefixes.has_ipv4()
-                    && ip.version == IpVersion::V6
-                    && is_ipv4_mapped(ip.dst)) =>
-            {
-                i
-            }
+            Some(i) if !(policy.prefixes.has_ipv4() && mapped_destination(ip)) => i,
             _ => return self.counted(reject(Reason::NotService)),
         };
         // 4. ICMPv6 errors are classified by the packet they quote.
@@ -1034,6 +1028,15 @@ fn slice_owner(slices: &SliceMap, counts: &mut [u64], prefix_idx: usize, dst: u1
     slices.worker_of(slice)
 }
 
+/// An IPv6 packet to an IPv4-mapped address (out of line, so that the flag of the
+/// prefixes is tested first: inline, the compiler computed this before the flag, ~7
+/// instructions a packet for nothing in the common deployment, callgrind).
+#[cold]
+#[inline(never)]
+fn mapped_destination(ip: &Ip) -> bool {
+    ip.version == IpVersion::V6 && is_ipv4_mapped(ip.dst)
+}
+
 #[inline]
 fn inbound_key(ip: &Ip, t: &Tcp) -> FlowKey {
     FlowKey {
@@ -1110,6 +1113,40 @@ mod tests {
         t[12] = 5 << 4;
         t[13] = flags;
         f
+    }
+
+    #[test]
+    fn an_ipv6_packet_to_an_ipv4_mapped_address_is_not_service_even_under_a_covering_prefix() {
+        // `::/1` reaches into `::ffff:0:0/96` (so IPv4 can be service traffic), but an
+        // IPv6 packet addressed to a mapped address is never on the wire.
+        for apl in ["2:::/1", "2:2001:db8:5::/64"] {
+            let cfg = Config::from_toml(
+                "test",
+                &format!("[service]\napl = \"{apl}\"\n[ssa]\nrule = \"any\"\n"),
+            )
+            .unwrap_or_else(|e| panic!("{apl}: {e}"));
+            let policy = Policy::from_config(&cfg).unwrap();
+            let mut clf = Classifier::new(policy, Limits::from_config(&cfg), Vantage::Replay, 1);
+            // Outside both prefixes, and not martian.
+            let client: u128 = 0xa001_0db8_c000_0001_0000_0000_0000_0100;
+            let mapped = weir_ssa::ipv4_mapped(0x0a00_0001);
+            assert_eq!(
+                clf.classify(&tcp6(client, mapped, 40000, 80, 1, 0, SYN), T),
+                reject(Reason::NotService),
+                "{apl}"
+            );
+            let inside = 0x2001_0db8_0005_0000_0000_0000_0000_0001;
+            assert!(
+                matches!(
+                    clf.classify(&tcp6(client, inside, 40001, 80, 1, 0, SYN), T),
+                    Disposition::Classified {
+                        verdict: Verdict::AssumedGood,
+                        ..
+                    }
+                ),
+                "{apl}"
+            );
+        }
     }
 
     #[test]

@@ -553,11 +553,14 @@ impl<B: Backing> RxCore<B> {
             };
             let mut last = self.last_ns;
             self.rx.set_burst_stamp();
-            let status = port.rx_burst(|frame| {
-                let t = frame.capture_ns().unwrap_or(burst_ns);
-                last = t;
-                self.receive(frame, t);
-            })?;
+            let status = port.rx_burst(
+                #[inline(always)]
+                |frame| {
+                    let t = frame.capture_ns().unwrap_or(burst_ns);
+                    last = t;
+                    self.receive(frame, t);
+                },
+            )?;
             self.last_ns = if P::CAPTURE_CLOCK { last } else { burst_ns };
             self.rx.wake_workers();
             let received = matches!(status, RxStatus::Frames(n) if n > 0);

@@ -101,14 +101,18 @@ impl Port for CaptureReplay {
                 }
                 return Ok(RxStatus::Ended);
             };
-            let n = cap.next_records(BURST, |r| {
-                f(SoftFrame {
-                    data: r.data,
-                    wire_len: r.orig_len,
-                    capture_ns: Some(r.ts_ns),
-                    link: r.link,
-                });
-            })?;
+            let n = cap.next_records(
+                BURST,
+                #[inline(always)]
+                |r| {
+                    f(SoftFrame {
+                        data: r.data,
+                        wire_len: r.orig_len,
+                        capture_ns: Some(r.ts_ns),
+                        link: r.link,
+                    });
+                },
+            )?;
             if n > 0 {
                 self.since_tick += 1;
                 if self.since_tick == 128 {
