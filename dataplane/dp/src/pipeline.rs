@@ -25,7 +25,9 @@
 //! live. Software ports copy each frame into a buffer of a fixed [`Pool`] and the workers
 //! hand the buffers back to their rx core through return rings ([`Backing::RECYCLES`]).
 //! DPDK ports queue the received mbuf itself (zero copy); a worker that is done with it
-//! drops it, which frees it to its mempool, so there are no return rings.
+//! drops it, which frees it to its mempool, so there are no return rings. A capture
+//! replay's workers only count, so its rings carry each frame's lengths
+//! ([`crate::pool::Lengths`]): no copy, no pool, no return rings.
 //!
 //! **Latency.** When stamping is on, the rx core stamps each buffer with a monotonic time
 //! as it queues it, and the worker records (drain time − stamp) per class in an
@@ -40,7 +42,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::Backoff;
 use hdrhistogram::Histogram;
 
-use crate::pool::{PktBuf, Pool};
+use crate::pool::{Lengths, PktBuf, Pool, Tally};
 use crate::ring::{ring, Consumer, Producer, RingItem};
 use weir_model::config::RingsConfig;
 use weir_model::verdict::Class;
@@ -97,6 +99,26 @@ impl Backing for Pool {
     fn set_stamp(&self, buf: &mut PktBuf, ns: u64) {
         Pool::set_stamp(self, buf, ns);
     }
+}
+
+impl Backing for Lengths {
+    type Buf = Tally;
+    type Spent = ();
+    const RECYCLES: bool = false;
+    #[inline]
+    fn wire_len(&self, t: &Tally) -> u32 {
+        t.wire_len
+    }
+    #[inline]
+    fn bytes<'a>(&'a self, t: &'a Tally) -> &'a [u8] {
+        Lengths::bytes(self, t)
+    }
+    #[inline]
+    fn stamp(&self, _: &Tally) -> u64 {
+        0
+    }
+    #[inline]
+    fn set_stamp(&self, _: &mut Tally, _: u64) {}
 }
 
 /// A thread that sleeps when it has nothing to do, and the flag by which the other side

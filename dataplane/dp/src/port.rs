@@ -11,9 +11,11 @@
 //! **Shape.** A port hands each frame of a burst to the rx core's closure as a
 //! [`Received`]: its bytes (borrowed: classification never copies), its length on the
 //! wire, its capture time when the port has one, and how to queue it
-//! ([`Received::queue`]): a software frame is copied into a buffer of the rx core's
-//! [`crate::pool::Pool`] only when it is queued (rejects cost no copy); a DPDK mbuf is
-//! queued itself (zero copy) and freed when dropped. The burst is the caller's closure, not
+//! ([`Received::queue`]): a live software frame (TAP, capture loop) is copied into a
+//! buffer of the rx core's [`crate::pool::Pool`] only when it is queued (rejects cost no
+//! copy); a DPDK mbuf is queued itself (zero copy) and freed when dropped; a replayed
+//! frame is queued as its lengths ([`crate::pool::Lengths`]: replay's workers count, and
+//! nothing reads the bytes after the rx core's tee). The burst is the caller's closure, not
 //! an array of borrowed frames, so a port can lend frames out of its own receive buffer
 //! without self-referential types; replies the rx core makes while the burst is lent out
 //! (NDP/ARP answers) wait in a fixed buffer and are sent after it.
@@ -29,7 +31,7 @@ pub mod pcap;
 pub mod tap;
 
 use crate::pipeline::{Backing, RxQueues};
-use crate::pool::Pool;
+use crate::pool::{Lengths, Pool, Tally};
 use weir_model::Class;
 
 /// Frames per burst: DESIGN.md's run-to-completion burst, for every port.
@@ -87,6 +89,56 @@ pub struct SoftFrame<'a> {
     pub capture_ns: Option<u64>,
     /// Its link type.
     pub link: crate::capture::Link,
+}
+
+/// Replay's frames: queued as their lengths (see [`Lengths`]).
+impl Received<Lengths> for SoftFrame<'_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self.data
+    }
+    #[inline]
+    fn wire_len(&self) -> u32 {
+        self.wire_len
+    }
+    #[inline]
+    fn capture_ns(&self) -> Option<u64> {
+        self.capture_ns
+    }
+    #[inline]
+    fn network(&self) -> Option<(u16, usize)> {
+        self.link.packet_of(self.data)
+    }
+    #[inline]
+    fn link(&self) -> crate::capture::Link {
+        self.link
+    }
+    #[inline(always)]
+    fn queue(self, queues: &mut RxQueues<Lengths>, worker: u16, class: Class) -> bool {
+        queues.push(worker, class, Tally::of(self.data.len(), self.wire_len))
+    }
+    fn queue_inner(
+        self,
+        queues: &mut RxQueues<Lengths>,
+        worker: u16,
+        class: Class,
+        inner: crate::handover::Inner,
+    ) -> bool {
+        // As `Received<Pool>` would queue it: the inner packet behind a 14-byte header.
+        if self
+            .data
+            .get(inner.offset..inner.offset + inner.len)
+            .is_none()
+        {
+            return false;
+        }
+        let len = inner.len + 14;
+        queues.push(
+            worker,
+            class,
+            Tally::of(len, u32::try_from(len).unwrap_or(u32::MAX)),
+        )
+    }
 }
 
 impl Received<Pool> for SoftFrame<'_> {

@@ -28,6 +28,7 @@ use weir_model::{Class, Disposition, Reason};
 use crate::capture::Link;
 use crate::classify::{Classifier, Counters, Vantage};
 use crate::pipeline::{self, Backing, Overflow, RxQueues, WorkerQueues, WorkerStats};
+use crate::pool::Lengths;
 use crate::port::pcap::{CaptureReplay, FileReport};
 use crate::port::Port;
 use crate::rx::{Clock, RunLimits, RxCore, RxSetup, Tee, TeeFrame};
@@ -278,7 +279,11 @@ pub fn replay(cfg: &Config, files: &[PathBuf], opts: &ReplayOptions) -> Result<R
         );
         port = port.with_progress(b);
     }
-    let (mut rxs, wks) = pipeline::build(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Wait);
+    // The workers count and never read the bytes: the rings carry lengths (see `Lengths`).
+    let (mut rxs, wks) =
+        pipeline::build_with(&cfg.rings, 1, cfg.dataplane.workers, Overflow::Wait, |_| {
+            (Arc::new(Lengths), Vec::new())
+        });
     let rx = rxs.pop().context("no rx queues")?;
     replay_on(cfg, &mut port, rx, wks, opts, |p| p.files().to_vec())
 }

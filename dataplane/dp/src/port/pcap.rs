@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::capture::{Capture, CaptureError, Link};
-use crate::pool::Pool;
+use crate::pool::{Lengths, Pool};
 use crate::port::{Port, PortError, RxStatus, Sent, SoftFrame, BURST};
 
 /// Largest capture a [`CaptureLoop`] loads (it is held in memory to loop over it).
@@ -85,7 +85,7 @@ impl CaptureReplay {
 }
 
 impl Port for CaptureReplay {
-    type Backing = Pool;
+    type Backing = Lengths;
     type Frame<'a> = SoftFrame<'a>;
     const CAPTURE_CLOCK: bool = true;
 
