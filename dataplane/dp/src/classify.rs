@@ -1004,17 +1004,24 @@ impl Classifier {
         worker: Option<u16>,
         now_ns: u64,
     ) {
-        let worker = match worker {
-            Some(w) => w,
-            None => match self.policy.prefixes.lookup(key.service) {
-                Some(i) => {
-                    let s = &self.policy.slices;
-                    s.worker_of(s.slice_of(i, key.service))
-                }
+        // From the rx path (a capture's service side) the worker is the owner of the
+        // service address's slice, looked up only for a SYN-ACK (the slice lookup was ~45
+        // of this function's ~160 instructions, for segments that never use it).
+        let policy = &self.policy;
+        let prefix_idx = match worker {
+            Some(_) => 0,
+            None => match policy.prefixes.lookup(key.service) {
+                Some(i) => i,
                 None => return,
             },
         };
-        self.flows.outbound(&key, flags, seq, worker, now_ns);
+        let owner = || {
+            worker.unwrap_or_else(|| {
+                let s = &policy.slices;
+                s.worker_of(s.slice_of(prefix_idx, key.service))
+            })
+        };
+        self.flows.outbound_with(&key, flags, seq, owner, now_ns);
     }
 }
 

@@ -344,6 +344,20 @@ impl FlowTable {
     /// written from the client's side. `worker` is the terminator that sent it.
     #[inline]
     pub fn outbound(&mut self, key: &FlowKey, flags: u8, seq: u32, worker: u16, now_ns: u64) {
+        self.outbound_with(key, flags, seq, || worker, now_ns);
+    }
+
+    /// [`FlowTable::outbound`] with the worker found only when a SYN-ACK needs it (the
+    /// only segment that can start an entry; the others keep their entry's worker).
+    #[inline]
+    pub fn outbound_with(
+        &mut self,
+        key: &FlowKey,
+        flags: u8,
+        seq: u32,
+        worker: impl FnOnce() -> u16,
+        now_ns: u64,
+    ) {
         if flags & RST != 0 {
             if let Some(idx) = self.find(key, now_ns) {
                 self.counters.reset += 1;
@@ -352,7 +366,7 @@ impl FlowTable {
             return;
         }
         if flags & (SYN | ACK) == SYN | ACK {
-            self.syn_ack(key, seq, worker, now_ns);
+            self.syn_ack(key, seq, worker(), now_ns);
             return;
         }
         if let Some(idx) = self.find(key, now_ns) {
