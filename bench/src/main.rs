@@ -14,6 +14,14 @@ use weir_bench::{Pipeline, Warmup};
 use weir_dp::capture::Capture;
 use weir_model::Class;
 
+/// A line to standard output: a closed pipe ends the output quietly and any other write
+/// error is returned (`println!` panics on both).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        weir_dp::output::emit(&format!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "weir-bench", about)]
 struct Cli {
@@ -220,9 +228,9 @@ fn load(a: LoadArgs) -> Result<()> {
     };
     let report = load::run(&plan)?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", report.table());
+        weir_dp::output::emit(&report.table())?;
     }
     Ok(())
 }
@@ -296,7 +304,7 @@ fn main() -> Result<()> {
             p.drain_all();
             let secs = start.elapsed().as_secs_f64();
             let c = p.core.clf.counters();
-            println!(
+            out!(
                 "packets {n} outbound {} known_good {} assumed_good {} suspect {} reject {} drained {} ring_full {:?}",
                 c.outbound(),
                 c.class(Class::KnownGood),
@@ -306,7 +314,7 @@ fn main() -> Result<()> {
                 p.drained,
                 p.ring_full()
             );
-            println!(
+            out!(
                 "elapsed {secs:.4} s, {:.2} Mpps, {:.1} ns/packet",
                 n as f64 / secs / 1e6,
                 secs * 1e9 / n.max(1) as f64
@@ -319,22 +327,29 @@ fn main() -> Result<()> {
 fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
     let r = weir_bench::terminator::run(plan, &mut |line| eprintln!("weir-bench: {line}"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        out!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    println!(
+    out!(
         "terminator, one thread, static adapter: request packet {} bytes (IPv6+TCP+GET), \
          response {} bytes; requests round-robin over keep-alive connections, poll every {} packets",
         r.request_packet_bytes,
         r.response_bytes,
         weir_bench::BURST
     );
-    println!(
+    out!(
         "{:>6} {:>11} {:>8} {:>9} {:>7} {:>10} {:>11} {:>7}",
-        "shards", "connections", "setup s", "packets", "secs", "ns/packet", "requests/s", "out/req"
+        "shards",
+        "connections",
+        "setup s",
+        "packets",
+        "secs",
+        "ns/packet",
+        "requests/s",
+        "out/req"
     );
     for p in &r.curve {
-        println!(
+        out!(
             "{:>6} {:>11} {:>8.2} {:>9} {:>7.3} {:>10.0} {:>11.0} {:>7.2}{}",
             p.shards,
             p.connections,
@@ -348,7 +363,7 @@ fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
         );
     }
     let c = &r.connection_rate;
-    println!(
+    out!(
         "connections/s (shards {}, {} sequential: SYN, ACK, GET Connection: close, FIN; terminator time only): \
          {:.0} ({:.2} µs each; {:.1} packets in, {:.1} out per connection)",
         c.shards,
@@ -359,7 +374,7 @@ fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
         c.packets_out_per_connection
     );
     let m = &r.memory;
-    println!(
+    out!(
         "memory per connection ({} connections, shards 1024): bound {} bytes; resident {:.0} bytes \
          established, {:.0} bytes after one request each",
         m.connections, m.bound_bytes, m.established_bytes, m.after_request_bytes
@@ -368,7 +383,7 @@ fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
         r.growth(shards, 16, 10_000)
             .map_or("n/a".to_string(), |g| format!("{g:.2}"))
     };
-    println!(
+    out!(
         "terminator per-packet cost 10000/16 connections: {} (shards 1024), {} (shards 1)",
         ratio(1024),
         ratio(1)
@@ -383,7 +398,7 @@ fn dpdk(vdev: &str, seconds: f64, eal: &str, mbufs: u32, warm: &Warmup) -> Resul
         eal.push(format!("--file-prefix=weir-bench-{}", std::process::id()));
     }
     let r = weir_bench::dpdk::run(&eal, vdev, seconds, mbufs, warm)?;
-    println!(
+    out!(
         "weir-dpdk: {:.3} Mpps ({} packets in {:.3} s; drained {}, rejected {}, ring-full {}, known-good {}; {} flows established before)",
         r.packets as f64 / r.secs / 1e6,
         r.packets,

@@ -127,3 +127,37 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains("weir-bench.pcap"), "names the file: {err}");
 }
+
+#[test]
+fn a_reader_that_has_gone_ends_the_report_quietly() {
+    // `weir-bench run … | head -0`: the report's write fails with a closed pipe. That ends
+    // the output, exit 0, no panic (as `println!` made it).
+    use std::process::Stdio;
+    let s = Scratch::new("bench-pipe");
+    let cap = at(&s, "mix.pcap");
+    let gen = bench(&[
+        "gen",
+        "--workload",
+        "mix",
+        "--packets",
+        "200",
+        "--out",
+        &cap,
+    ]);
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+        .args(["run", &cap])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir-bench runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("weir-bench ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -28,6 +28,7 @@ pub mod dpdk;
 pub mod flow;
 pub mod handover;
 pub mod host;
+pub mod output;
 pub mod pipeline;
 pub mod pool;
 pub mod port;

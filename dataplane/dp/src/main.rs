@@ -73,7 +73,7 @@ impl RunArgs {
         result?;
         let stats = weir_dp::control::stats(&shared);
         if self.json {
-            emit(&format!("{}\n", serde_json::to_string_pretty(&stats)?))?;
+            weir_dp::output::emit(&format!("{}\n", serde_json::to_string_pretty(&stats)?))?;
         } else {
             eprintln!(
                 "weir-dp: stopped after {} packets (policy version {})",
@@ -81,20 +81,6 @@ impl RunArgs {
             );
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// Write a report to standard output. A reader that has gone (`weir-dp replay … | head`)
-/// ends the output quietly, as for any Unix filter; any other write error is an error
-/// with its cause, never a panic (as `println!` would make it).
-fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("writing the report to standard output"))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -178,9 +164,9 @@ impl ReplayArgs {
             replay(&cfg, &self.files, &opts)?
         };
         if self.json {
-            emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            weir_dp::output::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
         } else {
-            emit(&report.table())?;
+            weir_dp::output::emit(&report.table())?;
         }
         if let Some(e) = report.expect.as_ref().filter(|e| !e.passed()) {
             eprintln!(
