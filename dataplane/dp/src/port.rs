@@ -91,41 +91,73 @@ pub struct SoftFrame<'a> {
     pub link: crate::capture::Link,
 }
 
-/// Replay's frames: queued as their lengths (see [`Lengths`]).
-impl Received<Lengths> for SoftFrame<'_> {
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        self.data
-    }
-    #[inline]
-    fn wire_len(&self) -> u32 {
-        self.wire_len
-    }
-    #[inline]
-    fn capture_ns(&self) -> Option<u64> {
-        self.capture_ns
-    }
-    #[inline]
-    fn network(&self) -> Option<(u16, usize)> {
-        self.link.packet_of(self.data)
-    }
-    #[inline]
-    fn link(&self) -> crate::capture::Link {
-        self.link
-    }
+/// How a software frame is queued over a backing: copied into a [`Pool`] buffer (live
+/// software ports, whose terminators read it) or as its lengths ([`Lengths`]: replay,
+/// whose workers only count).
+pub trait SoftQueue: Backing + Sized {
+    /// Queue `frame` for `worker` in `class`'s ring (see [`Received::queue`]).
+    fn queue_soft(
+        queues: &mut RxQueues<Self>,
+        worker: u16,
+        class: Class,
+        frame: SoftFrame<'_>,
+    ) -> bool;
+    /// Queue the decapsulated packet `inner` of `frame` (see [`Received::queue_inner`]).
+    fn queue_soft_inner(
+        queues: &mut RxQueues<Self>,
+        worker: u16,
+        class: Class,
+        frame: SoftFrame<'_>,
+        inner: crate::handover::Inner,
+    ) -> bool;
+}
+
+impl SoftQueue for Pool {
     #[inline(always)]
-    fn queue(self, queues: &mut RxQueues<Lengths>, worker: u16, class: Class) -> bool {
-        queues.push(worker, class, Tally::of(self.data.len(), self.wire_len))
+    fn queue_soft(
+        queues: &mut RxQueues<Pool>,
+        worker: u16,
+        class: Class,
+        frame: SoftFrame<'_>,
+    ) -> bool {
+        queues.enqueue(worker, class, frame.data)
     }
-    fn queue_inner(
-        self,
+    fn queue_soft_inner(
+        queues: &mut RxQueues<Pool>,
+        worker: u16,
+        class: Class,
+        frame: SoftFrame<'_>,
+        inner: crate::handover::Inner,
+    ) -> bool {
+        let Some(packet) = frame.data.get(inner.offset..inner.offset + inner.len) else {
+            return false;
+        };
+        let mut eth = [0u8; 14];
+        eth[..12].copy_from_slice(frame.data.get(..12).unwrap_or(&[0; 12]));
+        eth[12..].copy_from_slice(&weir_wire::ethernet::ethertype::IPV6.to_be_bytes());
+        queues.enqueue_parts(worker, class, &[&eth, packet])
+    }
+}
+
+impl SoftQueue for Lengths {
+    #[inline(always)]
+    fn queue_soft(
         queues: &mut RxQueues<Lengths>,
         worker: u16,
         class: Class,
+        frame: SoftFrame<'_>,
+    ) -> bool {
+        queues.push(worker, class, Tally::of(frame.data.len(), frame.wire_len))
+    }
+    fn queue_soft_inner(
+        queues: &mut RxQueues<Lengths>,
+        worker: u16,
+        class: Class,
+        frame: SoftFrame<'_>,
         inner: crate::handover::Inner,
     ) -> bool {
-        // As `Received<Pool>` would queue it: the inner packet behind a 14-byte header.
-        if self
+        // As a pool would hold it: the inner packet behind a 14-byte Ethernet header.
+        if frame
             .data
             .get(inner.offset..inner.offset + inner.len)
             .is_none()
@@ -141,7 +173,7 @@ impl Received<Lengths> for SoftFrame<'_> {
     }
 }
 
-impl Received<Pool> for SoftFrame<'_> {
+impl<B: SoftQueue> Received<B> for SoftFrame<'_> {
     #[inline]
     fn bytes(&self) -> &[u8] {
         self.data
@@ -163,23 +195,17 @@ impl Received<Pool> for SoftFrame<'_> {
         self.link
     }
     #[inline(always)]
-    fn queue(self, queues: &mut RxQueues<Pool>, worker: u16, class: Class) -> bool {
-        queues.enqueue(worker, class, self.data)
+    fn queue(self, queues: &mut RxQueues<B>, worker: u16, class: Class) -> bool {
+        B::queue_soft(queues, worker, class, self)
     }
     fn queue_inner(
         self,
-        queues: &mut RxQueues<Pool>,
+        queues: &mut RxQueues<B>,
         worker: u16,
         class: Class,
         inner: crate::handover::Inner,
     ) -> bool {
-        let Some(packet) = self.data.get(inner.offset..inner.offset + inner.len) else {
-            return false;
-        };
-        let mut eth = [0u8; 14];
-        eth[..12].copy_from_slice(self.data.get(..12).unwrap_or(&[0; 12]));
-        eth[12..].copy_from_slice(&weir_wire::ethernet::ethertype::IPV6.to_be_bytes());
-        queues.enqueue_parts(worker, class, &[&eth, packet])
+        B::queue_soft_inner(queues, worker, class, self, inner)
     }
 }
 
