@@ -725,7 +725,7 @@ impl Classifier {
     /// Classify a frame that a capture cut short (`wire_len` beyond its bytes): the same
     /// steps over the captured bytes padded with zeros to the length on the wire, so that
     /// length rules see the lengths the packet had; [`Disposition::Truncated`] when the cut
-    /// removed a header byte the steps read. `network` as for [`Received::network`]
+    /// removed a header byte the steps read. `network` as for [`crate::port::Received::network`]
     /// (`crate::port::Received`). A cut tunnel frame is classified as the outer packet.
     #[cold]
     #[inline(never)]

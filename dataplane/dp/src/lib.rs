@@ -7,9 +7,10 @@
 //!   path / tee → tx → housekeeping).
 //! - Ports: [`port`] — the trait and its backends (capture replay, capture as a live
 //!   source, TAP, and DPDK with `--features dpdk`); [`capture`] reads pcap/pcapng.
-//! - Queueing: [`ring`] (SPSC rings), [`pool`] (software packet buffers; replay's tallies), [`pipeline`]
-//!   (rings per rx core × worker × class, the workers' drain rounds, the terminators' way
-//!   back); [`terminators`] (workers that run a smoltcp terminator).
+//! - Queueing: [`ring`] (SPSC rings), [`pool`] (software packet buffers, and replay's
+//!   tallies of lengths), [`pipeline`] (rings per rx core × worker × class, the workers'
+//!   drain rounds, the terminators' way back); [`terminators`] (workers that run a
+//!   smoltcp terminator).
 //! - Processes: [`replay`] (`weir-dp replay`), [`run`] (`weir-dp run`), [`state`] (what
 //!   the rx cores, workers and the control thread share), [`control`] (the control socket
 //!   weir-cp talks to).
