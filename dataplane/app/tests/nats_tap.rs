@@ -229,7 +229,10 @@ max_in_flight_per_worker = 64
     let target = format!("http://[{dst}]/");
     let c = curl(&target, 5.0);
     assert_eq!(c.status, 503, "NATS not up yet: {c:?}");
-    assert!(c.secs < 0.5, "at once: {c:?}");
+    // At once, not after timeout_ms (500): the server's own wait. (The whole of curl's
+    // time also holds the first neighbour discovery and handshake over the TAP link, and
+    // once took 0.513 s in CI.)
+    assert!(c.answer_secs < 0.25, "at once: {c:?}");
     eventually("the link shows as pending", 5, || {
         weir.stats()
             .upstreams
@@ -309,7 +312,7 @@ max_in_flight_per_worker = 64
     for _ in 0..3 {
         let c = curl(&target, 5.0);
         assert_eq!(c.status, 503, "{c:?}");
-        assert!(c.secs < 0.5, "503 within timeout_ms: {c:?}");
+        assert!(c.answer_secs < 0.25, "503 well within timeout_ms: {c:?}");
     }
     let mut a3 = App::start(&url, "a3", &["--mode", "echo"]);
     eventually("served again by a3", 10, || {

@@ -365,13 +365,18 @@ pub fn conforming(src: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// curl's result: status, body, seconds.
+/// curl's result: status, body, seconds in all, and seconds the server took to answer.
 #[derive(Debug)]
 pub struct Curl {
     pub status: u16,
     pub body: String,
     pub headers: String,
     pub secs: f64,
+    /// From the request sent to the first byte of the answer (curl's `time_starttransfer`
+    /// − `time_pretransfer`): the server's wait alone, without name lookup, neighbour
+    /// discovery or the TCP handshake, which on a loaded machine can take longer than the
+    /// answer itself.
+    pub answer_secs: f64,
 }
 
 pub fn curl(url: &str, max_time: f64) -> Curl {
@@ -384,7 +389,7 @@ pub fn curl(url: &str, max_time: f64) -> Curl {
             "--max-time",
             &max_time.to_string(),
             "-w",
-            "\n%{http_code} %{time_total}",
+            "\n%{http_code} %{time_total} %{time_pretransfer} %{time_starttransfer}",
             url,
         ])
         .output()
@@ -393,13 +398,20 @@ pub fn curl(url: &str, max_time: f64) -> Curl {
     let (rest, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
     let mut t = tail.split_whitespace();
     let status = t.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let secs = t.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let mut next_secs = || {
+        t.next()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let secs = next_secs();
+    let (pretransfer, starttransfer) = (next_secs(), next_secs());
     let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
     Curl {
         status,
         body: body.to_string(),
         headers: headers.to_string(),
         secs,
+        answer_secs: starttransfer - pretransfer,
     }
 }
 
