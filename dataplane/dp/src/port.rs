@@ -303,92 +303,52 @@ pub trait Port {
 mod tests {
     use super::*;
     use crate::handover::Inner;
-    use crate::pipeline::{self, Overflow};
-    use std::sync::Arc;
+    use crate::pipeline::{self, Overflow, WorkerQueues};
+    use weir_model::WorkerStats;
 
-    /// Replay's tallies are queued where a pool copy would be, for a whole frame, a
-    /// decapsulated packet and a capture cut short (wire length > bytes), and count the
-    /// lengths on the wire; a tunnel whose inner packet is not inside the frame is
-    /// refused by both.
-    #[test]
-    fn a_tally_is_queued_where_a_pool_copy_would_be() {
-        let rings = weir_model::config::Config::default().rings;
-        let (mut tally_rx, mut tally_wk) =
-            pipeline::build_with(&rings, 1, 1, Overflow::Wait, |_| {
-                (Arc::new(Lengths), Vec::new())
-            });
-        let (mut pool_rx, mut pool_wk) = pipeline::build(&rings, 1, 1, Overflow::Wait);
-        let bytes = vec![7u8; 200];
+    /// Through rings over `B`: a whole frame (known-good), the same bytes cut short of a
+    /// 1514-byte wire length (suspect), its decapsulated packet (assumed-good), and a
+    /// tunnel whose inner packet lies outside the frame (refused). What the worker counted.
+    fn queued_over<B: SoftQueue>(rx: &mut RxQueues<B>, wk: &mut WorkerQueues<B>) -> WorkerStats {
+        let bytes = [7u8; 200];
         let frame = |wire_len| SoftFrame {
             data: &bytes,
             wire_len,
             capture_ns: None,
             link: crate::capture::Link::Ethernet,
         };
-        let inner = Inner {
-            offset: 54,
-            len: 100,
-        };
-        let outside = Inner {
-            offset: 150,
-            len: 100,
-        };
-        let (whole, cut) = (frame(200), frame(1514));
-        assert!(Received::<Lengths>::queue(
-            whole,
-            &mut tally_rx[0],
-            0,
-            Class::KnownGood
-        ));
-        assert!(Received::<Pool>::queue(
-            whole,
-            &mut pool_rx[0],
-            0,
-            Class::KnownGood
-        ));
-        assert!(Received::<Lengths>::queue(
-            cut,
-            &mut tally_rx[0],
-            0,
-            Class::Suspect
-        ));
-        assert!(Received::<Pool>::queue(
-            cut,
-            &mut pool_rx[0],
-            0,
-            Class::Suspect
-        ));
-        assert!(Received::<Lengths>::queue_inner(
-            whole,
-            &mut tally_rx[0],
+        let inner = |offset| Inner { offset, len: 100 };
+        assert!(Received::<B>::queue(frame(200), rx, 0, Class::KnownGood));
+        assert!(Received::<B>::queue(frame(1514), rx, 0, Class::Suspect));
+        assert!(Received::<B>::queue_inner(
+            frame(200),
+            rx,
             0,
             Class::AssumedGood,
-            inner
+            inner(54)
         ));
-        assert!(Received::<Pool>::queue_inner(
-            whole,
-            &mut pool_rx[0],
+        assert!(!Received::<B>::queue_inner(
+            frame(200),
+            rx,
             0,
             Class::AssumedGood,
-            inner
+            inner(150)
         ));
-        assert!(!Received::<Lengths>::queue_inner(
-            whole,
-            &mut tally_rx[0],
-            0,
-            Class::AssumedGood,
-            outside
-        ));
-        assert!(!Received::<Pool>::queue_inner(
-            whole,
-            &mut pool_rx[0],
-            0,
-            Class::AssumedGood,
-            outside
-        ));
-        assert_eq!(tally_wk[0].round(), 3);
-        assert_eq!(pool_wk[0].round(), 3);
-        let (t, p) = (tally_wk[0].report().stats, pool_wk[0].report().stats);
+        assert_eq!(wk.round(), 3);
+        wk.report().stats
+    }
+
+    /// Replay's tallies are queued where pool copies would be, and count lengths on the
+    /// wire.
+    #[test]
+    fn a_tally_is_queued_where_a_pool_copy_would_be() {
+        let rings = weir_model::config::Config::default().rings;
+        let (mut trx, mut twk) = pipeline::build_with(&rings, 1, 1, Overflow::Wait, |_| {
+            (std::sync::Arc::new(Lengths), Vec::new())
+        });
+        let (mut prx, mut pwk) = pipeline::build(&rings, 1, 1, Overflow::Wait);
+        let t = queued_over(&mut trx[0], &mut twk[0]);
+        let p = queued_over(&mut prx[0], &mut pwk[0]);
         assert_eq!((t.known_good, t.assumed_good, t.suspect), (1, 1, 1));
         assert_eq!((p.known_good, p.assumed_good, p.suspect), (1, 1, 1));
         // A tally counts the cut frame's length on the wire, as a DPDK mbuf's `pkt_len`
