@@ -244,7 +244,9 @@ impl crate::ring::RingItem for Mbuf {
     }
 }
 
-/// Free `n` owned mbufs starting at `p` with one call.
+/// Free `n` owned mbufs starting at `p` with one call (`weir_pktmbuf_free_many`: straight
+/// into the pool's per-lcore cache when every mbuf is a plain one-segment mbuf of one
+/// pool, else `rte_pktmbuf_free_bulk`).
 ///
 /// # Safety
 /// `p..p+n` must be owned, live mbufs that are not used again.
@@ -252,12 +254,12 @@ impl crate::ring::RingItem for Mbuf {
 unsafe fn free_bulk(p: *mut *mut rte_mbuf, n: usize) {
     if n > 0 {
         // SAFETY: the caller's promise; n <= BURST fits in u32.
-        unsafe { weir_ffi::rte_pktmbuf_free_bulk(p, n as u32) };
+        unsafe { weir_ffi::weir_pktmbuf_free_many(p, n as u32) };
     }
 }
 
-/// Mbufs a worker is done with, freed together: one `rte_pktmbuf_free_bulk` per
-/// [`BURST`] mbufs (or per drained ring) instead of one C call per packet.
+/// Mbufs a worker (or an rx burst) is done with, freed together: one C call per
+/// [`BURST`] mbufs (or per drained ring, or per burst) instead of one per packet.
 pub struct FreeBatch {
     bufs: [*mut rte_mbuf; BURST],
     len: usize,

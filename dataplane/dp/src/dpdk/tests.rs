@@ -76,6 +76,44 @@ fn mempool_gives_every_mbuf_back() {
 }
 
 #[test]
+fn a_free_batch_gives_back_plain_mixed_and_chained_mbufs() {
+    eal();
+    let a = Mempool::new("t_free_a", 127, 0, DEFAULT_DATA_ROOM).unwrap();
+    let b = Mempool::new("t_free_b", 127, 0, DEFAULT_DATA_ROOM).unwrap();
+    // Plain mbufs of one pool: the fast path, more than one batch's worth.
+    let mut batch = FreeBatch::default();
+    for _ in 0..BURST + 5 {
+        batch.push(Mbuf::alloc(&a).unwrap());
+    }
+    batch.flush();
+    assert_eq!(a.available(), a.capacity());
+    // Two pools in one batch: the general path.
+    batch.push(Mbuf::alloc(&a).unwrap());
+    batch.push(Mbuf::alloc(&b).unwrap());
+    batch.push(Mbuf::alloc(&a).unwrap());
+    batch.flush();
+    assert_eq!(a.available(), a.capacity());
+    assert_eq!(b.available(), b.capacity());
+    // A two-segment mbuf (chained by hand, as rte_pktmbuf_chain would) after a plain one:
+    // the general path frees both segments.
+    let head = Mbuf::alloc(&a).unwrap().into_raw();
+    let tail = Mbuf::alloc(&a).unwrap().into_raw();
+    // SAFETY: both are live mbufs owned here; linking tail after head and counting two
+    // segments is what rte_pktmbuf_chain does for empty segments. The chain is owned by
+    // `head` from here on.
+    let chained = unsafe {
+        (*head).next = tail;
+        (*head).nb_segs = 2;
+        Mbuf::from_raw(head)
+    };
+    assert_eq!(chained.segments(), 2);
+    batch.push(Mbuf::alloc(&a).unwrap());
+    batch.push(chained);
+    drop(batch);
+    assert_eq!(a.available(), a.capacity());
+}
+
+#[test]
 fn net_null_rx_returns_every_mbuf() {
     eal();
     let pool = Mempool::new("t_pool_null", 1023, 0, DEFAULT_DATA_ROOM).unwrap();

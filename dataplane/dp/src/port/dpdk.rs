@@ -34,7 +34,7 @@ use weir_model::config::{Config, DpdkPortConfig};
 use weir_model::Class;
 
 use crate::capture::Capture;
-use crate::dpdk::{self, Burst, Mbuf, Mempool, Port as Device, PortSetup, TxBurst};
+use crate::dpdk::{self, Burst, FreeBatch, Mbuf, Mempool, Port as Device, PortSetup, TxBurst};
 use crate::host::HostResponder;
 use crate::pipeline::{self, Backing, Overflow, RxQueues};
 use crate::port::pcap::FileReport;
@@ -82,38 +82,53 @@ impl Received<Mbufs> for Mbuf {
 }
 
 /// A received mbuf with the data of the one after it in its burst (see
-/// [`Received::lookahead`]).
+/// [`Received::lookahead`]). One that is not queued goes, when dropped, to its queue's
+/// batch of spent mbufs, freed together after the burst (one C call per burst, not one
+/// per dropped frame: 60 instructions a frame under callgrind for single frees).
 #[derive(Debug)]
 pub struct InBurst<'a> {
-    m: Mbuf,
+    /// The mbuf; `None` only once `queue` has taken it.
+    m: Option<Mbuf>,
     next: Option<&'a [u8]>,
+    spent: &'a mut FreeBatch,
+}
+
+impl Drop for InBurst<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(m) = self.m.take() {
+            self.spent.push(m);
+        }
+    }
 }
 
 impl Received<Mbufs> for InBurst<'_> {
     #[inline]
     fn bytes(&self) -> &[u8] {
-        self.m.data()
+        self.m.as_ref().map_or(&[], Mbuf::data)
     }
     #[inline]
     fn wire_len(&self) -> u32 {
-        self.m.pkt_len()
+        self.m.as_ref().map_or(0, Mbuf::pkt_len)
     }
     #[inline]
     fn capture_ns(&self) -> Option<u64> {
         None
     }
     #[inline]
-    fn queue(self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
-        queues.push(worker, class, self.m)
+    fn queue(mut self, queues: &mut RxQueues<Mbufs>, worker: u16, class: Class) -> bool {
+        self.m.take().is_some_and(|m| queues.push(worker, class, m))
     }
     fn queue_inner(
-        self,
+        mut self,
         queues: &mut RxQueues<Mbufs>,
         worker: u16,
         class: Class,
         inner: crate::handover::Inner,
     ) -> bool {
-        self.m.queue_inner(queues, worker, class, inner)
+        self.m
+            .take()
+            .is_some_and(|m| m.queue_inner(queues, worker, class, inner))
     }
     #[inline]
     fn lookahead(&self) -> Option<&[u8]> {
@@ -133,6 +148,8 @@ pub struct DpdkQueue {
     burst: Burst,
     pool: Mempool,
     tx: TxBurst,
+    /// Frames of the current burst that were not queued, freed together after it.
+    spent: FreeBatch,
     sent: Sent,
     oversize: u64,
 }
@@ -146,6 +163,7 @@ impl DpdkQueue {
             burst: Burst::new(),
             pool,
             tx: TxBurst::new(),
+            spent: FreeBatch::default(),
             sent: Sent::default(),
             oversize: 0,
         }
@@ -168,12 +186,18 @@ impl Port for DpdkQueue {
             while let Some(m) = self.burst.next() {
                 if m.segments() > 1 {
                     self.oversize += 1;
+                    self.spent.push(m);
                     continue;
                 }
                 let next = self.burst.peek_data();
-                f(InBurst { m, next });
+                f(InBurst {
+                    m: Some(m),
+                    next,
+                    spent: &mut self.spent,
+                });
             }
         }
+        self.spent.flush();
         Ok(RxStatus::Frames(total))
     }
 
