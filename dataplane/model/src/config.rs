@@ -346,10 +346,10 @@ pub struct TerminatorConfig {
     /// A connection idle this long is closed.
     #[serde(default = "TerminatorConfig::default_idle_timeout_s")]
     pub idle_timeout_s: u64,
-    /// A request head (request line and headers) not complete this long after it started
-    /// (or, for a connection's first request, after the handshake) is answered `408` and
-    /// the connection closed: slowloris. Counted as `slow-header` per worker and per
-    /// source prefix.
+    /// A request (request line, headers and any body) not complete this long after it
+    /// started (or, for a connection's first request, after the handshake) is answered
+    /// `408` and the connection closed: slowloris, and a body trickled byte by byte.
+    /// Counted as `slow-header` per worker and per source prefix.
     #[serde(default = "TerminatorConfig::default_header_timeout_ms")]
     pub header_timeout_ms: u64,
     /// A connection with a reply to send whose client acknowledged nothing for this long

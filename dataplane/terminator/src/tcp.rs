@@ -41,10 +41,11 @@
 //! (12 KiB by default) plus the HTTP buffer, which holds at most a request's head and
 //! body (bounded by `[terminator.http]`) and shrinks back to 4 KiB after a large one.
 //!
-//! **Slow clients** (the seed's "slow-motion DoS"). A request head not complete within
+//! **Slow clients** (the seed's "slow-motion DoS"). A request not complete within
 //! `header_timeout_ms` — from the handshake for a connection's first request, else from
 //! the moment the connection owed the client nothing and a new head had started — is
-//! answered `408` and closed (slowloris, `slow_header`). A connection with bytes to send
+//! answered `408` and closed (slowloris, `slow_header`). The clock runs until the body
+//! is in too, so a body sent a byte at a time is cut off the same way. A connection with bytes to send
 //! whose client acknowledged none of them for `send_stall_ms` is reset (slow read,
 //! `slow_read`). Both are counted per worker and per source prefix (`slow_prefix_len`, a
 //! fixed table of [`SLOW_TABLE`] prefixes, the least recently seen evicted and counted);

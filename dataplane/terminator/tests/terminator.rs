@@ -431,6 +431,38 @@ fn slowloris_gets_408_and_counts_against_its_prefix() {
 }
 
 #[test]
+fn a_body_that_trickles_past_the_deadline_gets_408_like_a_slow_head() {
+    // R.U.D.Y.: the head is whole and quick, the body (well under max_body_bytes) comes a
+    // byte now and then, so the connection is never idle. The request's clock runs from its
+    // first byte until it is whole, body included.
+    let mut t = terminator(slow_cfg());
+    let mut c = Client::new(14);
+    assert!(c.connect(&mut t, Class::AssumedGood));
+    c.send(
+        &mut t,
+        TcpControl::Psh,
+        b"POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n",
+        Class::KnownGood,
+    );
+    for byte in [b"a", b"b", b"c"] {
+        std::thread::sleep(Duration::from_millis(90));
+        c.send(&mut t, TcpControl::Psh, byte, Class::KnownGood);
+        poll(&mut t, std::slice::from_mut(&mut c));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    poll(&mut t, std::slice::from_mut(&mut c));
+    let text = String::from_utf8_lossy(&c.received).to_string();
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text}");
+    assert!(c.fin_seen, "closed after the 408");
+    let s = t.stats();
+    assert_eq!((s.slow_header, s.http.request_timeout), (1, 1));
+    assert_eq!(
+        s.http.requests, 0,
+        "the unfinished request was never handed on"
+    );
+}
+
+#[test]
 fn a_client_that_completes_its_request_is_not_slow() {
     let mut t = terminator(slow_cfg());
     let mut c = Client::new(12);

@@ -17,7 +17,11 @@
 //!   the data pointer and lengths cost no C call; freeing one does (`rte_pktmbuf_free` is
 //!   inline in C, reached through the shim).
 //! * [`Burst`] / [`TxBurst`] hold up to [`BURST`] mbufs in a stack array: receiving and
-//!   sending allocate nothing. Untaken mbufs are freed in one `rte_pktmbuf_free_bulk` call.
+//!   sending allocate nothing. [`FreeBatch`] collects mbufs to free together (a worker's
+//!   drained frames; an rx burst's frames that were not queued). Untaken and batched mbufs
+//!   are freed with one shim call (`weir_pktmbuf_free_many`): plain one-segment mbufs of one
+//!   pool go straight back to its per-lcore cache (`rte_mempool_put_bulk`), anything else
+//!   through `rte_pktmbuf_free_bulk`.
 //! * [`Port`] is `Sync` so that one port can be polled by several lcores, one queue each.
 //!   DPDK's burst functions are not thread-safe per queue, so each queue has a flag taken
 //!   with one uncontended atomic swap per burst: a program that keeps one poller per queue
