@@ -76,6 +76,12 @@ pub trait Received<B: Backing> {
     fn lookahead(&self) -> Option<&[u8]> {
         None
     }
+    /// Which of the port's devices it came in on: its place in `[port] devices` (DPDK),
+    /// 0 on a port of one device. The tee writes it as the frame's pcapng interface.
+    #[inline]
+    fn device(&self) -> u8 {
+        0
+    }
 }
 
 /// A frame in a software port's memory (a capture record, a TAP read).

@@ -218,6 +218,8 @@ pub struct TeeFrame<'a> {
     pub time_ns: u64,
     /// Its length on the wire (beyond `bytes.len()` when a capture cut it short).
     pub wire_len: u32,
+    /// The port's device it came in on ([`Received::device`]).
+    pub device: u8,
     /// The policy it was classified under.
     pub policy: &'a Policy,
 }
@@ -449,6 +451,7 @@ impl<B: Backing> RxCore<B> {
                 network: frame.network(),
                 time_ns: now_ns,
                 wire_len: frame.wire_len(),
+                device: frame.device(),
                 policy: self.clf.policy(),
             });
         }

@@ -36,7 +36,7 @@
 //!
 //! Rejected: `crossbeam::ArrayQueue` of owned `Vec`s (allocates per copy), a lock around a
 //! shared writer (the rx core would wait on I/O), pcap instead of pcapng (no per-packet
-//! comment, no per-port interfaces).
+//! comment, no per-device interfaces).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -83,7 +83,7 @@ pub struct RecordHeader {
     pub wire_len: u32,
     /// Its [`Disposition::code`].
     pub code: u8,
-    /// The port it came in on (pcapng interface).
+    /// The port's device it came in on (its pcapng interface).
     pub port: u8,
     /// The rx core.
     pub rx: u16,
@@ -230,7 +230,6 @@ pub struct LiveTee {
     in_window: u32,
     snaplen: usize,
     rx: u16,
-    port: u8,
     pool: Arc<Pool>,
     free: Consumer<PktBuf>,
     full: Producer<PktBuf>,
@@ -296,7 +295,7 @@ impl Tee for LiveTee {
             time_ns: f.time_ns,
             wire_len: f.wire_len,
             code: u8::try_from(f.disposition.code()).unwrap_or(u8::MAX),
-            port: self.port,
+            port: f.device,
             rx: self.rx,
             worker,
             slice,
@@ -366,7 +365,7 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Rotating pcapng files: one interface per port, a comment per packet.
+/// Rotating pcapng files: one interface per device of the port, a comment per packet.
 pub struct Rotation {
     dir: PathBuf,
     file_bytes: u64,
@@ -666,7 +665,7 @@ impl TeeHub {
         let n = rx_cores.max(1);
         TeeHub {
             config: cfg.tee.clone(),
-            ports: vec![port_name(cfg.port.as_ref())],
+            ports: port_names(cfg.port.as_ref()),
             link: Arc::new(Link {
                 slots: (0..n).map(|_| Mutex::new(None)).collect(),
                 version: AtomicU64::new(0),
@@ -803,7 +802,6 @@ impl TeeHub {
                 in_window: 0,
                 snaplen: (settings.snaplen as usize).min(BUF_SIZE - RECORD_HEADER),
                 rx: u16::try_from(i).unwrap_or(u16::MAX),
-                port: 0,
                 pool: Arc::clone(&pool),
                 free: free_rx,
                 full: full_tx,
@@ -901,13 +899,17 @@ impl Drop for TeeHub {
     }
 }
 
-/// The pcapng interface name of the port.
-fn port_name(port: Option<&PortConfig>) -> String {
+/// The pcapng interface names of the port: one per device, in `[port] devices` order for
+/// DPDK (a frame's [`RecordHeader::port`] is its place there).
+fn port_names(port: Option<&PortConfig>) -> Vec<String> {
     match port {
-        Some(PortConfig::Tap { name, .. }) => format!("tap:{name}"),
-        Some(PortConfig::Dpdk(d)) => format!("dpdk:{}", d.devices.join("+")),
-        Some(PortConfig::Pcap { path, .. }) => format!("pcap:{}", path.display()),
-        None => "port0".into(),
+        Some(PortConfig::Tap { name, .. }) => vec![format!("tap:{name}")],
+        Some(PortConfig::Dpdk(d)) if !d.devices.is_empty() => {
+            d.devices.iter().map(|dev| format!("dpdk:{dev}")).collect()
+        }
+        Some(PortConfig::Dpdk(_)) => vec!["dpdk".into()],
+        Some(PortConfig::Pcap { path, .. }) => vec![format!("pcap:{}", path.display())],
+        None => vec!["port0".into()],
     }
 }
 

@@ -10,6 +10,8 @@
 //! - `weir-dp run` on DPDK lcores over `net_pcap` with two rx queues (two rx lcores)
 //!   classifies what the software replay does, and its mempool is full again after
 //!   shutdown.
+//! - The tee on a port of two `net_pcap` devices writes one pcapng interface per device,
+//!   and tshark finds each file's frames under its own device's interface.
 //! - A Linux process (`tcpreplay`) sends a capture into the TAP device that DPDK's
 //!   `net_tap` creates, and weir classifies it (root; CI sets `WEIR_REQUIRE_ROOT_TESTS=1`
 //!   so a missing privilege or tool fails instead of skipping).
@@ -430,6 +432,95 @@ fn the_tee_copies_every_ssa_violation_from_net_tap() {
     }
     let malformed = tshark(&["-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number"]);
     assert_eq!(malformed.lines().count(), 0, "{malformed}");
+    let (capacity, available) = report.mempool.unwrap();
+    assert_eq!(available, capacity);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A port of two devices (two `net_pcap` files): the tee's pcapng has one interface per
+/// device, named after it, and tshark finds every frame of each file under its device's
+/// interface.
+#[test]
+fn the_tee_writes_each_device_as_its_own_interface() {
+    if !weir_testkit::ready("tee pcapng read back", false, &["tshark"], &[]) {
+        return;
+    }
+    let files = [
+        fixture_dir().join("mix.pcap"),
+        fixture_dir().join("ssa-violation.pcap"),
+    ];
+    let frames: Vec<u64> = files
+        .iter()
+        .map(|f| {
+            let mut n = 0u64;
+            weir_dp::capture::Capture::open(f)
+                .unwrap()
+                .for_each(|_| n += 1)
+                .unwrap();
+            n
+        })
+        .collect();
+    let devices: Vec<String> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            format!(
+                "net_pcap_dv{i}_{},rx_pcap={}",
+                std::process::id(),
+                f.display()
+            )
+        })
+        .collect();
+    let dir = tempdir("tee-devices");
+    let tee_dir = dir.join("tee");
+    let text = format!(
+        "[dataplane]\nworkers = 1\n[tee]\nenabled = true\ndir = {:?}\nfilters = [\"*\"]\nsample = 1\nrate_per_core = 0\nring = 4096\n",
+        tee_dir.display().to_string()
+    );
+    let mut cfg = Config::from_toml("dpdk-tee-devices", &text).unwrap();
+    cfg.port = Some(PortConfig::Dpdk(DpdkPortConfig {
+        eal: dpdk::test_eal_args(),
+        devices: devices.clone(),
+        rx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        mbufs: 8191,
+        mbuf_cache: 32,
+    }));
+    let report = {
+        let _lcores = LCORES.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = DataplaneState::for_run(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
+        let opts = RunOptions {
+            duration: Some(Duration::from_secs(3)),
+        };
+        let report = run::run(&cfg, &shared, &opts).unwrap();
+        let st = shared.tee.status();
+        assert_eq!(st.dropped, 0, "{st:?}");
+        assert_eq!(st.written, frames.iter().sum::<u64>(), "{st:?}");
+        report
+    };
+    let o = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(tee_dir.join("tee-00001.pcapng"))
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_id",
+            "-e",
+            "frame.interface_name",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut per = [0u64; 2];
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let (id, name) = line.split_once('\t').unwrap_or((line, ""));
+        let id: usize = id.parse().unwrap();
+        assert_eq!(name, format!("dpdk:{}", devices[id]), "{line}");
+        per[id] += 1;
+    }
+    assert_eq!(per.to_vec(), frames, "frames per interface");
     let (capacity, available) = report.mempool.unwrap();
     assert_eq!(available, capacity);
     let _ = std::fs::remove_dir_all(&dir);

@@ -233,6 +233,13 @@ impl PortConfig {
         if d.devices.is_empty() {
             return Err("devices must name at least one DPDK device".into());
         }
+        if d.devices.len() > 255 {
+            // (A frame's device is a byte in the rx path and in the tee's records.)
+            return Err(format!(
+                "devices must name at most 255 DPDK devices, got {}",
+                d.devices.len()
+            ));
+        }
         if !(1..=64).contains(&d.rx_queues) {
             return Err(format!(
                 "rx_queues must be from 1 to 64, got {}",
@@ -1362,6 +1369,10 @@ flow_table_capacity = 1048576
         assert_eq!(c.port.as_ref().map(PortConfig::rx_cores), Some(2));
         for (body, needle) in [
             ("devices = []", "devices must name"),
+            (
+                &format!("devices = [{}]", vec!["\"x\""; 256].join(", ")),
+                "at most 255 DPDK devices, got 256",
+            ),
             (
                 "devices = [\"x\"]\nrx_queues = 0",
                 "rx_queues must be from 1 to 64, got 0",

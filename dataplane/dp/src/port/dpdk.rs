@@ -91,6 +91,8 @@ pub struct InBurst<'a> {
     m: Option<Mbuf>,
     next: Option<&'a [u8]>,
     spent: &'a mut FreeBatch,
+    /// Its device's place in the queue's devices.
+    device: u8,
 }
 
 impl Drop for InBurst<'_> {
@@ -133,6 +135,10 @@ impl Received<Mbufs> for InBurst<'_> {
     #[inline]
     fn lookahead(&self) -> Option<&[u8]> {
         self.next
+    }
+    #[inline]
+    fn device(&self) -> u8 {
+        self.device
     }
 }
 
@@ -180,7 +186,9 @@ impl Port for DpdkQueue {
         F: for<'a> FnMut(InBurst<'a>),
     {
         let mut total = 0;
-        for dev in self.devices.iter() {
+        for (i, dev) in self.devices.iter().enumerate() {
+            // (`[port] devices` holds at most 255: checked with the config.)
+            let device = u8::try_from(i).unwrap_or(u8::MAX);
             let n = dev.rx_burst(self.queue, &mut self.burst);
             total += n;
             while let Some(m) = self.burst.next() {
@@ -194,6 +202,7 @@ impl Port for DpdkQueue {
                     m: Some(m),
                     next,
                     spent: &mut self.spent,
+                    device,
                 });
             }
         }

@@ -51,7 +51,6 @@ fn live(
         in_window: 0,
         snaplen: 64,
         rx: 3,
-        port: 0,
         pool: Arc::clone(&pool),
         free: free_rx,
         full: full_tx,
@@ -68,6 +67,7 @@ fn frame<'a>(d: Disposition, bytes: &'a [u8], policy: &'a Policy, t: u64) -> Tee
         network: None,
         time_ns: t,
         wire_len: bytes.len() as u32,
+        device: 0,
         policy,
     }
 }
@@ -166,11 +166,15 @@ fn file_names_number_in_order() {
 }
 
 fn record(code: usize, len: usize, t: u64) -> Vec<u8> {
+    record_on(0, code, len, t)
+}
+
+fn record_on(port: u8, code: usize, len: usize, t: u64) -> Vec<u8> {
     let h = RecordHeader {
         time_ns: t,
         wire_len: len as u32,
         code: code as u8,
-        port: 0,
+        port,
         rx: 0,
         worker: None,
         slice: Some(9),
@@ -243,6 +247,60 @@ fn rotation_modes_and_comments() {
     .unwrap();
     assert_eq!(r2.next, u32::try_from(begun).unwrap() + 1);
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+/// A port of several devices has one pcapng interface per device, named after it, and
+/// every packet is under the interface of the device it came in on (a device index past
+/// the last interface goes to the last one rather than to a block readers reject).
+#[test]
+fn each_device_of_a_port_is_its_own_interface() {
+    let dir = temp_dir("devices");
+    let mut cfg = Config::default();
+    cfg.port = Some(PortConfig::Dpdk(weir_model::config::DpdkPortConfig {
+        eal: Vec::new(),
+        devices: vec!["0000:3b:00.0".into(), "0000:3b:00.1".into()],
+        rx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        mbufs: 8191,
+        mbuf_cache: 32,
+    }));
+    let names = port_names(cfg.port.as_ref());
+    assert_eq!(names, ["dpdk:0000:3b:00.0", "dpdk:0000:3b:00.1"]);
+    let mut r = Rotation::new(
+        &dir,
+        1 << 20,
+        1,
+        names,
+        256,
+        Arc::new(WriterCounters::default()),
+        Arc::new(Mutex::new(None)),
+    )
+    .unwrap();
+    let code = reject(Reason::SsaViolation).code();
+    for (i, port) in [0u8, 1, 1, 0, 1, 7].into_iter().enumerate() {
+        r.write(&record_on(port, code, 60 + i, 1_000 + i as u64))
+            .unwrap();
+    }
+    r.finish().unwrap();
+    let data = std::fs::read(dir.join(file_name(1))).unwrap();
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&data[..]).unwrap();
+    let (mut interfaces, mut on) = (Vec::new(), Vec::new());
+    while let Some(block) = reader.next_block() {
+        match block.unwrap() {
+            pcap_file::pcapng::Block::InterfaceDescription(d) => {
+                interfaces.extend(d.options.iter().filter_map(|o| match o {
+                    InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                    _ => None,
+                }));
+            }
+            pcap_file::pcapng::Block::EnhancedPacket(p) => on.push((p.interface_id, p.data.len())),
+            _ => {}
+        }
+    }
+    assert_eq!(interfaces, ["dpdk:0000:3b:00.0", "dpdk:0000:3b:00.1"]);
+    assert_eq!(on, [(0, 60), (1, 61), (1, 62), (0, 63), (1, 64), (1, 65)]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The hub end to end without a port: start, an rx core picks its tee up, frames are
