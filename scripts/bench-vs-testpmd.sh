@@ -8,9 +8,15 @@
 #
 # usage: scripts/bench-vs-testpmd.sh      (SECONDS_PER_RUN=5 by default)
 # The last line reads `weir/testpmd-rxonly: <ratio>` for the SSA mix on net_pcap.
+#
+# ROUNDS=N (default 1) runs testpmd rxonly and weir N times each, alternating, and reports
+# the medians and the ratio of the medians (io once): on a shared VM one run of either
+# can be 30% off (testpmd rxonly gave 16.2 and 28.5 Mpps on the mix in two runs in a row),
+# and alternating puts both programs under the same spells of noise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SECONDS_PER_RUN:-5}
+ROUNDS=${ROUNDS:-1}
 command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd is needed: scripts/setup-dpdk.sh" >&2; exit 1; }
 cargo build --release -q -p weir-bench --features dpdk
 B=${CARGO_TARGET_DIR:-target}/release/weir-bench
@@ -35,6 +41,7 @@ weir_mpps() {
   sed -n 's/^weir-dpdk: \([0-9.]*\) Mpps.*/\1/p' "$dir/weir.log"
 }
 
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "0"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 per_packet() { awk -v m="$1" -v mhz="$mhz" 'BEGIN { if (m > 0) printf "%.1f ns, %.0f cycles at %.0f MHz", 1000 / m, mhz / m, mhz; else print "n/a" }'; }
 
@@ -42,11 +49,18 @@ last=""
 for case in "net_null:net_null_b0" "net_pcap-mix:net_pcap_b0,rx_pcap=$dir/mix.pcap,infinite_rx=1"; do
   name=${case%%:*}
   vdev=${case#*:}
-  rxonly=$(testpmd_mpps "$vdev" rxonly)
+  rxonlys="" weirs=""
+  for _ in $(seq "$ROUNDS"); do
+    rxonlys="$rxonlys $(testpmd_mpps "$vdev" rxonly)"
+    weirs="$weirs $(weir_mpps "$vdev")"
+  done
   io=$(testpmd_mpps "$vdev" io)
-  weir=$(weir_mpps "$vdev")
+  rxonly=$(echo "$rxonlys" | median)
+  weir=$(echo "$weirs" | median)
   r=$(ratio "$weir" "$rxonly")
-  echo "$name: testpmd rxonly $rxonly Mpps ($(per_packet "$rxonly")), io $io Mpps; weir $weir Mpps ($(per_packet "$weir")); weir/rxonly $r, weir/io $(ratio "$weir" "$io")"
+  runs=""
+  [ "$ROUNDS" -gt 1 ] && runs=" (medians of $ROUNDS alternating runs: rxonly$rxonlys; weir$weirs)"
+  echo "$name: testpmd rxonly $rxonly Mpps ($(per_packet "$rxonly")), io $io Mpps; weir $weir Mpps ($(per_packet "$weir")); weir/rxonly $r, weir/io $(ratio "$weir" "$io")$runs"
   last=$r
 done
 echo "weir/testpmd-rxonly: $last"
