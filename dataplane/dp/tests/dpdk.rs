@@ -123,6 +123,19 @@ fn tempdir(tag: &str) -> weir_testkit::Scratch {
     weir_testkit::Scratch::new(&format!("dpdk-{tag}"))
 }
 
+/// A DPDK port of `devices` on the test EAL, small rings and pool.
+fn test_port(devices: Vec<String>, rx_queues: u16) -> PortConfig {
+    PortConfig::Dpdk(DpdkPortConfig {
+        eal: dpdk::test_eal_args(),
+        devices,
+        rx_queues,
+        rx_desc: 256,
+        tx_desc: 256,
+        mbufs: 8191,
+        mbuf_cache: 32,
+    })
+}
+
 /// `weir-dp run` with a DPDK port built from `devices`, for `secs`, on the test EAL.
 fn run_dpdk(
     devices: Vec<String>,
@@ -143,15 +156,7 @@ fn run_dpdk_with(
     let _lcores = LCORES.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = Config::default();
     cfg.dataplane.workers = workers;
-    cfg.port = Some(PortConfig::Dpdk(DpdkPortConfig {
-        eal: dpdk::test_eal_args(),
-        devices,
-        rx_queues,
-        rx_desc: 256,
-        tx_desc: 256,
-        mbufs: 8191,
-        mbuf_cache: 32,
-    }));
+    cfg.port = Some(test_port(devices, rx_queues));
     edit(&mut cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let shared = DataplaneState::for_run(&cfg, stop).unwrap();
@@ -394,15 +399,7 @@ fn the_tee_copies_every_ssa_violation_from_net_tap() {
         tee_dir.display().to_string()
     );
     let mut cfg = Config::from_toml("dpdk-tee", &text).unwrap();
-    cfg.port = Some(PortConfig::Dpdk(DpdkPortConfig {
-        eal: dpdk::test_eal_args(),
-        devices: vec![dev],
-        rx_queues: 1,
-        rx_desc: 256,
-        tx_desc: 256,
-        mbufs: 8191,
-        mbuf_cache: 32,
-    }));
+    cfg.port = Some(test_port(vec![dev], 1));
     let shared = DataplaneState::for_run(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
     let opts = RunOptions {
         duration: Some(Duration::from_secs(6)),
@@ -478,15 +475,7 @@ fn the_tee_writes_each_device_as_its_own_interface() {
         tee_dir.display().to_string()
     );
     let mut cfg = Config::from_toml("dpdk-tee-devices", &text).unwrap();
-    cfg.port = Some(PortConfig::Dpdk(DpdkPortConfig {
-        eal: dpdk::test_eal_args(),
-        devices: devices.clone(),
-        rx_queues: 1,
-        rx_desc: 256,
-        tx_desc: 256,
-        mbufs: 8191,
-        mbuf_cache: 32,
-    }));
+    cfg.port = Some(test_port(devices.clone(), 1));
     let report = {
         let _lcores = LCORES.lock().unwrap_or_else(|e| e.into_inner());
         let shared = DataplaneState::for_run(&cfg, Arc::new(AtomicBool::new(false))).unwrap();
