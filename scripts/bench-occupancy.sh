@@ -26,7 +26,7 @@ MBUFS=$((DATA * 2))
 
 testpmd_rxonly() {
   local log="$dir/testpmd.log"
-  timeout -s INT "$S" dpdk-testpmd $EAL --file-prefix "tp$$" --vdev "$1" -- \
+  timeout -s INT "$S" dpdk-testpmd $EAL --file-prefix "tp$$" --no-shconf --vdev "$1" -- \
     --forward-mode=rxonly --stats-period 1 --no-mlockall --total-num-mbufs="$MBUFS" \
     --nb-cores=1 --rxq=1 --txq=1 >"$log" 2>&1 || true
   awk '/Rx-pps:/ { n++; if (n > 1) { s += $2; k++ } }

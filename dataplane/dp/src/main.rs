@@ -118,7 +118,8 @@ struct ReplayArgs {
     #[arg(long)]
     dpdk: bool,
     /// EAL arguments for --dpdk, as one space-separated string (default: hugepages if
-    /// free, else `--no-huge -m <enough>`; `--no-pci -l 0`; a per-process file prefix).
+    /// free, else `--no-huge -m <enough>`; `--no-pci -l 0`; a per-process file prefix;
+    /// `--in-memory` or `--no-shconf`, so that nothing is left behind).
     #[arg(
         long,
         value_name = "ARGS",

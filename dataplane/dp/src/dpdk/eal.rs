@@ -121,14 +121,30 @@ fn register_dynfields() -> Result<(), DpdkError> {
     Ok(())
 }
 
+/// The EAL argument that makes a single-process EAL leave nothing behind when it exits:
+/// `--in-memory` on hugepages (no hugepage files and no shared config; each run with a
+/// per-process file prefix had left its hugepages allocated), `--no-shconf` with
+/// `--no-huge`, where DPDK refuses `--in-memory` (each such run had left ~13 MB of
+/// config and memseg files in `/var/run/dpdk`, which is RAM). Only for processes that
+/// take no secondaries, such as replays, benchmarks and tests.
+pub fn private_eal_arg(eal: &[String]) -> &'static str {
+    if eal.iter().any(|a| a == "--no-huge") {
+        "--no-shconf"
+    } else {
+        "--in-memory"
+    }
+}
+
 /// The EAL arguments the tests use: no hugepages, no PCI (keeps DPDK off this machine's own
-/// NIC), 512 MB of ordinary memory, a per-process runtime directory, and four lcores that
+/// NIC), 512 MB of ordinary memory, a per-process runtime directory with no files left in
+/// it (`--no-shconf`: see [`private_eal_arg`]), and four lcores that
 /// float over CPUs 0–1 so a 2-core machine has a main lcore and three workers.
 pub fn test_eal_args() -> Vec<String> {
     [
         "--no-huge",
         "--no-pci",
         "--no-telemetry",
+        "--no-shconf",
         "-m",
         "512",
         "--file-prefix",

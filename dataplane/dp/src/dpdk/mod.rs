@@ -42,7 +42,7 @@ mod port;
 #[cfg(test)]
 mod tests;
 
-pub use eal::{eal_init, test_eal_args};
+pub use eal::{eal_init, private_eal_arg, test_eal_args};
 pub use lcore::{launch, lcore_id, wait, worker_lcores, LCORE_INVALID, LCORE_PANICKED};
 pub use mbuf::{Burst, FreeBatch, Mbuf, TxBurst, BURST};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM};

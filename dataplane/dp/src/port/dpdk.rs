@@ -598,7 +598,9 @@ pub fn run(
 }
 
 /// EAL arguments for `replay --dpdk` when none are given: hugepages when some are free,
-/// else `--no-huge` with memory for `mbufs`; no PCI scan; one lcore (workers are threads).
+/// else `--no-huge` with memory for `mbufs`; no PCI scan; one lcore (workers are threads);
+/// nothing left behind when it exits ([`dpdk::private_eal_arg`]: before, each run on
+/// hugepages had left 2 of them allocated, until the machine ran out).
 pub fn default_replay_eal(mbufs: u32) -> Vec<String> {
     let mut eal: Vec<String> = Vec::new();
     if hugepages().is_none_or(|(_, free)| free == 0) {
@@ -615,6 +617,8 @@ pub fn default_replay_eal(mbufs: u32) -> Vec<String> {
         "--log-level".into(),
         "lib.eal:error".into(),
     ]);
+    let private = dpdk::private_eal_arg(&eal);
+    eal.push(private.into());
     eal
 }
 
