@@ -13,6 +13,11 @@
 # the medians and the ratio of the medians (io once): on a shared VM one run of either
 # can be 30% off (testpmd rxonly gave 16.2 and 28.5 Mpps on the mix in two runs in a row),
 # and alternating puts both programs under the same spells of noise.
+#
+# Each round also runs weir with `--no-classify` (every mbuf queued known-good to the
+# workers in turn: rx, enqueue, drain, free, no decisions) and prints it beside the
+# others as `unclassified`, so that what classification itself costs is visible. It does
+# not enter the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SECONDS_PER_RUN:-5}
@@ -29,7 +34,7 @@ mhz=$(awk -F: '/^cpu MHz/ {print $2; exit}' /proc/cpuinfo | tr -d ' ')
 # testpmd VDEV MODE -> mean Rx-pps over the run (the first period, start-up, left out)
 testpmd_mpps() {
   local log="$dir/testpmd-$2.log"
-  timeout -s INT "$S" dpdk-testpmd $EAL --file-prefix "tp$$" --vdev "$1" -- \
+  timeout -s INT "$S" dpdk-testpmd $EAL --file-prefix "tp$$" --no-shconf --vdev "$1" -- \
     --forward-mode="$2" --stats-period 1 --no-mlockall --total-num-mbufs=65536 \
     --nb-cores=1 --rxq=1 --txq=1 >"$log" 2>&1 || true
   awk '/Rx-pps:/ { n++; if (n > 1) { s += $2; k++ } }
@@ -37,7 +42,7 @@ testpmd_mpps() {
 }
 
 weir_mpps() {
-  "$B" dpdk --vdev "$1" --seconds "$S" --eal "$EAL" --mbufs 65536 | tee "$dir/weir.log" >&2
+  "$B" dpdk --vdev "$1" --seconds "$S" --eal "$EAL" --mbufs 65536 "${@:2}" | tee "$dir/weir.log" >&2
   sed -n 's/^weir-dpdk: \([0-9.]*\) Mpps.*/\1/p' "$dir/weir.log"
 }
 
@@ -49,18 +54,20 @@ last=""
 for case in "net_null:net_null_b0" "net_pcap-mix:net_pcap_b0,rx_pcap=$dir/mix.pcap,infinite_rx=1"; do
   name=${case%%:*}
   vdev=${case#*:}
-  rxonlys="" weirs=""
+  rxonlys="" weirs="" bares=""
   for _ in $(seq "$ROUNDS"); do
     rxonlys="$rxonlys $(testpmd_mpps "$vdev" rxonly)"
     weirs="$weirs $(weir_mpps "$vdev")"
+    bares="$bares $(weir_mpps "$vdev" --no-classify)"
   done
   io=$(testpmd_mpps "$vdev" io)
   rxonly=$(echo "$rxonlys" | median)
   weir=$(echo "$weirs" | median)
+  bare=$(echo "$bares" | median)
   r=$(ratio "$weir" "$rxonly")
   runs=""
-  [ "$ROUNDS" -gt 1 ] && runs=" (medians of $ROUNDS alternating runs: rxonly$rxonlys; weir$weirs)"
-  echo "$name: testpmd rxonly $rxonly Mpps ($(per_packet "$rxonly")), io $io Mpps; weir $weir Mpps ($(per_packet "$weir")); weir/rxonly $r, weir/io $(ratio "$weir" "$io")$runs"
+  [ "$ROUNDS" -gt 1 ] && runs=" (medians of $ROUNDS alternating runs: rxonly$rxonlys; weir$weirs; unclassified$bares)"
+  echo "$name: testpmd rxonly $rxonly Mpps ($(per_packet "$rxonly")), io $io Mpps; weir $weir Mpps ($(per_packet "$weir")); weir/rxonly $r, weir/io $(ratio "$weir" "$io"); weir unclassified $bare Mpps ($(per_packet "$bare")), unclassified/rxonly $(ratio "$bare" "$rxonly")$runs"
   last=$r
 done
 echo "weir/testpmd-rxonly: $last"

@@ -7,6 +7,10 @@
 //! lcore, which drops (frees) the mbufs. So weir's figure is "rx + classify + enqueue +
 //! drain + free" against testpmd's "rx + free" (`rxonly`) or "rx + tx" (`io`), on the
 //! same vdev, the same packets and the same kind of lcore.
+//!
+//! [`Work::QueueOnly`] leaves classification out: every mbuf goes straight to a worker's
+//! known-good ring (round robin), so the run measures weir's packet path without its
+//! decisions (rx, enqueue, drain, free): what classification costs is the difference.
 
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -15,8 +19,8 @@ use anyhow::{bail, Context, Result};
 use weir_dp::classify::Vantage;
 use weir_dp::dpdk::{self, Mempool, Port, PortSetup};
 use weir_dp::pipeline::{self, Overflow};
-use weir_dp::port::dpdk::{DpdkQueue, Mbufs};
-use weir_dp::port::{Port as _, RxStatus};
+use weir_dp::port::dpdk::{DpdkQueue, InBurst, Mbufs};
+use weir_dp::port::{Port as _, Received as _, RxStatus};
 use weir_dp::rx::{RxCore, RxSetup};
 use weir_dp::state::DataplaneState;
 use weir_model::config::Config;
@@ -43,9 +47,25 @@ pub struct DpdkRun {
     pub established: u64,
 }
 
+/// What the rx core does with each mbuf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// weir's rx core: classify, then queue, answer or drop.
+    Classify,
+    /// No classification: queue every mbuf known-good to the workers in turn.
+    QueueOnly,
+}
+
 /// Run weir's rx core on `devargs` for `secs` seconds on a worker lcore, after `warm`.
 /// `eal`: EAL arguments (must give at least one worker lcore).
-pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32, warm: &Warmup) -> Result<DpdkRun> {
+pub fn run(
+    eal: &[String],
+    devargs: &str,
+    secs: f64,
+    mbufs: u32,
+    warm: &Warmup,
+    work: Work,
+) -> Result<DpdkRun> {
     dpdk::eal_init(eal).context("EAL initialisation")?;
     let lcore = *dpdk::worker_lcores()
         .first()
@@ -95,29 +115,20 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32, warm: &Warmup) 
     let mut queue = DpdkQueue::new(Arc::clone(&devices), 0, pool.clone());
     let (done_tx, done_rx) = mpsc::channel();
     dpdk::launch(lcore, move || {
-        let mut packets = 0u64;
-        let mut drained = 0u64;
-        // Time checks every 1024 bursts keep the clock off the per-packet path.
-        let start = Instant::now();
         let limit = Duration::from_secs_f64(secs);
-        let mut bursts = 0u32;
-        loop {
-            // The rx core's own port and per-frame path; the workers' drain round on the
-            // same lcore (as testpmd frees what it receives on its one lcore).
-            if let Ok(RxStatus::Frames(n)) = queue.rx_burst(|m| {
+        let (packets, drained, secs) = match work {
+            Work::Classify => poll(&mut queue, &mut workers, limit, |m| {
                 core.receive(m, now_ns);
-            }) {
-                packets += n as u64;
+            }),
+            Work::QueueOnly => {
+                let n = u16::try_from(core.rx.workers()).unwrap_or(u16::MAX).max(1);
+                let mut next = 0u16;
+                poll(&mut queue, &mut workers, limit, |m| {
+                    m.queue(&mut core.rx, next, Class::KnownGood);
+                    next = if next + 1 == n { 0 } else { next + 1 };
+                })
             }
-            for w in &mut workers {
-                drained += w.round() as u64;
-            }
-            bursts = bursts.wrapping_add(1);
-            if bursts.is_multiple_of(1024) && start.elapsed() >= limit {
-                break;
-            }
-        }
-        let secs = start.elapsed().as_secs_f64();
+        };
         core.rx.finish();
         for w in &mut workers {
             while w.round() > 0 {}
@@ -149,4 +160,32 @@ pub fn run(eal: &[String], devargs: &str, secs: f64, mbufs: u32, warm: &Warmup) 
         );
     }
     Ok(run)
+}
+
+/// Poll `queue` for `limit`, handing every frame to `per_frame`, with one drain round of
+/// every worker after each burst (on the same lcore, as testpmd frees what it receives
+/// on its one lcore): (packets received, packets drained, seconds).
+fn poll(
+    queue: &mut DpdkQueue,
+    workers: &mut [pipeline::WorkerQueues<Mbufs>],
+    limit: Duration,
+    mut per_frame: impl for<'a> FnMut(InBurst<'a>),
+) -> (u64, u64, f64) {
+    let (mut packets, mut drained) = (0u64, 0u64);
+    // Time checks every 1024 bursts keep the clock off the per-packet path.
+    let start = Instant::now();
+    let mut bursts = 0u32;
+    loop {
+        if let Ok(RxStatus::Frames(n)) = queue.rx_burst(&mut per_frame) {
+            packets += n as u64;
+        }
+        for w in workers.iter_mut() {
+            drained += w.round() as u64;
+        }
+        bursts = bursts.wrapping_add(1);
+        if bursts.is_multiple_of(1024) && start.elapsed() >= limit {
+            break;
+        }
+    }
+    (packets, drained, start.elapsed().as_secs_f64())
 }

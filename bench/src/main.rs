@@ -86,6 +86,10 @@ enum Cmd {
         /// Flow-table slots (default: the config's).
         #[arg(long)]
         flow_table: Option<u32>,
+        /// Leave classification out: queue every mbuf known-good to the workers in turn
+        /// (weir's packet path alone: rx, enqueue, drain, free).
+        #[arg(long)]
+        no_classify: bool,
     },
     /// The terminator on one thread: ns per request packet for 16…10,000 keep-alive
     /// connections with shards 1024 and 1, connections/s, memory per connection. The last
@@ -266,6 +270,7 @@ fn main() -> Result<()> {
             mbufs,
             warm,
             flow_table,
+            no_classify,
         } => dpdk(
             &vdev,
             seconds,
@@ -275,6 +280,7 @@ fn main() -> Result<()> {
                 flow_table,
                 capture: warm,
             },
+            no_classify,
         )?,
         Cmd::Terminator {
             packets,
@@ -392,12 +398,29 @@ fn terminator(plan: &weir_bench::terminator::Plan, json: bool) -> Result<()> {
 }
 
 #[cfg(feature = "dpdk")]
-fn dpdk(vdev: &str, seconds: f64, eal: &str, mbufs: u32, warm: &Warmup) -> Result<()> {
+fn dpdk(
+    vdev: &str,
+    seconds: f64,
+    eal: &str,
+    mbufs: u32,
+    warm: &Warmup,
+    no_classify: bool,
+) -> Result<()> {
+    use weir_bench::dpdk::Work;
     let mut eal: Vec<String> = eal.split_whitespace().map(str::to_string).collect();
     if !eal.iter().any(|a| a.starts_with("--file-prefix")) {
+        // A per-process prefix, and nothing left behind: before, every run on hugepages
+        // left its pages allocated (512 of them, 1 GiB), and every `--no-huge` run ~13 MB
+        // of files in /var/run/dpdk.
         eal.push(format!("--file-prefix=weir-bench-{}", std::process::id()));
+        eal.push(weir_dp::dpdk::private_eal_arg(&eal).into());
     }
-    let r = weir_bench::dpdk::run(&eal, vdev, seconds, mbufs, warm)?;
+    let work = if no_classify {
+        Work::QueueOnly
+    } else {
+        Work::Classify
+    };
+    let r = weir_bench::dpdk::run(&eal, vdev, seconds, mbufs, warm, work)?;
     out!(
         "weir-dpdk: {:.3} Mpps ({} packets in {:.3} s; drained {}, rejected {}, ring-full {}, known-good {}; {} flows established before)",
         r.packets as f64 / r.secs / 1e6,
@@ -413,7 +436,7 @@ fn dpdk(vdev: &str, seconds: f64, eal: &str, mbufs: u32, warm: &Warmup) -> Resul
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn dpdk(_: &str, _: f64, _: &str, _: u32, _: &Warmup) -> Result<()> {
+fn dpdk(_: &str, _: f64, _: &str, _: u32, _: &Warmup, _: bool) -> Result<()> {
     anyhow::bail!(
         "weir-bench was built without DPDK: cargo build --release -p weir-bench --features dpdk"
     )
